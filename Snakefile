@@ -1,0 +1,24 @@
+"""TCLSTA: labelled videos -> two-stream attention classifier -> results/<dataset>/report.html."""
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/preprocess.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    input:
+        expand("results/{dataset}/report.html", dataset=list(config["datasets"])),
+    default_target: True

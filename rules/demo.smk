@@ -1,0 +1,20 @@
+rule demo_dataset:
+    """Generate a synthetic demo dataset (format: demo) in the UCF101 layout under data/<dataset>/."""
+    output:
+        "data/{dataset}/splits/classInd.txt",
+        "data/{dataset}/splits/trainlist01.txt",
+        "data/{dataset}/splits/testlist01.txt",
+    params:
+        settings=lambda w: settings(w.dataset, demo=None),
+    log:
+        "logs/demo_dataset/{dataset}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/demo_dataset/{dataset}.tsv"
+    wildcard_constraints:
+        dataset="|".join(DEMO_DATASETS),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    shell:
+        "python -m tclsta demo --settings {params.settings:q} 2> {log}"

@@ -1,0 +1,69 @@
+rule fuse:
+    """Learn the fusion weights of the two streams on the validation videos (never the test split)."""
+    input:
+        manifest="results/{dataset}/manifest.csv",
+        rgb="results/{dataset}/scores/rgb.csv",
+        flow="results/{dataset}/scores/flow.csv",
+    output:
+        "results/{dataset}/fusion.json",
+    params:
+        settings=lambda w: settings(w.dataset, fusion=None),
+    log:
+        "logs/fuse/{dataset}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/fuse/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m tclsta fuse --settings {params.settings:q} --manifest {input.manifest}"
+        " --rgb {input.rgb} --flow {input.flow} {output} 2> {log}"
+
+
+rule evaluate:
+    """Top-1, top-5, mean class accuracy and confusion matrices on the test split."""
+    input:
+        manifest="results/{dataset}/manifest.csv",
+        rgb="results/{dataset}/scores/rgb.csv",
+        flow="results/{dataset}/scores/flow.csv",
+        fusion="results/{dataset}/fusion.json",
+        rejected=rejected_lists,
+    output:
+        "results/{dataset}/metrics.json",
+    params:
+        settings=lambda w: settings(w.dataset, demo=None, fusion=None),
+    log:
+        "logs/evaluate/{dataset}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/evaluate/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m tclsta evaluate --settings {params.settings:q} --manifest {input.manifest}"
+        " --rgb {input.rgb} --flow {input.flow} --fusion {input.fusion} --rejected {input.rejected} {output} 2> {log}"
+
+
+rule report:
+    """The self-contained HTML report."""
+    input:
+        metrics="results/{dataset}/metrics.json",
+        manifest="results/{dataset}/manifest.csv",
+        rgb_history="results/{dataset}/models/rgb_history.csv",
+        flow_history="results/{dataset}/models/flow_history.csv",
+    output:
+        "results/{dataset}/report.html",
+    params:
+        settings=lambda w: settings(w.dataset, demo=None, preprocess=None, flow=None, model=None, train=None, fusion=None),
+    log:
+        "logs/report/{dataset}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m tclsta report --settings {params.settings:q} --metrics {input.metrics} --manifest {input.manifest}"
+        " --rgb-history {input.rgb_history} --flow-history {input.flow_history}"
+        " --benchmarks-dir results/{wildcards.dataset}/benchmarks {output} 2> {log}"

@@ -1,0 +1,82 @@
+rule manifest:
+    """One row per video: id, path, class, label, split (train/val/test), shard."""
+    input:
+        split_files,
+    output:
+        "results/{dataset}/manifest.csv",
+    params:
+        settings=lambda w: settings(w.dataset, preprocess=["num_shards"], train=["val_fraction", "seed"]),
+    log:
+        "logs/manifest/{dataset}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/manifest/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m tclsta manifest --settings {params.settings:q} {output} 2> {log}"
+
+
+rule extract_frames:
+    """Decode and resize the videos of one shard with ffmpeg; frames kept as JPEG."""
+    input:
+        "results/{dataset}/manifest.csv",
+    output:
+        frames=temp("results/{dataset}/work/frames_{shard}.h5"),
+        rejected="results/{dataset}/rejected/shard_{shard}.csv",
+    params:
+        settings=lambda w: settings(w.dataset, preprocess=None),
+    log:
+        "logs/extract_frames/{dataset}_{shard}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/extract_frames/{dataset}_{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "python -m tclsta extract --settings {params.settings:q} --shard {wildcards.shard}"
+        " {input} {output.frames} {output.rejected} 2> {log}"
+
+
+rule flow:
+    """TV-L1 optical flow of one shard (OpenCV; CUDA when available), videos in parallel."""
+    input:
+        "results/{dataset}/work/frames_{shard}.h5",
+    output:
+        temp("results/{dataset}/work/flow_{shard}.h5"),
+    params:
+        settings=lambda w: settings(w.dataset, flow=None),
+    log:
+        "logs/flow/{dataset}_{shard}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/flow/{dataset}_{shard}.tsv"
+    threads: 8
+    resources:
+        mem_mb=8000,
+        runtime=720,
+        gpu=0,
+    shell:
+        "python -m tclsta flow --settings {params.settings:q} --workers {threads} {input} {output} 2> {log}"
+
+
+rule pack:
+    """Merge frames and flow of one shard into the final HDF5 shard."""
+    input:
+        frames="results/{dataset}/work/frames_{shard}.h5",
+        flow="results/{dataset}/work/flow_{shard}.h5",
+    output:
+        "results/{dataset}/shards/shard_{shard}.h5",
+    params:
+        settings=lambda w: settings(w.dataset, flow=["bound"]),
+    log:
+        "logs/pack/{dataset}_{shard}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/pack/{dataset}_{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "python -m tclsta pack --settings {params.settings:q} {input.frames} {input.flow} {output} 2> {log}"

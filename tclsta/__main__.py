@@ -1,0 +1,7 @@
+"""``python -m tclsta <stage> ...``"""
+
+import sys
+
+from tclsta.cli import main
+
+sys.exit(main())

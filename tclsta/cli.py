@@ -1,0 +1,214 @@
+"""Command line: one subcommand per pipeline stage (``python -m tclsta <stage> ...``).
+
+Snakemake rules, tests and users call the same code. Every stage takes its
+settings either from a config file (``--config config.yaml --dataset NAME``)
+or as the JSON the workflow passes (``--settings '{...}'``); stages that
+need none take neither.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from tclsta.atomic import atomic_path
+from tclsta.config import DatasetConfig, dataset_settings, load_config, parse_dataset, validate_config
+from tclsta.errors import BadConfigError, TclstaError
+
+log = logging.getLogger("tclsta")
+
+
+def resolve_settings(args: argparse.Namespace) -> tuple[DatasetConfig, dict]:
+    """The dataset's typed config and the plain dict it came from."""
+    if args.settings:
+        try:
+            settings = json.loads(args.settings)
+        except json.JSONDecodeError as exc:
+            raise BadConfigError("--settings", f"not valid JSON: {exc}") from exc
+    elif args.config and args.dataset:
+        settings = dataset_settings(load_config(args.config), args.dataset)
+    else:
+        raise BadConfigError("--config/--dataset", "give --config FILE --dataset NAME, or --settings JSON")
+    name = settings.get("name", "dataset")
+    body = {k: v for k, v in settings.items() if k != "name"}
+    validate_config({"datasets": {name: body}}, "--settings" if args.settings else str(args.config))
+    return parse_dataset(settings), settings
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from tclsta.demo import make_demo_dataset
+
+    dataset, _ = resolve_settings(args)
+    root, splits = Path(dataset.root), Path(dataset.splits_dir)
+    if splits.parent != root.parent or root.name != "videos" or splits.name != "splits":
+        raise BadConfigError(f"datasets.{dataset.name}", "a demo dataset needs root: <dir>/videos and splits_dir: <dir>/splits")
+    demo = dataset.demo
+    make_demo_dataset(root.parent, classes_per_kind=demo.classes_per_kind, groups=demo.groups,
+                      clips_per_group=demo.clips_per_group, num_frames=demo.num_frames,
+                      width=demo.width, height=demo.height, seed=demo.seed)
+
+
+def cmd_manifest(args: argparse.Namespace) -> None:
+    from tclsta.data.manifest import build_ucf_manifest
+
+    dataset, _ = resolve_settings(args)
+    manifest = build_ucf_manifest(Path(dataset.root), Path(dataset.splits_dir), dataset.split,
+                                  dataset.train.val_fraction, dataset.preprocess.num_shards, dataset.train.seed)
+    with atomic_path(args.output) as tmp:
+        manifest.to_csv(tmp, index=False)
+    log.info("%s: %s", args.output, manifest["split"].value_counts().to_dict())
+
+
+def cmd_extract(args: argparse.Namespace) -> None:
+    from tclsta.data.manifest import read_manifest
+    from tclsta.preprocess import extract_shard
+
+    dataset, _ = resolve_settings(args)
+    extract_shard(read_manifest(args.manifest), args.shard, dataset.preprocess, args.output, args.rejected)
+
+
+def cmd_flow(args: argparse.Namespace) -> None:
+    from tclsta.preprocess import flow_shard
+
+    dataset, _ = resolve_settings(args)
+    flow_shard(args.frames, dataset.flow, args.output, args.workers)
+
+
+def cmd_pack(args: argparse.Namespace) -> None:
+    from tclsta.preprocess import pack_shard
+
+    dataset, _ = resolve_settings(args)
+    pack_shard(args.frames, args.flow, args.output, dataset.flow.bound)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    import torch
+
+    from tclsta.data.manifest import read_manifest
+    from tclsta.train import train_stream
+
+    dataset, _ = resolve_settings(args)
+    torch.set_num_threads(args.threads)
+    train_stream(args.shards, read_manifest(args.manifest), args.stream, dataset.model, dataset.train,
+                 args.checkpoint, args.history)
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    import torch
+
+    from tclsta.data.manifest import read_manifest
+    from tclsta.evaluate import score_stream
+
+    dataset, _ = resolve_settings(args)
+    torch.set_num_threads(args.threads)
+    score_stream(args.checkpoint, args.shards, read_manifest(args.manifest), dataset.train, args.output)
+
+
+def cmd_fuse(args: argparse.Namespace) -> None:
+    from tclsta.data.manifest import class_names, read_manifest
+    from tclsta.evaluate import fuse_streams
+
+    dataset, _ = resolve_settings(args)
+    fuse_streams(args.rgb, args.flow, dataset.fusion, class_names(read_manifest(args.manifest)), args.output)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from tclsta.data.manifest import read_manifest
+    from tclsta.evaluate import evaluate
+
+    dataset, _ = resolve_settings(args)
+    extra: dict = {}
+    if dataset.format == "demo":
+        from tclsta.demo import expected_ceilings
+
+        extra["expected_ceilings"] = expected_ceilings(dataset.demo.classes_per_kind)
+    rejected = pd.concat([pd.read_csv(p, dtype=str) for p in args.rejected]) if args.rejected else pd.DataFrame()
+    extra["rejected"] = rejected.to_dict("records")
+    evaluate(read_manifest(args.manifest), args.rgb, args.flow, args.fusion, dataset.fusion, args.output, dataset.name, extra)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from tclsta.report import write_report
+
+    _, settings = resolve_settings(args)
+    write_report(args.output, metrics_path=args.metrics, manifest_path=args.manifest,
+                 history_paths={"rgb": args.rgb_history, "flow": args.flow_history}, config=settings,
+                 benchmark_paths=sorted(args.benchmarks_dir.glob("*/*.tsv")) if args.benchmarks_dir else [])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tclsta", description=__doc__.splitlines()[0])
+    stages = parser.add_subparsers(dest="stage", required=True)
+
+    def stage(name: str, func, help: str) -> argparse.ArgumentParser:
+        sub = stages.add_parser(name, help=help)
+        sub.add_argument("--config", type=Path, help="config YAML (with --dataset)")
+        sub.add_argument("--dataset", help="dataset name in the config")
+        sub.add_argument("--settings", help="the dataset's resolved settings as JSON (what the workflow passes)")
+        sub.set_defaults(func=func)
+        return sub
+
+    stage("demo", cmd_demo, "generate the synthetic demo dataset")
+    sub = stage("manifest", cmd_manifest, "build the video manifest from the split files")
+    sub.add_argument("output", type=Path)
+    sub = stage("extract", cmd_extract, "decode and resize the videos of one shard")
+    sub.add_argument("--shard", type=int, required=True)
+    sub.add_argument("manifest", type=Path)
+    sub.add_argument("output", type=Path)
+    sub.add_argument("rejected", type=Path, help="CSV listing videos left out (on_bad_video: skip)")
+    sub = stage("flow", cmd_flow, "TV-L1 optical flow of a frames shard")
+    sub.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    sub.add_argument("frames", type=Path)
+    sub.add_argument("output", type=Path)
+    sub = stage("pack", cmd_pack, "merge frames and flow into the final shard")
+    sub.add_argument("frames", type=Path)
+    sub.add_argument("flow", type=Path)
+    sub.add_argument("output", type=Path)
+    for name, func, help in (("train", cmd_train, "train one stream"), ("score", cmd_score, "score val/test videos with a trained stream")):
+        sub = stage(name, func, help)
+        sub.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+        sub.add_argument("--manifest", type=Path, required=True)
+        sub.add_argument("--shards", type=Path, nargs="+", required=True)
+        if name == "train":
+            sub.add_argument("--stream", choices=["rgb", "flow"], required=True)
+            sub.add_argument("--history", type=Path, required=True)
+        else:
+            sub.add_argument("--output", type=Path, required=True)
+        sub.add_argument("--checkpoint", type=Path, required=True)
+    sub = stage("fuse", cmd_fuse, "learn the fusion weights on validation scores")
+    sub.add_argument("--manifest", type=Path, required=True)
+    sub.add_argument("--rgb", type=Path, required=True)
+    sub.add_argument("--flow", type=Path, required=True)
+    sub.add_argument("output", type=Path)
+    sub = stage("evaluate", cmd_evaluate, "test-split metrics of each stream and the fusions")
+    sub.add_argument("--manifest", type=Path, required=True)
+    sub.add_argument("--rgb", type=Path, required=True)
+    sub.add_argument("--flow", type=Path, required=True)
+    sub.add_argument("--fusion", type=Path, required=True)
+    sub.add_argument("--rejected", type=Path, nargs="*", default=[])
+    sub.add_argument("output", type=Path)
+    sub = stage("report", cmd_report, "write the self-contained HTML report")
+    sub.add_argument("--metrics", type=Path, required=True)
+    sub.add_argument("--manifest", type=Path, required=True)
+    sub.add_argument("--rgb-history", type=Path, required=True)
+    sub.add_argument("--flow-history", type=Path, required=True)
+    sub.add_argument("--benchmarks-dir", type=Path, help="Snakemake benchmark files, <dir>/<rule>/<job>.tsv")
+    sub.add_argument("output", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        args.func(args)
+    except TclstaError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0

@@ -1,0 +1,193 @@
+"""Configuration: JSON-schema validation and typed sections.
+
+``config.yaml`` holds default sections (``preprocess``, ``flow``, ``model``,
+``train``, ``fusion``) and a ``datasets`` map whose entries may override any of
+them. :func:`load_config` validates the file against
+``workflow/schemas/config.schema.yaml``; :func:`dataset_settings` resolves one
+dataset into plain dicts, and the dataclasses below give them types and the
+defaults (taken from the paper where it states them).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jsonschema
+import yaml
+
+from tclsta.errors import BadConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+SECTIONS = ("preprocess", "flow", "model", "train", "fusion")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    short_side: int | None = 256
+    jpeg_quality: int = 90
+    num_shards: int = 16
+    min_frames: int = 8
+    on_bad_video: str = "fail"
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """TV-L1 parameters, named as in OpenCV's DualTVL1OpticalFlow (its defaults)."""
+
+    backend: str = "auto"
+    bound: float = 20.0
+    tau: float = 0.25
+    lambda_: float = 0.15
+    theta: float = 0.3
+    nscales: int = 5
+    warps: int = 5
+    epsilon: float = 0.01
+    inner_iterations: int = 30
+    outer_iterations: int = 10
+    scale_step: float = 0.8
+    median_filtering: int = 5
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "resnet50"
+    pretrained: str | None = None
+    flow_stack: int = 5
+    spatial_attention: bool = True
+    temporal_attention: bool = True
+    spatial_hidden: int = 1024
+    temporal_hidden: int = 512
+    class_source: str = "predicted"
+    dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 8
+    optimizer: str = "sgd"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    train_frames: int = 10
+    test_frames: int = 25
+    crop_size: tuple[int, int] = (224, 224)
+    flip: bool = True
+    val_fraction: float = 0.2
+    num_workers: int = 2
+    device: str = "auto"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    steps: int = 300
+    lr: float = 0.05
+    per_class_penalty: float = 0.1
+    late_fusion_weights: tuple[float, float] = (1.0, 1.5)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    classes_per_kind: int = 4
+    groups: int = 4
+    clips_per_group: int = 4
+    num_frames: int = 32
+    width: int = 128
+    height: int = 96
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str
+    format: str
+    root: str
+    splits_dir: str
+    split: int = 1
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+
+
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def validate_config(config: dict, source: str = "config") -> None:
+    """Raise BadConfigError naming the offending key when ``config`` breaks the schema."""
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        error = errors[0]
+        key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+        raise BadConfigError(key, f"{error.message} (in {source})")
+
+
+def load_config(path: str | Path) -> dict:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise BadConfigError("<file>", f"cannot read {path}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise BadConfigError("<top level>", f"{path} must hold a mapping")
+    validate_config(config, str(path))
+    return config
+
+
+def dataset_settings(config: dict, name: str) -> dict[str, Any]:
+    """One dataset's settings: the defaults, then the dataset's own overrides."""
+    if name not in config.get("datasets", {}):
+        known = ", ".join(sorted(config.get("datasets", {})))
+        raise BadConfigError(f"datasets.{name}", f"no such dataset (known: {known})")
+    entry = copy.deepcopy(config["datasets"][name])
+    settings: dict[str, Any] = {"name": name, **{k: v for k, v in entry.items() if k not in SECTIONS}}
+    for section in SECTIONS:
+        settings[section] = {**config.get(section, {}), **entry.get(section, {})}
+    return settings
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], values: dict, key: str) -> T:
+    """Dataclass from a dict; YAML's ``lambda`` maps to ``lambda_``, lists to tuples."""
+    names = {f.name for f in fields(cls)}
+    kwargs = {}
+    for k, v in values.items():
+        attr = "lambda_" if k == "lambda" else k
+        if attr not in names:
+            raise BadConfigError(f"{key}.{k}", "unknown key")
+        kwargs[attr] = tuple(v) if isinstance(v, list) else v
+    return cls(**kwargs)
+
+
+def parse_dataset(settings: dict[str, Any]) -> DatasetConfig:
+    """Typed view of :func:`dataset_settings`' output."""
+    sections = {
+        "demo": DemoConfig,
+        "preprocess": PreprocessConfig,
+        "flow": FlowConfig,
+        "model": ModelConfig,
+        "train": TrainConfig,
+        "fusion": FusionConfig,
+    }
+    kwargs = {k: v for k, v in settings.items() if k not in sections}
+    for section, cls in sections.items():
+        kwargs[section] = _build(cls, settings.get(section, {}), section)
+    try:
+        return DatasetConfig(**kwargs)
+    except TypeError as exc:
+        raise BadConfigError(f"datasets.{settings.get('name')}", str(exc)) from exc
+
+
+def section_dict(section: Any) -> dict:
+    """A config dataclass back as a YAML-style dict (``lambda_`` -> ``lambda``)."""
+    return {("lambda" if k == "lambda_" else k): v for k, v in asdict(section).items()}

@@ -1,0 +1,1 @@
+"""Datasets: split files, the video manifest, HDF5 shards and the torch Dataset."""

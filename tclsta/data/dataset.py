@@ -1,0 +1,130 @@
+"""A torch Dataset of clips read from HDF5 shards.
+
+Each item is ``(clip, label)`` with ``clip`` shaped (T, C, H, W) float32:
+T frames spread over the video in equal segments (TSN-style: a random frame
+per segment in training, the segment's centre at test time), C = 3 for the
+static (RGB) stream and C = 2L for the motion stream (L consecutive flow x/y
+pairs stacked). Shards are opened lazily, once per worker process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from tclsta.data.shards import ShardReader
+from tclsta.video import decode_jpeg
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+MODALITIES = ("rgb", "flow")
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """How clips are cut from a video."""
+
+    modality: str  # "rgb" or "flow"
+    num_frames: int  # T
+    crop_size: tuple[int, int]  # (height, width)
+    flow_stack: int = 5  # L, motion stream only
+    train: bool = False
+    flip: bool = False
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.modality == "rgb" else 2 * self.flow_stack
+
+
+def segment_indices(num_positions: int, num_segments: int, generator: torch.Generator | None) -> list[int]:
+    """One index per equal segment of ``range(num_positions)``: random within it, or its centre."""
+    edges = np.linspace(0, num_positions, num_segments + 1)
+    if generator is None:
+        picks = (edges[:-1] + edges[1:]) / 2
+    else:
+        offsets = torch.rand(num_segments, generator=generator).numpy()
+        picks = edges[:-1] + offsets * (edges[1:] - edges[:-1])
+    return np.clip(np.floor(picks).astype(int), 0, num_positions - 1).tolist()
+
+
+def crop_box(height: int, width: int, crop: tuple[int, int], generator: torch.Generator | None) -> tuple[int, int]:
+    """Top-left corner of a random (training) or centred crop."""
+    ch, cw = min(crop[0], height), min(crop[1], width)
+    if generator is None:
+        return (height - ch) // 2, (width - cw) // 2
+    top = int(torch.randint(0, height - ch + 1, (1,), generator=generator))
+    left = int(torch.randint(0, width - cw + 1, (1,), generator=generator))
+    return top, left
+
+
+class ShardClipDataset(Dataset):
+    """Clips of the videos ``video_ids`` found in ``shard_paths``."""
+
+    def __init__(self, shard_paths: Sequence[Path], video_ids: Sequence[str], labels: Sequence[int], spec: ClipSpec, seed: int = 0):
+        if spec.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {spec.modality!r}")
+        self.spec = spec
+        self.seed = seed
+        self.epoch = 0
+        wanted = dict(zip(video_ids, labels))
+        self.items: list[tuple[Path, str, int, int]] = []  # (shard, video_id, label, num_frames)
+        for path in shard_paths:
+            with ShardReader(path) as reader:
+                for video_id in reader.video_ids:
+                    if video_id in wanted:
+                        self.items.append((Path(path), video_id, wanted[video_id], reader.record(video_id).num_frames))
+        self._readers: dict[Path, ShardReader] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _reader(self, path: Path) -> ShardReader:
+        if self._pid != os.getpid():  # a fresh worker process: never share HDF5 handles across fork
+            self._readers, self._pid = {}, os.getpid()
+        if path not in self._readers:
+            self._readers[path] = ShardReader(path)
+        return self._readers[path]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Training samples differ per epoch but are reproducible from (seed, epoch, index)."""
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, video_id, label, num_frames = self.items[index]
+        spec = self.spec
+        generator = None
+        if spec.train:
+            generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
+        reader = self._reader(path)
+        if spec.modality == "rgb":
+            picks = segment_indices(num_frames, spec.num_frames, generator)
+            images = np.stack([decode_jpeg(j) for j in reader.frames(video_id, picks)])  # (T, H, W, 3)
+            clip = ((images.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)
+        else:
+            stack = spec.flow_stack
+            starts = segment_indices(max(1, num_frames - stack), spec.num_frames, generator)
+            windows = [_window(s, stack, num_frames - 1) for s in starts]
+            needed = sorted(set(np.concatenate(windows).tolist()))
+            pairs = reader.flow_pairs(video_id, needed)  # (len(needed), 2, H, W) uint8, only the pairs used
+            position = {p: i for i, p in enumerate(needed)}
+            stacked = [pairs[[position[p] for p in w]].reshape(-1, *pairs.shape[2:]) for w in windows]
+            clip = np.stack(stacked).astype(np.float32) * (2.0 / 255.0) - 1.0  # (T, 2L, H, W)
+        top, left = crop_box(clip.shape[2], clip.shape[3], spec.crop_size, generator)
+        clip = clip[:, :, top : top + spec.crop_size[0], left : left + spec.crop_size[1]]
+        if generator is not None and spec.flip and float(torch.rand(1, generator=generator)) < 0.5:
+            clip = clip[..., ::-1]
+            if spec.modality == "flow":
+                clip[:, 0::2] = -clip[:, 0::2]  # mirrored x-flow changes sign
+        return torch.from_numpy(np.ascontiguousarray(clip)), label
+
+
+def _window(start: int, length: int, num_pairs: int) -> np.ndarray:
+    """Indices of ``length`` consecutive flow pairs from ``start``; short videos repeat their last pair."""
+    return np.minimum(np.arange(start, start + length), num_pairs - 1)

@@ -1,0 +1,122 @@
+"""Scoring the streams on held-out videos, fusing them, and the accuracy metrics.
+
+Scores CSV (one per stream): ``video_id, split, label`` then one column per
+class (``score_0 ... score_{K-1}``) holding the video-level logits, for the
+validation and test videos.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from tclsta.atomic import atomic_path, write_text_atomic
+from tclsta.config import FusionConfig, TrainConfig
+from tclsta.data.manifest import class_names
+from tclsta.fusion import FusionWeights, late_fusion, learn_fusion
+from tclsta.train import clip_spec, load_checkpoint, pick_device, split_dataset
+
+STREAMS = ("rgb", "flow")
+
+
+def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFrame, train_config: TrainConfig, out_path: Path) -> None:
+    """Video-level logits of a trained stream on the val and test videos (test protocol: centre crop,
+    ``test_frames`` frames spread uniformly)."""
+    device = pick_device(train_config.device)
+    model, model_config, state = load_checkpoint(checkpoint, device)
+    dataset = split_dataset(manifest, ["val", "test"], shards, clip_spec(state["modality"], model_config, train_config, False), 0)
+    loader = DataLoader(dataset, batch_size=train_config.batch_size, num_workers=train_config.num_workers)
+    logits = []
+    with torch.no_grad():
+        for clips, _ in loader:
+            logits.append(model(clips.to(device)).logits.float().cpu())
+    scores = torch.cat(logits).numpy() if logits else np.zeros((0, len(state["classes"])))
+    split_of = manifest.set_index("video_id")["split"]
+    table = pd.DataFrame(scores, columns=[f"score_{k}" for k in range(scores.shape[1])])
+    table.insert(0, "video_id", [item[1] for item in dataset.items])
+    table.insert(1, "split", [split_of[item[1]] for item in dataset.items])
+    table.insert(2, "label", [item[2] for item in dataset.items])
+    with atomic_path(out_path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def read_scores(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"video_id": str, "split": str})
+
+
+def paired_scores(rgb: pd.DataFrame, flow: pd.DataFrame, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """RGB and flow logits of the videos of ``split`` that both streams scored, aligned by video id."""
+    merged = rgb[rgb["split"] == split].merge(flow[flow["split"] == split], on=["video_id", "split", "label"], suffixes=("_rgb", "_flow"))
+    k = len(rgb.filter(like="score_").columns)
+    rgb_logits = torch.tensor(merged[[f"score_{i}_rgb" for i in range(k)]].to_numpy(), dtype=torch.float32)
+    flow_logits = torch.tensor(merged[[f"score_{i}_flow" for i in range(k)]].to_numpy(), dtype=torch.float32)
+    return rgb_logits, flow_logits, torch.tensor(merged["label"].to_numpy()), merged["video_id"].tolist()
+
+
+def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
+    """Top-1, top-5, mean class accuracy, per-class accuracy and the confusion matrix (rows: true)."""
+    predicted = scores.argmax(1)
+    top5 = scores.topk(min(5, num_classes), 1).indices
+    confusion = np.zeros((num_classes, num_classes), dtype=int)
+    np.add.at(confusion, (labels.numpy(), predicted.numpy()), 1)
+    totals = confusion.sum(1)
+    per_class = np.where(totals > 0, np.diag(confusion) / np.maximum(totals, 1), np.nan)
+    return {
+        "top1": float((predicted == labels).float().mean()),
+        "top5": float((top5 == labels[:, None]).any(1).float().mean()),
+        "mean_class_accuracy": float(np.nanmean(per_class)),
+        "per_class_accuracy": [None if np.isnan(a) else float(a) for a in per_class],
+        "confusion": confusion.tolist(),
+    }
+
+
+def fuse_streams(rgb_scores: Path, flow_scores: Path, config: FusionConfig, classes: list[str], out_path: Path) -> None:
+    """Learn the fusion weights on the validation videos and write them as JSON."""
+    rgb_logits, flow_logits, labels, _ = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "val")
+    if not len(labels):
+        raise RuntimeError(f"no validation videos scored by both streams in {rgb_scores} and {flow_scores}")
+    weights = learn_fusion(rgb_logits, flow_logits, labels, config)
+    payload = weights.as_dict(classes) | {
+        "raw_per_class": weights.per_class.tolist(),
+        "raw_global": weights.global_weights.tolist(),
+    }
+    write_text_atomic(out_path, json.dumps(payload, indent=2))
+
+
+def evaluate(
+    manifest: pd.DataFrame, rgb_scores: Path, flow_scores: Path, fusion_path: Path, config: FusionConfig,
+    out_path: Path, dataset: str, extra: dict | None = None,
+) -> None:
+    """Test-split metrics of each stream, the learned fusion and fixed late fusion, as metrics.json."""
+    classes = class_names(manifest)
+    rgb_logits, flow_logits, labels, _ = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "test")
+    fusion = json.loads(Path(fusion_path).read_text())
+    weights = FusionWeights(torch.tensor(fusion["raw_per_class"]), torch.tensor(fusion["raw_global"]))
+    candidates = {
+        "rgb": rgb_logits,
+        "flow": flow_logits,
+        "fused": weights.fuse(rgb_logits, flow_logits),
+        "late_fusion": late_fusion(rgb_logits, flow_logits, tuple(config.late_fusion_weights)),
+    }
+    results, confusion = {}, {}
+    for name, scores in candidates.items():
+        metrics = classification_metrics(scores, labels, len(classes))
+        confusion[name] = metrics.pop("confusion")
+        results[name] = metrics
+    payload = {
+        "dataset": dataset,
+        "classes": classes,
+        "num_videos": manifest["split"].value_counts().reindex(["train", "val", "test"], fill_value=0).astype(int).to_dict(),
+        "num_test_videos_scored": len(labels),
+        "results": results,
+        "confusion": confusion,
+        "fusion_weights": {"global": fusion["global"], "per_class": fusion["per_class"]},
+        **(extra or {}),
+    }
+    write_text_atomic(out_path, json.dumps(payload, indent=2))

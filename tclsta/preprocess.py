@@ -1,0 +1,122 @@
+"""Preprocessing stages, one shard of videos per call: extract frames, compute flow, pack.
+
+Each stage reads and writes whole shards (see :mod:`tclsta.data.shards`), so a
+dataset of thousands of videos is a few dozen jobs, not one job per video.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from tclsta.atomic import atomic_path
+from tclsta.config import FlowConfig, PreprocessConfig
+from tclsta.data.shards import ShardReader, ShardWriter, VideoRecord
+from tclsta.errors import BadVideoError
+from tclsta.flow import create_tvl1, resolve_backend, video_flow
+from tclsta.video import decode_frames, decode_jpeg, encode_jpeg
+
+log = logging.getLogger(__name__)
+REJECTED_COLUMNS = ["video_id", "path", "reason"]
+
+
+def _progress(items, desc: str):
+    """tqdm bar for interactive runs; plain log lines (no bar) in job logs."""
+    return tqdm(items, desc=desc, disable=None, mininterval=5)
+
+
+def extract_shard(manifest: pd.DataFrame, shard: int, config: PreprocessConfig, out_path: Path, rejected_path: Path) -> None:
+    """Decode the videos of ``shard``, resize them and store their frames as JPEG.
+
+    Bad videos are collected, not fatal one by one: with ``on_bad_video: fail``
+    the stage raises one error naming every bad video of the shard and writes
+    nothing; with ``skip`` it leaves them out and lists them in ``rejected_path``.
+    """
+    videos = manifest[manifest["shard"] == shard].sort_values("video_id")
+    rejected: list[tuple[str, str, str]] = []
+    with ShardWriter(out_path) as writer:
+        for row in _progress(videos.itertuples(index=False), f"frames shard {shard}"):
+            try:
+                frames = decode_frames(Path(row.path), config.short_side)
+                if len(frames) < config.min_frames:
+                    raise BadVideoError(row.path, f"{len(frames)} frames, fewer than preprocess.min_frames={config.min_frames}")
+            except BadVideoError as exc:
+                log.warning("%s", exc)
+                rejected.append((row.video_id, row.path, exc.reason))
+                continue
+            record = VideoRecord(
+                video_id=row.video_id,
+                class_name=row.class_name,
+                label=int(row.label),
+                source_path=row.path,
+                height=frames.shape[1],
+                width=frames.shape[2],
+                num_frames=len(frames),
+            )
+            writer.add(record, frames=[encode_jpeg(f, config.jpeg_quality) for f in frames])
+            log.info("extracted %s: %d frames %dx%d", row.video_id, len(frames), record.width, record.height)
+        if rejected and config.on_bad_video == "fail":
+            listing = "\n".join(f"  {path}: {reason}" for _, path, reason in rejected)
+            raise BadVideoError(
+                rejected[0][1],
+                f"{len(rejected)} bad video(s) in shard {shard} (set preprocess.on_bad_video: skip to leave them out):\n{listing}",
+            )
+    with atomic_path(rejected_path) as tmp:
+        pd.DataFrame(rejected, columns=REJECTED_COLUMNS).to_csv(tmp, index=False)
+
+
+_worker_tvl1 = None
+
+
+def _init_flow_worker(config: FlowConfig) -> None:
+    global _worker_tvl1
+    cv2.setNumThreads(1)  # one OpenCV thread per process: processes scale better than threads for TV-L1
+    _worker_tvl1 = create_tvl1(config)
+
+
+def _flow_of_jpegs(args: tuple[list[bytes], float]) -> np.ndarray:
+    jpegs, bound = args
+    grey = np.stack([cv2.cvtColor(decode_jpeg(j), cv2.COLOR_RGB2GRAY) for j in jpegs])
+    return video_flow(grey, _worker_tvl1, bound)
+
+
+def flow_shard(frames_path: Path, config: FlowConfig, out_path: Path, workers: int = 1) -> None:
+    """TV-L1 flow of every video in a frames shard; videos run in parallel across ``workers`` processes.
+
+    The CUDA backend runs in this process only (one GPU context).
+    """
+    backend = resolve_backend(config.backend)
+    workers = 1 if backend == "opencv-cuda" else max(1, workers)
+    log.info("flow backend %s, %d worker(s)", backend, workers)
+    with ShardReader(frames_path) as reader, ShardWriter(out_path, flow_bound=config.bound) as writer:
+        ids = reader.video_ids
+        tasks = ((reader.frames(v), config.bound) for v in ids)
+        if workers == 1:
+            _init_flow_worker(config)
+            results = map(_flow_of_jpegs, tasks)
+            pool = None
+        else:
+            pool = multiprocessing.get_context("fork").Pool(workers, _init_flow_worker, (config,))
+            results = pool.imap(_flow_of_jpegs, tasks)
+        try:
+            for video_id, flow in _progress(zip(ids, results), f"flow {frames_path.name}"):
+                writer.add(reader.record(video_id), flow=flow)
+                log.info("flow %s: %d pairs", video_id, len(flow))
+        finally:
+            if pool is not None:
+                pool.terminate()
+
+
+def pack_shard(frames_path: Path, flow_path: Path, out_path: Path, bound: float) -> None:
+    """Merge a frames shard and its flow shard into the final shard."""
+    with ShardReader(frames_path) as frames, ShardReader(flow_path) as flows, ShardWriter(out_path, bound) as writer:
+        if frames.video_ids != flows.video_ids:
+            raise ValueError(f"{frames_path} and {flow_path} hold different videos; delete both and re-run")
+        for video_id in frames.video_ids:
+            writer.add(frames.record(video_id), frames=frames.frames(video_id), flow=flows.flow(video_id))

@@ -1,0 +1,446 @@
+"""Self-contained HTML report of one dataset's results: the file a researcher opens first.
+
+Everything is inlined (CSS, plots as base64 PNG) so the report opens offline and can be
+mailed or archived as a single file. Inputs are the pipeline's own outputs: ``metrics.json``,
+``manifest.csv``, per-stream ``history.csv``, the dataset config and Snakemake benchmark TSVs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from tclsta.atomic import write_text_atomic
+
+
+@dataclass(frozen=True)
+class PublishedResult:
+    """Top-1 accuracy (%) reported in a paper: mean of 3 splits, ImageNet pre-training only."""
+
+    method: str
+    ucf101: float
+    hmdb51: float
+
+
+PUBLISHED_RESULTS: tuple[PublishedResult, ...] = (
+    PublishedResult("Two-stream (Simonyan & Zisserman 2014)", 88.0, 59.4),
+    PublishedResult("Two-stream fusion (Feichtenhofer et al. 2016)", 92.5, 65.4),
+    PublishedResult("ST-ResNet (Feichtenhofer et al. 2016)", 93.4, 66.4),
+    PublishedResult("TSN (Wang et al. 2016)", 94.2, 69.4),
+)
+PUBLISHED_DATASET_PREFIXES = ("ucf101", "hmdb51")
+
+# Rows of the accuracy table: key in metrics["results"] and the label shown.
+RESULT_LABELS: dict[str, str] = {
+    "rgb": "static (RGB)",
+    "flow": "motion (flow)",
+    "fused": "fused (learned weights)",
+    "late_fusion": "late fusion 1:1.5",
+}
+STREAMS = ("rgb", "flow", "fused")
+STREAM_COLORS = {"rgb": "tab:orange", "flow": "tab:blue", "fused": "tab:green"}
+SPLITS = ("train", "val", "test")
+
+# Above this many classes the confusion matrix is sorted by accuracy and drawn without cell numbers.
+MANY_CLASSES = 30
+DISAGREEMENTS_SHOWN = 10
+PLOT_DPI = 100
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
+       max-width: 1100px; margin: 0 auto; padding: 1.5em; line-height: 1.45; }
+h1 { margin-bottom: 0.2em; }
+h2 { border-bottom: 2px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+nav { font-size: 0.9em; margin-bottom: 1em; }
+nav a { margin-right: 1em; color: #0b5cad; text-decoration: none; }
+table { border-collapse: collapse; margin: 0.6em 0 1em; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.7em; text-align: left; }
+th { background: #f3f3f3; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr:nth-child(even) td { background: #fafafa; }
+tr.highlight td { background: #fff3cd; }
+.note { color: #555; font-size: 0.9em; }
+.published { border: 1px dashed #aaa; padding: 0.4em 1em; background: #fcfcfc; }
+img { max-width: 100%; height: auto; display: block; margin: 0.5em 0; }
+"""
+
+
+def write_report(
+    out_path: Path,
+    *,
+    metrics_path: Path,
+    manifest_path: Path,
+    history_paths: dict[str, Path],
+    config: dict,
+    benchmark_paths: Sequence[Path] = (),
+) -> None:
+    """Write the HTML report of one dataset to ``out_path`` atomically."""
+    metrics = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
+    manifest = pd.read_csv(manifest_path)
+    histories = {stream: pd.read_csv(path) for stream, path in history_paths.items()}
+    dataset = metrics["dataset"]
+
+    sections = [
+        ("summary", "Summary", _summary_body(metrics, manifest, config)),
+        ("accuracy", "Accuracy (test split)", _accuracy_body(metrics)),
+        ("fusion", "Fusion weights", _fusion_body(metrics)),
+        ("confusion", "Confusion matrices (test split)", _confusion_body(metrics)),
+        ("per-class", "Per-class accuracy (test split)", _per_class_body(metrics)),
+        ("training", "Training curves", _training_body(histories)),
+    ]
+    if metrics.get("rejected"):
+        sections.append(("rejected", "Rejected videos", _rejected_body(metrics["rejected"])))
+    if benchmark_paths:
+        sections.append(("runtime", "Run time per rule", _runtime_body(benchmark_paths)))
+
+    title = f"TCLSTA report: {dataset}"
+    nav = " ".join(f'<a href="#{section_id}">{_esc(heading)}</a>' for section_id, heading, _ in sections)
+    body = "\n".join(
+        f'<section id="{section_id}">\n<h2>{_esc(heading)}</h2>\n{content}\n</section>'
+        for section_id, heading, content in sections
+    )
+    document = (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{_esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{_esc(title)}</h1>\n<nav>{nav}</nav>\n{body}\n</body>\n</html>\n"
+    )
+    write_text_atomic(out_path, document)
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _summary_body(metrics: dict, manifest: pd.DataFrame, config: Mapping) -> str:
+    """Dataset, classes, videos per split, code version, generation time and settings."""
+    generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    facts = [
+        ("dataset", metrics["dataset"]),
+        ("classes", str(len(metrics["classes"]))),
+        ("code version", _code_version()),
+        ("generated", generated),
+    ]
+    evaluated = metrics.get("num_videos", {})
+    split_rows = []
+    for split in SPLITS:
+        videos = manifest[manifest["split"] == split]
+        split_rows.append(
+            [split, str(len(videos)), str(videos["class_name"].nunique()), str(evaluated.get(split, "–"))]
+        )
+    split_rows.append(["all", str(len(manifest)), str(manifest["class_name"].nunique()), "–"])
+    settings = _flatten(config)
+    return (
+        _table(["", ""], facts, show_header=False)
+        + "<h3>Videos per split</h3>"
+        + _table(["split", "videos in manifest", "classes", "videos used (metrics)"], split_rows, numeric_from=1)
+        + "<h3>Settings</h3>"
+        + (_table(["key", "value"], settings.items()) if settings else '<p class="note">No config given.</p>')
+    )
+
+
+def _accuracy_body(metrics: dict) -> str:
+    """Top-1 / top-5 / mean class accuracy per model, the demo ceilings and published numbers."""
+    results = metrics["results"]
+    ceilings = metrics.get("expected_ceilings")
+    header = ["model", "top-1 (%)", "top-5 (%)", "mean class accuracy (%)"]
+    if ceilings:
+        header.append("expected ceiling (%)")
+    rows = []
+    for key, label in RESULT_LABELS.items():
+        result = results[key]
+        row = [label, _pct(result["top1"]), _pct(result["top5"]), _pct(result["mean_class_accuracy"])]
+        if ceilings:
+            row.append(_pct(ceilings[key]) if key in ceilings else "–")
+        rows.append(row)
+    parts = [_table(header, rows, numeric_from=1)]
+    if ceilings:
+        parts.append(
+            '<p class="note">The synthetic demo is built so that each stream alone cannot exceed its expected '
+            "ceiling; only combining the streams can reach the fused ceiling.</p>"
+        )
+    if metrics["dataset"].lower().startswith(PUBLISHED_DATASET_PREFIXES):
+        parts.append(_published_block())
+    return "\n".join(parts)
+
+
+def _published_block() -> str:
+    """Literature numbers for UCF101 / HMDB51, clearly marked as not reproduced."""
+    rows = [[result.method, f"{result.ucf101:.1f}", f"{result.hmdb51:.1f}"] for result in PUBLISHED_RESULTS]
+    return (
+        '<div class="published"><h3>Published, not reproduced here</h3>'
+        '<p class="note">Top-1 accuracy (%), mean of 3 splits, ImageNet pre-training only; '
+        "from the papers, for orientation.</p>"
+        + _table(["method", "UCF101", "HMDB51"], rows, numeric_from=1)
+        + "</div>"
+    )
+
+
+def _fusion_body(metrics: dict) -> str:
+    """Global fusion weights and a grouped bar chart of the per-class weights."""
+    weights = metrics["fusion_weights"]
+    global_rows = [[stream, f"{weight:.3f}"] for stream, weight in weights["global"].items()]
+    return (
+        _table(["stream", "global weight"], global_rows, numeric_from=1)
+        + _png_img(_per_class_weights_figure(metrics["classes"], weights["per_class"]), "per-class fusion weights")
+    )
+
+
+def _confusion_body(metrics: dict) -> str:
+    """Fused confusion matrix large, RGB and flow as small multiples, rows normalised for colour."""
+    classes = metrics["classes"]
+    matrices = {stream: np.asarray(metrics["confusion"][stream], dtype=float) for stream in STREAMS}
+    many = len(classes) > MANY_CLASSES
+    order = np.argsort(-_row_accuracy(matrices["fused"]), kind="stable") if many else np.arange(len(classes))
+    note = (
+        f'<p class="note">{len(classes)} classes: sorted by fused accuracy (best first), cell counts omitted.</p>'
+        if many
+        else '<p class="note">Rows: true class, columns: predicted class. Numbers are video counts; '
+        "colour is the fraction of the row.</p>"
+    )
+    fused = _confusion_figure({"fused": matrices["fused"]}, classes, order, panel_inches=_confusion_inches(len(classes)))
+    streams = _confusion_figure(
+        {stream: matrices[stream] for stream in ("rgb", "flow")},
+        classes,
+        order,
+        panel_inches=_confusion_inches(len(classes)) * 0.6,
+    )
+    return note + _png_img(fused, "fused confusion matrix") + _png_img(streams, "RGB and flow confusion matrices")
+
+
+def _per_class_body(metrics: dict) -> str:
+    """Per-class accuracy of the three models; the classes where RGB and flow disagree most stand out."""
+    classes = metrics["classes"]
+    accuracy = {stream: np.asarray(metrics["results"][stream]["per_class_accuracy"]) for stream in STREAMS}
+    gap = np.abs(accuracy["rgb"] - accuracy["flow"])
+    ranked = [index for index in np.argsort(-gap, kind="stable")[:DISAGREEMENTS_SHOWN] if gap[index] > 0]
+
+    def row(index: int) -> list[str]:
+        return [classes[index], *(_pct(accuracy[stream][index]) for stream in STREAMS), _pct(gap[index])]
+
+    header = ["class", "RGB (%)", "flow (%)", "fused (%)", "|RGB − flow| (pp)"]
+    if ranked:
+        disagreement = (
+            f"<h3>Largest RGB / flow disagreement (top {len(ranked)})</h3>"
+            + _table(header + ["better stream"], [row(i) + [_better_stream(accuracy, i)] for i in ranked], numeric_from=1)
+        )
+    else:
+        disagreement = '<p class="note">RGB and flow have the same accuracy on every class.</p>'
+    highlighted = set(ranked)
+    return (
+        disagreement
+        + "<h3>All classes</h3><p class=\"note\">Highlighted: the classes listed above.</p>"
+        + _table(header, [row(i) for i in range(len(classes))], numeric_from=1, highlight=highlighted)
+    )
+
+
+def _training_body(histories: Mapping[str, pd.DataFrame]) -> str:
+    """Loss and accuracy against epoch, train solid and validation dashed, per stream."""
+    figure = Figure(figsize=(11, 4), dpi=PLOT_DPI, layout="constrained")
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    for stream, history in histories.items():
+        color = STREAM_COLORS.get(stream)
+        for split, style in (("train", "-"), ("val", "--")):
+            loss_axes.plot(history["epoch"], history[f"{split}_loss"], style, color=color, label=f"{stream} {split}")
+            accuracy_axes.plot(history["epoch"], history[f"{split}_acc"], style, color=color, label=f"{stream} {split}")
+    for axes, quantity in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(quantity)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    return _png_img(figure, "training curves")
+
+
+def _rejected_body(rejected: Sequence[Mapping[str, str]]) -> str:
+    """Videos left out of the dataset, with the reason."""
+    rows = [[entry["video_id"], entry["path"], entry["reason"]] for entry in rejected]
+    return f'<p class="note">{len(rows)} videos were rejected.</p>' + _table(["video id", "path", "reason"], rows)
+
+
+def _runtime_body(benchmark_paths: Sequence[Path]) -> str:
+    """Wall-clock time per Snakemake rule, summed over its jobs (one benchmark file per job)."""
+    jobs = []
+    for path in map(Path, benchmark_paths):
+        benchmark = pd.read_csv(path, sep="\t")
+        # Several rows in one file are repeats of the same job (Snakemake's repeat()): count their mean once.
+        jobs.append(
+            {
+                "rule": path.parent.name,
+                "seconds": pd.to_numeric(benchmark["s"], errors="coerce").mean(),
+                "max_rss": pd.to_numeric(benchmark.get("max_rss"), errors="coerce").max(),
+            }
+        )
+    per_rule = (
+        pd.DataFrame(jobs)
+        .groupby("rule")
+        .agg(jobs=("seconds", "size"), seconds=("seconds", "sum"), max_rss=("max_rss", "max"))
+        .sort_values("seconds", ascending=False)
+    )
+    rows = [
+        [rule, str(stats.jobs), _hms(stats.seconds), f"{stats.seconds:.1f}", "–" if pd.isna(stats.max_rss) else f"{stats.max_rss:.0f}"]
+        for rule, stats in per_rule.iterrows()
+    ]
+    total = per_rule["seconds"].sum()
+    rows.append(["total", str(per_rule["jobs"].sum()), _hms(total), f"{total:.1f}", "–"])
+    return _table(["rule", "jobs", "h:m:s", "seconds", "peak max_rss (MB)"], rows, numeric_from=1)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _per_class_weights_figure(classes: Sequence[str], per_class: Mapping[str, Sequence[float]]) -> Figure:
+    """Horizontal grouped bars, one group per class, so long class names stay readable."""
+    positions = np.arange(len(classes))
+    bar_height = 0.4
+    figure = Figure(figsize=(8, 1.2 + 0.3 * len(classes)), dpi=PLOT_DPI, layout="constrained")
+    axes = figure.subplots()
+    for offset, stream in ((-bar_height / 2, "rgb"), (bar_height / 2, "flow")):
+        axes.barh(positions + offset, per_class[stream], height=bar_height, color=STREAM_COLORS[stream], label=stream)
+    axes.set_yticks(positions, [_mpl_text(name) for name in classes], fontsize=_tick_fontsize(len(classes)))
+    axes.invert_yaxis()
+    axes.set_xlabel("fusion weight")
+    axes.grid(axis="x", alpha=0.3)
+    axes.legend(loc="lower right", fontsize=8)
+    return figure
+
+
+def _confusion_figure(
+    matrices: Mapping[str, np.ndarray], classes: Sequence[str], order: np.ndarray, *, panel_inches: float
+) -> Figure:
+    """One panel per matrix, classes in ``order``; counts written in cells only for few classes."""
+    figure = Figure(figsize=(panel_inches * len(matrices), panel_inches), dpi=PLOT_DPI, layout="constrained")
+    labels = [_mpl_text(classes[index]) for index in order]
+    for axes, (stream, matrix) in zip(np.atleast_1d(figure.subplots(1, len(matrices))), matrices.items()):
+        counts = matrix[np.ix_(order, order)]
+        _draw_confusion(axes, counts, labels)
+        axes.set_title(stream)
+    return figure
+
+
+def _draw_confusion(axes: Axes, counts: np.ndarray, labels: Sequence[str]) -> None:
+    """Colour cells by row fraction; annotate counts unless there are too many classes."""
+    row_totals = counts.sum(axis=1, keepdims=True)
+    fractions = np.divide(counts, row_totals, out=np.zeros_like(counts), where=row_totals > 0)
+    axes.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
+    ticks = np.arange(len(labels))
+    fontsize = _tick_fontsize(len(labels))
+    axes.set_xticks(ticks, labels, rotation=90, fontsize=fontsize)
+    axes.set_yticks(ticks, labels, fontsize=fontsize)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    if len(labels) <= MANY_CLASSES:
+        for (row, col), count in np.ndenumerate(counts):
+            if count:
+                color = "white" if fractions[row, col] > 0.5 else "black"
+                axes.text(col, row, f"{count:.0f}", ha="center", va="center", fontsize=fontsize, color=color)
+
+
+def _png_img(figure: Figure, alt: str) -> str:
+    """Render ``figure`` with Agg and return an inline ``<img>`` tag."""
+    buffer = io.BytesIO()
+    FigureCanvasAgg(figure).print_png(buffer)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img src="data:image/png;base64,{encoded}" alt="{_esc(alt)}">'
+
+
+def _confusion_inches(num_classes: int) -> float:
+    """Side of the main confusion panel: grows with the classes, capped to keep the PNG small."""
+    return float(np.clip(2.5 + 0.18 * num_classes, 5.0, 18.0))
+
+
+def _tick_fontsize(num_classes: int) -> float:
+    """Tick label size that shrinks once there are many classes."""
+    return 8.0 if num_classes <= MANY_CLASSES else max(3.0, 8.0 * MANY_CLASSES / num_classes)
+
+
+def _mpl_text(text: str) -> str:
+    """Escape ``$`` so matplotlib shows class names literally instead of parsing mathtext."""
+    return text.replace("$", r"\$")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _table(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    numeric_from: int | None = None,
+    highlight: Set[int] = frozenset(),
+    show_header: bool = True,
+) -> str:
+    """HTML table of escaped cells; cells from column ``numeric_from`` on are right-aligned."""
+    lines = ["<table>"]
+    if show_header:
+        lines.append("<tr>" + "".join(f"<th>{_esc(column)}</th>" for column in columns) + "</tr>")
+    for index, row in enumerate(rows):
+        cells = "".join(
+            f'<td class="num">{_esc(cell)}</td>' if numeric_from is not None and col >= numeric_from else f"<td>{_esc(cell)}</td>"
+            for col, cell in enumerate(row)
+        )
+        row_class = ' class="highlight"' if index in highlight else ""
+        lines.append(f"<tr{row_class}>{cells}</tr>")
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def _flatten(config: Mapping, prefix: str = "") -> dict[str, str]:
+    """Nested config as ``{"a.b.c": value}``; non-string leaves shown as JSON (as in YAML)."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value if isinstance(value, str) else json.dumps(value, default=str)
+    return flat
+
+
+def _code_version() -> str:
+    """Short git commit of the repository holding this file, or "unknown" outside git."""
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return completed.stdout.strip() or "unknown"
+
+
+def _row_accuracy(confusion: np.ndarray) -> np.ndarray:
+    """Per-class accuracy (recall) from a confusion matrix; classes without videos count as 0."""
+    totals = confusion.sum(axis=1)
+    return np.divide(np.diag(confusion), totals, out=np.zeros_like(totals), where=totals > 0)
+
+
+def _better_stream(accuracy: Mapping[str, np.ndarray], index: int) -> str:
+    return "RGB" if accuracy["rgb"][index] > accuracy["flow"][index] else "flow"
+
+
+def _pct(fraction: float) -> str:
+    return f"{100 * fraction:.1f}"
+
+
+def _hms(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text), quote=True)

@@ -1,0 +1,197 @@
+"""Video decoding through ffmpeg (ffmpeg-python) and JPEG coding of single frames.
+
+Frames come out as ``(T, H, W, 3)`` uint8 RGB, resized by ffmpeg's ``scale``
+filter so that no Python-side resampling is needed. Every failure a user can
+cause (missing, empty, corrupt or audio-only file) raises ``BadVideoError``
+naming the file.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import ffmpeg
+import imageio_ffmpeg
+import numpy as np
+
+from tclsta.errors import BadVideoError
+
+# ffmpeg's closing lines that say nothing about the cause.
+_UNINFORMATIVE_STDERR = ("Conversion failed!", "Exiting normally")
+_STREAM_LINE = re.compile(r"Stream #\d+:\d+")
+_VIDEO_STREAM_LINE = re.compile(r"Stream #\d+:\d+.*: Video:")
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """A video stream's frame size (as displayed, rotation applied), frame rate and length."""
+
+    width: int
+    height: int
+    fps: float
+    num_frames: int | None  # from the container when known
+
+
+def ffmpeg_binaries() -> tuple[str, str | None]:
+    """(ffmpeg, ffprobe) executables: from PATH when present, else ffmpeg from the imageio-ffmpeg package and ffprobe None."""
+    ffmpeg_exe = shutil.which("ffmpeg") or imageio_ffmpeg.get_ffmpeg_exe()
+    return ffmpeg_exe, shutil.which("ffprobe")
+
+
+def _ffmpeg_url(path: Path) -> str:
+    """The ``file:`` URL of ``path``, so that names with ':' are not read as a protocol."""
+    return f"file:{path}"
+
+
+def last_stderr_line(stderr: bytes | str | None) -> str:
+    """The last line of ffmpeg's stderr that explains a failure."""
+    text = stderr.decode("utf-8", errors="replace") if isinstance(stderr, bytes) else stderr or ""
+    lines = [line.strip() for line in text.splitlines()]
+    meaningful = [line for line in lines if line and not line.startswith(_UNINFORMATIVE_STDERR)]
+    return meaningful[-1] if meaningful else "ffmpeg failed without a message"
+
+
+def _check_file(path: Path) -> None:
+    """Raise ``BadVideoError`` for a missing, non-regular or zero-byte file."""
+    if not path.exists():
+        raise BadVideoError(path, "file not found")
+    if not path.is_file():
+        raise BadVideoError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise BadVideoError(path, "empty file (0 bytes)")
+
+
+def _probe_with_ffprobe(path: Path, ffprobe_exe: str) -> VideoInfo:
+    try:
+        probe = ffmpeg.probe(_ffmpeg_url(path), cmd=ffprobe_exe)
+    except ffmpeg.Error as error:
+        raise BadVideoError(path, f"unreadable or corrupt: {last_stderr_line(error.stderr)}") from None
+    video_streams = [stream for stream in probe.get("streams", []) if stream.get("codec_type") == "video"]
+    if not video_streams:
+        raise BadVideoError(path, "no video stream (audio-only or data file)")
+    stream = video_streams[0]
+    width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
+    if width <= 0 or height <= 0:
+        raise BadVideoError(path, "video stream has no frame size")
+    # ffmpeg auto-rotates on decoding, so report the displayed size.
+    rotation = int(float(stream.get("tags", {}).get("rotate", 0)))
+    for side_data in stream.get("side_data_list", []):
+        rotation = int(float(side_data.get("rotation", rotation)))
+    if rotation % 180 != 0:
+        width, height = height, width
+    fps = 0.0
+    for rate_key in ("avg_frame_rate", "r_frame_rate"):
+        numerator, _, denominator = stream.get(rate_key, "0/0").partition("/")
+        if int(denominator or 1) != 0 and int(numerator) > 0:
+            fps = float(Fraction(int(numerator), int(denominator or 1)))
+            break
+    nb_frames = int(stream.get("nb_frames") or 0)
+    return VideoInfo(width=width, height=height, fps=fps, num_frames=nb_frames or None)
+
+
+def _probe_with_imageio(path: Path) -> VideoInfo:
+    frames = imageio_ffmpeg.read_frames(_ffmpeg_url(path))
+    try:
+        metadata = next(frames)
+    except (OSError, RuntimeError) as error:
+        stderr = str(error)
+        if _STREAM_LINE.search(stderr) and not _VIDEO_STREAM_LINE.search(stderr):
+            raise BadVideoError(path, "no video stream (audio-only or data file)") from None
+        raise BadVideoError(path, f"unreadable or corrupt: {last_stderr_line(stderr)}") from None
+    finally:
+        frames.close()
+    width, height = metadata["size"]  # already rotated as ffmpeg will decode it
+    return VideoInfo(width=int(width), height=int(height), fps=float(metadata.get("fps") or 0.0), num_frames=None)
+
+
+def probe_video(path: Path) -> VideoInfo:
+    """Frame size, rate and (when the container says) frame count of the first video stream.
+
+    Uses ffprobe when it is on PATH, else the header that imageio-ffmpeg's bundled
+    ffmpeg prints (``num_frames`` is then None). Raises ``BadVideoError`` naming
+    the file when it is missing, empty, unreadable or has no video stream.
+    """
+    path = Path(path)
+    _check_file(path)
+    _, ffprobe_exe = ffmpeg_binaries()
+    if ffprobe_exe is not None:
+        return _probe_with_ffprobe(path, ffprobe_exe)
+    return _probe_with_imageio(path)
+
+
+def _even(value: float) -> int:
+    return max(2, 2 * round(value / 2))
+
+
+def scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+    """Output (w, h) with the short side = short_side, aspect kept, both even; None keeps the size."""
+    if short_side is None:
+        return width, height
+    if short_side <= 0:
+        raise ValueError(f"short_side must be positive, got {short_side}")
+    if width <= height:
+        return _even(short_side), _even(height * short_side / width)
+    return _even(width * short_side / height), _even(short_side)
+
+
+def decode_frames(path: Path, short_side: int | None = None, max_frames: int | None = None) -> np.ndarray:
+    """All frames (or the first ``max_frames``) as ``(T, H, W, 3)`` uint8 RGB.
+
+    Frames are resized by ffmpeg's scale filter to ``scaled_size(..., short_side)``
+    and piped as rawvideo rgb24. Raises ``BadVideoError`` (with ffmpeg's last
+    meaningful stderr line) when decoding fails or yields no frames.
+    """
+    path = Path(path)
+    info = probe_video(path)
+    width, height = scaled_size(info.width, info.height, short_side)
+    output_args = {"format": "rawvideo", "pix_fmt": "rgb24"}
+    if max_frames is not None:
+        output_args["frames:v"] = max_frames
+    ffmpeg_exe, _ = ffmpeg_binaries()
+    # Always scale to an explicit size: the byte count per frame is then known for certain.
+    stream = (
+        ffmpeg.input(_ffmpeg_url(path))
+        .filter("scale", width, height)
+        .output("pipe:", **output_args)
+        .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+    )
+    try:
+        raw, stderr = stream.run(cmd=ffmpeg_exe, capture_stdout=True, capture_stderr=True)
+    except ffmpeg.Error as error:
+        raise BadVideoError(path, f"ffmpeg failed: {last_stderr_line(error.stderr)}") from None
+    frame_bytes = width * height * 3
+    if len(raw) == 0:
+        reason = last_stderr_line(stderr) if stderr.strip() else "no error message"
+        raise BadVideoError(path, f"ffmpeg decoded 0 frames ({reason})")
+    if len(raw) % frame_bytes != 0:
+        raise BadVideoError(path, f"ffmpeg output of {len(raw)} bytes is not a whole number of {width}x{height} frames")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width, 3)
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    """JPEG bytes of an RGB ``(H, W, 3)`` or grey ``(H, W)`` uint8 image."""
+    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise ValueError(f"expected uint8 (H, W) or (H, W, 3), got {image.dtype} {image.shape}")
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("OpenCV could not encode the image as JPEG")
+    return buffer.tobytes()
+
+
+def decode_jpeg(data: bytes | np.ndarray) -> np.ndarray:
+    """RGB ``(H, W, 3)`` uint8 image from JPEG bytes, or grey ``(H, W)`` for a single-channel JPEG."""
+    buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else np.asarray(data, np.uint8).ravel()
+    if buffer[: len(_JPEG_MAGIC)].tobytes() != _JPEG_MAGIC:
+        raise ValueError("not JPEG data (missing the JPEG start-of-image marker)")
+    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError("corrupt JPEG data")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if image.ndim == 3 else image

@@ -1,0 +1,62 @@
+"""Config validation: the shipped config is valid; bad values fail naming the key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tclsta.config import dataset_settings, load_config, parse_dataset
+from tclsta.errors import BadConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_config(tmp_path: Path, config: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def shipped() -> dict:
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def test_shipped_config_is_valid_and_overrides_merge():
+    config = load_config(ROOT / "config.yaml")
+    demo = parse_dataset(dataset_settings(config, "demo"))
+    assert demo.model.backbone == "small"  # dataset override
+    assert demo.flow.bound == 20  # top-level default kept
+    assert demo.flow.nscales == 3
+    assert demo.train.crop_size == (88, 120)
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda c: c["train"].update(epochs=-1), "train.epochs"),
+        (lambda c: c["train"].update(epochs="ten"), "train.epochs"),
+        (lambda c: c["flow"].update(bogus=1), "flow"),
+        (lambda c: c["datasets"]["demo"]["preprocess"].update(short_side=-5), "datasets.demo.preprocess.short_side"),
+        (lambda c: c["datasets"]["demo"].update(format="youtube"), "datasets.demo.format"),
+        (lambda c: c.update(extra_section={}), "<top level>"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, edit, key):
+    config = shipped()
+    edit(config)
+    with pytest.raises(BadConfigError) as info:
+        load_config(write_config(tmp_path, config))
+    assert info.value.key == key
+    assert key in str(info.value)
+
+
+def test_unknown_dataset_is_named():
+    with pytest.raises(BadConfigError, match="no such dataset"):
+        dataset_settings(load_config(ROOT / "config.yaml"), "ucf202")
+
+
+def test_unreadable_yaml_is_reported(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("datasets: [unclosed")
+    with pytest.raises(BadConfigError, match="cannot read"):
+        load_config(path)

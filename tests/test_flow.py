@@ -1,0 +1,44 @@
+"""TV-L1 with the real OpenCV: direction and size of known motion, quantisation."""
+
+import cv2
+import numpy as np
+import pytest
+
+from tclsta.config import FlowConfig
+from tclsta.flow import create_tvl1, dequantise_flow, quantise_flow, resolve_backend, video_flow
+
+
+def textured_frames(shift: tuple[int, int], count: int = 3, size: tuple[int, int] = (64, 80)) -> np.ndarray:
+    """Greyscale frames of a smooth random texture translating by ``shift`` (dx, dy) pixels per frame."""
+    rng = np.random.default_rng(0)
+    big = cv2.GaussianBlur((rng.random((size[0] + 40, size[1] + 40)) * 255).astype(np.uint8), (7, 7), 0)
+    frames = []
+    for t in range(count):
+        dy, dx = 20 - t * shift[1], 20 - t * shift[0]
+        frames.append(big[dy : dy + size[0], dx : dx + size[1]])
+    return np.stack(frames)
+
+
+@pytest.mark.parametrize("shift", [(2, 0), (0, -2), (-1, 1)])
+def test_tvl1_recovers_translation(shift):
+    config = FlowConfig(backend="opencv", nscales=3, warps=3, epsilon=0.05)
+    frames = textured_frames(shift)
+    flow = video_flow(frames, create_tvl1(config), config.bound)
+    assert flow.shape == (2, 2, 64, 80) and flow.dtype == np.uint8
+    pixels = dequantise_flow(flow[:, :, 12:-12, 12:-12], config.bound)  # away from the borders
+    assert pixels[:, 0].mean() == pytest.approx(shift[0], abs=0.3)
+    assert pixels[:, 1].mean() == pytest.approx(shift[1], abs=0.3)
+
+
+def test_quantisation_round_trip_and_clipping():
+    flow = np.array([[[-30.0, 0.0], [5.0, 19.9]]], dtype=np.float32)  # (1, 2, 2)
+    quantised = quantise_flow(flow, bound=20)
+    assert quantised.shape == (2, 1, 2)
+    restored = dequantise_flow(quantised, 20).transpose(1, 2, 0)
+    assert restored[0, 0, 0] == pytest.approx(-20)  # clipped
+    assert np.abs(restored[0, 1] - flow[0, 1]).max() < 20 / 255 + 1e-6
+
+
+def test_auto_backend_falls_back_to_cpu_without_cuda():
+    assert resolve_backend("auto") in {"opencv", "opencv-cuda"}
+    assert resolve_backend("opencv") == "opencv"

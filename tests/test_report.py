@@ -1,0 +1,161 @@
+"""Tests of the HTML report: sections, inline images, escaping, published numbers, atomic write."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tclsta.report import write_report
+
+CLASSES = ["DriftRight", "DriftLeft", "Zoom<&>\"In\"", "ZoomOut", "Spin", "Blink", "Pulse", "Still"]
+SECTION_IDS = ("summary", "accuracy", "fusion", "confusion", "per-class", "training", "rejected", "runtime")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _result(rng: np.random.Generator, top1: float, num_classes: int) -> dict:
+    per_class = rng.uniform(0.0, 1.0, num_classes).round(3).tolist()
+    return {"top1": top1, "top5": 0.98, "mean_class_accuracy": 0.6, "per_class_accuracy": per_class}
+
+
+def _confusion(rng: np.random.Generator, num_classes: int) -> list[list[int]]:
+    return (rng.integers(0, 2, (num_classes, num_classes)) + 3 * np.eye(num_classes, dtype=int)).tolist()
+
+
+def _metrics(dataset: str, classes: list[str], *, demo_extras: bool) -> dict:
+    rng = np.random.default_rng(0)
+    num_classes = len(classes)
+    rgb_weights = rng.uniform(0.2, 0.8, num_classes)
+    metrics = {
+        "dataset": dataset,
+        "classes": classes,
+        "num_videos": {"train": 64, "val": 32, "test": 32},
+        "results": {
+            "rgb": _result(rng, 0.61, num_classes),
+            "flow": _result(rng, 0.625, num_classes),
+            "fused": _result(rng, 0.9, num_classes),
+            "late_fusion": _result(rng, 0.8, num_classes),
+        },
+        "confusion": {stream: _confusion(rng, num_classes) for stream in ("rgb", "flow", "fused")},
+        "fusion_weights": {
+            "global": {"rgb": 0.4, "flow": 0.6},
+            "per_class": {"rgb": rgb_weights.tolist(), "flow": (1 - rgb_weights).tolist()},
+        },
+    }
+    if demo_extras:
+        metrics["expected_ceilings"] = {"rgb": 0.625, "flow": 0.625, "fused": 1.0}
+        metrics["rejected"] = [{"video_id": "v<99>", "path": "raw/a&b.mp4", "reason": "audio-only"}]
+    return metrics
+
+
+@pytest.fixture
+def make_report(tmp_path: Path):
+    """Write realistic pipeline outputs for ``dataset`` and return the path of the rendered report."""
+
+    def make(dataset: str = "demo", classes: list[str] = CLASSES, *, demo_extras: bool = True) -> Path:
+        inputs = tmp_path / "inputs"
+        inputs.mkdir(exist_ok=True)
+        metrics_path = inputs / "metrics.json"
+        metrics_path.write_text(json.dumps(_metrics(dataset, classes, demo_extras=demo_extras)))
+
+        manifest = pd.DataFrame(
+            [
+                {"video_id": f"{split}_{i}", "path": f"videos/{split}_{i}.mp4", "class_name": classes[i % len(classes)],
+                 "label": i % len(classes), "split": split, "shard": f"shards/{split}.h5"}
+                for split, count in (("train", 64), ("val", 32), ("test", 32))
+                for i in range(count)
+            ]
+        )
+        manifest_path = inputs / "manifest.csv"
+        manifest.to_csv(manifest_path, index=False)
+
+        history_paths = {}
+        for stream in ("rgb", "flow"):
+            epochs = np.arange(1, 6)
+            history = pd.DataFrame(
+                {"epoch": epochs, "train_loss": 2 / epochs, "train_acc": 1 - 0.5 / epochs,
+                 "val_loss": 2.2 / epochs, "val_acc": 0.9 - 0.5 / epochs}
+            )
+            history_paths[stream] = inputs / f"history_{stream}.csv"
+            history.to_csv(history_paths[stream], index=False)
+
+        benchmark_paths = []
+        for rule, stem, seconds in (("train_stream", "demo_rgb", 12.5), ("train_stream", "demo_flow", 20.0),
+                                    ("extract_flow", "demo", 3725.0)):
+            path = tmp_path / "benchmarks" / rule / f"{stem}.tsv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(
+                "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+                f"{seconds}\t0:00:{int(seconds) % 60:02d}\t812.3\t2048.0\t700.1\t750.2\t1.0\t2.0\t95.0\t{seconds}\n"
+            )
+            benchmark_paths.append(path)
+
+        config = {
+            "dataset": dataset,
+            "preprocess": {"short_side": 256, "flow": {"method": "tvl1", "clip": 20}},
+            "model": {"backbone": "resnet50", "frames": 25, "pretrained": True, "lstm_units": 512},
+        }
+        out_path = tmp_path / "report" / "report.html"
+        write_report(out_path, metrics_path=metrics_path, manifest_path=manifest_path,
+                     history_paths=history_paths, config=config, benchmark_paths=benchmark_paths)
+        return out_path
+
+    return make
+
+
+def test_report_has_every_section_and_inline_pngs(make_report) -> None:
+    out_path = make_report()
+    text = out_path.read_text(encoding="utf-8")
+
+    for section_id in SECTION_IDS:
+        assert f'id="{section_id}"' in text
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    assert len(images) >= 4
+    assert base64.b64decode(images[0]).startswith(PNG_SIGNATURE)
+    assert not re.search(r'(src|href)\s*=\s*["\']?https?://', text)
+    assert "<script" not in text
+
+
+def test_report_content(make_report) -> None:
+    text = make_report().read_text(encoding="utf-8")
+
+    assert "61.0" in text and "62.5" in text  # top-1 of rgb; flow top-1 and ceiling
+    assert "expected ceiling" in text
+    assert "preprocess.flow.method" in text and "tvl1" in text
+    assert "1:02:05" in text  # extract_flow's 3725 s
+    assert "32.5" in text  # train_stream: 12.5 s + 20.0 s summed over its two jobs
+    assert "Zoom&lt;&amp;&gt;&quot;In&quot;" in text
+    assert "Zoom<&>" not in text
+    assert "raw/a&amp;b.mp4" in text and "v&lt;99&gt;" in text
+
+
+def test_published_numbers_only_for_ucf101_and_hmdb51(make_report) -> None:
+    assert "94.2" not in make_report("demo").read_text(encoding="utf-8")
+    for dataset in ("ucf101_split1", "hmdb51"):
+        text = make_report(dataset).read_text(encoding="utf-8")
+        assert "Published, not reproduced here" in text
+        assert "94.2" in text and "69.4" in text
+
+
+def test_optional_sections_are_left_out(make_report) -> None:
+    text = make_report("ucf101", demo_extras=False).read_text(encoding="utf-8")
+    assert 'id="rejected"' not in text
+    assert "expected ceiling" not in text
+
+
+def test_many_classes_render(make_report) -> None:
+    classes = [f"Class{i:03d}" for i in range(40)]
+    text = make_report("ucf101", classes).read_text(encoding="utf-8")
+    assert "sorted by fused accuracy" in text
+    assert text.count('class="highlight"') == 10
+
+
+def test_write_is_atomic(make_report) -> None:
+    out_path = make_report()
+    make_report()  # overwrite in place
+    assert [path.name for path in out_path.parent.iterdir()] == ["report.html"]

@@ -1,0 +1,63 @@
+"""HDF5 shards: round trip, atomic writes, and corrupt files named in the error."""
+
+import numpy as np
+import pytest
+
+from tclsta.data.shards import ShardReader, ShardWriter, VideoRecord
+from tclsta.errors import BadShardError
+from tclsta.video import decode_jpeg, encode_jpeg
+
+
+def record(video_id: str, frames: int = 3) -> VideoRecord:
+    return VideoRecord(video_id, "Cls", 1, f"/videos/{video_id}.avi", 16, 24, frames)
+
+
+def sample_video(seed: int):
+    rng = np.random.default_rng(seed)
+    frames = [encode_jpeg(rng.integers(0, 255, (16, 24, 3), dtype=np.uint8)) for _ in range(3)]
+    flow = rng.integers(0, 255, (2, 2, 16, 24), dtype=np.uint8)
+    return frames, flow
+
+
+def test_round_trip_keeps_every_video(tmp_path):
+    path = tmp_path / "shard_0.h5"
+    videos = {f"Cls/v_{i} odd 'name' é": sample_video(i) for i in range(3)}
+    with ShardWriter(path, flow_bound=20) as writer:
+        for video_id, (frames, flow) in videos.items():
+            writer.add(record(video_id), frames=frames, flow=flow)
+    with ShardReader(path) as reader:
+        assert reader.video_ids == list(videos)
+        for video_id, (frames, flow) in videos.items():
+            assert reader.record(video_id) == record(video_id)
+            assert reader.frames(video_id) == frames
+            assert reader.frames(video_id, [2])[0] == frames[2]
+            assert decode_jpeg(reader.frames(video_id, [0])[0]).shape == (16, 24, 3)
+            np.testing.assert_array_equal(reader.flow(video_id), flow)
+            np.testing.assert_array_equal(reader.flow_pairs(video_id, [1]), flow[1:2])
+            assert reader.flow_bound(video_id) == 20
+
+
+def test_interrupted_write_leaves_nothing(tmp_path):
+    path = tmp_path / "shard_0.h5"
+    with pytest.raises(RuntimeError):
+        with ShardWriter(path, flow_bound=20) as writer:
+            writer.add(record("a"), *sample_video(0))
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_shard_is_named(tmp_path):
+    path = tmp_path / "shard_3.h5"
+    with ShardWriter(path, flow_bound=20) as writer:
+        writer.add(record("a"), *sample_video(0))
+    data = bytearray(path.read_bytes())
+    data[:64] = b"\0" * 64  # destroy the HDF5 superblock
+    path.write_bytes(bytes(data))
+    with pytest.raises(BadShardError, match="shard_3.h5.*delete it and re-run"):
+        ShardReader(path)
+
+
+def test_wrong_flow_shape_is_refused(tmp_path):
+    with ShardWriter(tmp_path / "s.h5", flow_bound=20) as writer:
+        with pytest.raises(ValueError, match="must be"):
+            writer.add(record("a"), flow=np.zeros((2, 16, 24), np.uint8))

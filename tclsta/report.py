@@ -22,6 +22,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+from matplotlib.ticker import MaxNLocator
 
 from tclsta.atomic import write_text_atomic
 
@@ -209,12 +211,10 @@ def _confusion_body(metrics: dict) -> str:
         else '<p class="note">Rows: true class, columns: predicted class. Numbers are video counts; '
         "colour is the fraction of the row.</p>"
     )
-    fused = _confusion_figure({"fused": matrices["fused"]}, classes, order, panel_inches=_confusion_inches(len(classes)))
+    panel_inches = _confusion_inches(len(classes))
+    fused = _confusion_figure({"fused": matrices["fused"]}, classes, order, panel_inches=panel_inches)
     streams = _confusion_figure(
-        {stream: matrices[stream] for stream in ("rgb", "flow")},
-        classes,
-        order,
-        panel_inches=_confusion_inches(len(classes)) * 0.6,
+        {stream: matrices[stream] for stream in ("rgb", "flow")}, classes, order, panel_inches=0.75 * panel_inches
     )
     return note + _png_img(fused, "fused confusion matrix") + _png_img(streams, "RGB and flow confusion matrices")
 
@@ -226,22 +226,27 @@ def _per_class_body(metrics: dict) -> str:
     gap = np.abs(accuracy["rgb"] - accuracy["flow"])
     ranked = [index for index in np.argsort(-gap, kind="stable")[:DISAGREEMENTS_SHOWN] if gap[index] > 0]
 
-    def row(index: int) -> list[str]:
-        return [classes[index], *(_pct(accuracy[stream][index]) for stream in STREAMS), _pct(gap[index])]
+    def percentages(index: int) -> list[str]:
+        return [*(_pct(accuracy[stream][index]) for stream in STREAMS), _pct(gap[index])]
 
-    header = ["class", "RGB (%)", "flow (%)", "fused (%)", "|RGB − flow| (pp)"]
+    percentage_columns = ["RGB (%)", "flow (%)", "fused (%)", "|RGB − flow| (pp)"]
     if ranked:
-        disagreement = (
-            f"<h3>Largest RGB / flow disagreement (top {len(ranked)})</h3>"
-            + _table(header + ["better stream"], [row(i) + [_better_stream(accuracy, i)] for i in ranked], numeric_from=1)
+        disagreement = f"<h3>Largest RGB / flow disagreement (top {len(ranked)})</h3>" + _table(
+            ["class", "better stream", *percentage_columns],
+            [[classes[i], _better_stream(accuracy, i), *percentages(i)] for i in ranked],
+            numeric_from=2,
         )
     else:
         disagreement = '<p class="note">RGB and flow have the same accuracy on every class.</p>'
-    highlighted = set(ranked)
     return (
         disagreement
-        + "<h3>All classes</h3><p class=\"note\">Highlighted: the classes listed above.</p>"
-        + _table(header, [row(i) for i in range(len(classes))], numeric_from=1, highlight=highlighted)
+        + '<h3>All classes</h3><p class="note">Highlighted: the classes listed above.</p>'
+        + _table(
+            ["class", *percentage_columns],
+            [[name, *percentages(i)] for i, name in enumerate(classes)],
+            numeric_from=1,
+            highlight=set(ranked),
+        )
     )
 
 
@@ -256,6 +261,7 @@ def _training_body(histories: Mapping[str, pd.DataFrame]) -> str:
             accuracy_axes.plot(history["epoch"], history[f"{split}_acc"], style, color=color, label=f"{stream} {split}")
     for axes, quantity in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(quantity)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
@@ -265,7 +271,7 @@ def _training_body(histories: Mapping[str, pd.DataFrame]) -> str:
 def _rejected_body(rejected: Sequence[Mapping[str, str]]) -> str:
     """Videos left out of the dataset, with the reason."""
     rows = [[entry["video_id"], entry["path"], entry["reason"]] for entry in rejected]
-    return f'<p class="note">{len(rows)} videos were rejected.</p>' + _table(["video id", "path", "reason"], rows)
+    return f'<p class="note">Videos rejected: {len(rows)}.</p>' + _table(["video id", "path", "reason"], rows)
 
 
 def _runtime_body(benchmark_paths: Sequence[Path]) -> str:
@@ -288,8 +294,14 @@ def _runtime_body(benchmark_paths: Sequence[Path]) -> str:
         .sort_values("seconds", ascending=False)
     )
     rows = [
-        [rule, str(stats.jobs), _hms(stats.seconds), f"{stats.seconds:.1f}", "–" if pd.isna(stats.max_rss) else f"{stats.max_rss:.0f}"]
-        for rule, stats in per_rule.iterrows()
+        [
+            stats.Index,
+            str(stats.jobs),
+            _hms(stats.seconds),
+            f"{stats.seconds:.1f}",
+            "–" if pd.isna(stats.max_rss) else f"{stats.max_rss:.0f}",
+        ]
+        for stats in per_rule.itertuples()
     ]
     total = per_rule["seconds"].sum()
     rows.append(["total", str(per_rule["jobs"].sum()), _hms(total), f"{total:.1f}", "–"])
@@ -321,18 +333,19 @@ def _confusion_figure(
     """One panel per matrix, classes in ``order``; counts written in cells only for few classes."""
     figure = Figure(figsize=(panel_inches * len(matrices), panel_inches), dpi=PLOT_DPI, layout="constrained")
     labels = [_mpl_text(classes[index]) for index in order]
-    for axes, (stream, matrix) in zip(np.atleast_1d(figure.subplots(1, len(matrices))), matrices.items()):
-        counts = matrix[np.ix_(order, order)]
-        _draw_confusion(axes, counts, labels)
+    all_axes = np.atleast_1d(figure.subplots(1, len(matrices)))
+    for axes, (stream, matrix) in zip(all_axes, matrices.items()):
+        image = _draw_confusion(axes, matrix[np.ix_(order, order)], labels)
         axes.set_title(stream)
+    figure.colorbar(image, ax=all_axes, shrink=0.8, label="fraction of true class")
     return figure
 
 
-def _draw_confusion(axes: Axes, counts: np.ndarray, labels: Sequence[str]) -> None:
+def _draw_confusion(axes: Axes, counts: np.ndarray, labels: Sequence[str]) -> AxesImage:
     """Colour cells by row fraction; annotate counts unless there are too many classes."""
     row_totals = counts.sum(axis=1, keepdims=True)
     fractions = np.divide(counts, row_totals, out=np.zeros_like(counts), where=row_totals > 0)
-    axes.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
+    image = axes.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
     ticks = np.arange(len(labels))
     fontsize = _tick_fontsize(len(labels))
     axes.set_xticks(ticks, labels, rotation=90, fontsize=fontsize)
@@ -344,6 +357,7 @@ def _draw_confusion(axes: Axes, counts: np.ndarray, labels: Sequence[str]) -> No
             if count:
                 color = "white" if fractions[row, col] > 0.5 else "black"
                 axes.text(col, row, f"{count:.0f}", ha="center", va="center", fontsize=fontsize, color=color)
+    return image
 
 
 def _png_img(figure: Figure, alt: str) -> str:
@@ -386,7 +400,8 @@ def _table(
         lines.append("<tr>" + "".join(f"<th>{_esc(column)}</th>" for column in columns) + "</tr>")
     for index, row in enumerate(rows):
         cells = "".join(
-            f'<td class="num">{_esc(cell)}</td>' if numeric_from is not None and col >= numeric_from else f"<td>{_esc(cell)}</td>"
+            f'<td class="num">{_esc(cell)}</td>' if numeric_from is not None and col >= numeric_from
+            else f"<td>{_esc(cell)}</td>"
             for col, cell in enumerate(row)
         )
         row_class = ' class="highlight"' if index in highlight else ""

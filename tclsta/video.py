@@ -135,9 +135,10 @@ def scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, i
         return width, height
     if short_side <= 0:
         raise ValueError(f"short_side must be positive, got {short_side}")
+    short = _even(short_side)
     if width <= height:
-        return _even(short_side), _even(height * short_side / width)
-    return _even(width * short_side / height), _even(short_side)
+        return short, _even(height * short / width)
+    return _even(width * short / height), short
 
 
 def decode_frames(path: Path, short_side: int | None = None, max_frames: int | None = None) -> np.ndarray:

@@ -1,0 +1,278 @@
+"""A synthetic dataset in the UCF101 layout where neither stream alone can be perfect.
+
+Every clip shows one square patch of smooth random texture on a static, cluttered
+grey background. During an action window (a random 40-60% of the clip) the
+texture drifts inside the fixed patch outline like a conveyor belt.
+
+* Motion classes (``MOTION_CLASSES``): grey texture; only the drift direction differs,
+  so single RGB frames cannot tell them apart.
+* Appearance classes (``APPEARANCE_CLASSES``): coloured texture, all drifting down-right.
+  Each colour is a luma-free chroma offset added to the same grey texture, so the
+  greyscale frames that optical flow sees carry no colour information.
+
+Hence RGB alone and flow alone each reach ``(n + 1) / (2 n)`` accuracy for ``n`` classes
+per kind, and only fusing both streams reaches 100% (``expected_ceilings``).
+
+Layout written by ``make_demo_dataset``::
+
+    root/videos/<Class>/v_<Class>_gXX_cYY.avi   mpeg4 in AVI, 25 fps, yuv420p
+    root/splits/classInd.txt                    "1 DriftRight" (1-based labels)
+    root/splits/trainlist01.txt                 "DriftRight/v_DriftRight_g02_c01.avi 1" (groups 2..)
+    root/splits/testlist01.txt                  "DriftRight/v_DriftRight_g01_c01.avi"   (group 1)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import ffmpeg
+import numpy as np
+
+from tclsta.atomic import atomic_path, write_text_atomic
+from tclsta.errors import BadConfigError
+from tclsta.video import ffmpeg_binaries, last_stderr_line
+
+MOTION_CLASSES = ("DriftRight", "DriftLeft", "DriftUp", "DriftDown")
+APPEARANCE_CLASSES = ("RedPatch", "GreenPatch", "BluePatch", "MagentaPatch")
+FPS = 25
+TEST_GROUP = 1
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])  # BT.601, as cv2.COLOR_RGB2GRAY and ffmpeg's yuv420p
+
+# Unit drift directions in image coordinates (x right, y down).
+_MOTION_DIRECTIONS = {
+    "DriftRight": (1.0, 0.0),
+    "DriftLeft": (-1.0, 0.0),
+    "DriftUp": (0.0, -1.0),
+    "DriftDown": (0.0, 1.0),
+}
+APPEARANCE_DIRECTION = (math.sqrt(0.5), math.sqrt(0.5))  # down-right: 45 degrees from every motion class
+_PURE_COLOURS = {
+    "RedPatch": (1.0, 0.0, 0.0),
+    "GreenPatch": (0.0, 1.0, 0.0),
+    "BluePatch": (0.0, 0.0, 1.0),
+    "MagentaPatch": (1.0, 0.0, 1.0),
+}
+# Patch grey levels are PATCH_MEAN + PATCH_CONTRAST * t with t in [-1, 1]; adding a chroma
+# offset of at most CHROMA_AMPLITUDE per channel stays inside [0, 255], so nothing clips
+# and the luma of every class is exactly the grey texture.
+PATCH_MEAN = 128.0
+PATCH_CONTRAST = 40.0
+CHROMA_AMPLITUDE = 70.0
+# Sizes in pixels at the reference frame height of 96 (128x96); they scale with the short side.
+_REFERENCE_SHORT_SIDE = 96
+_PATCH_SIDE_RANGE = (28.0, 36.0)
+_SPEED_RANGE = (1.5, 2.0)  # px per frame
+_TEXTURE_BLUR_SIGMA = 1.2  # gives texture features of about 3-4 px
+_ACTION_FRACTION_RANGE = (0.4, 0.6)
+
+
+@dataclass(frozen=True)
+class DemoClip:
+    """Everything that defines one synthetic clip; ``render_clip`` draws from it alone."""
+
+    width: int
+    height: int
+    num_frames: int
+    patch_x: int  # top-left corner of the patch
+    patch_y: int
+    patch_side: int
+    motion_start: int  # the texture moves from frame i to i + 1 for motion_start <= i < motion_stop
+    motion_stop: int
+    velocity: tuple[float, float]  # (dx, dy) in px per frame, y pointing down
+    chroma: tuple[float, float, float]  # luma-free RGB offset of the patch; zeros for grey
+    noise_seed: int  # seeds the background clutter and the texture
+
+
+def class_names(classes_per_kind: int) -> list[str]:
+    """The dataset's classes in label order: motion classes, then appearance classes."""
+    return [*MOTION_CLASSES[:classes_per_kind], *APPEARANCE_CLASSES[:classes_per_kind]]
+
+
+def expected_ceilings(classes_per_kind: int) -> dict[str, float]:
+    """Best achievable accuracy per stream on a balanced test set.
+
+    Each single stream separates its own kind perfectly and is at chance among the
+    ``n`` classes of the other kind: ``(n + n * 1/n) / (2 n)``.
+    """
+    single_stream = (classes_per_kind + 1) / (2 * classes_per_kind)
+    return {"rgb": single_stream, "flow": single_stream, "fused": 1.0}
+
+
+def chroma_offset(class_name: str) -> tuple[float, float, float]:
+    """The luma-free RGB offset that colours a class's patch (zeros for motion classes)."""
+    if class_name not in _PURE_COLOURS:
+        return (0.0, 0.0, 0.0)
+    colour = np.array(_PURE_COLOURS[class_name])
+    chroma = colour - colour @ LUMA_WEIGHTS  # the colour minus its own grey has zero luma
+    chroma *= CHROMA_AMPLITUDE / np.abs(chroma).max()
+    return tuple(float(value) for value in chroma)
+
+
+def drift_direction(class_name: str) -> tuple[float, float]:
+    """Unit (dx, dy) direction in which a class's texture drifts, y pointing down."""
+    return _MOTION_DIRECTIONS.get(class_name, APPEARANCE_DIRECTION)
+
+
+def video_name(class_name: str, group: int, clip: int) -> str:
+    """UCF101-style file name, e.g. ``v_DriftRight_g01_c02.avi``."""
+    return f"v_{class_name}_g{group:02d}_c{clip:02d}.avi"
+
+
+def plan_clip(class_name: str, group: int, clip: int, *, num_frames: int, width: int, height: int, seed: int) -> DemoClip:
+    """Draw one clip's geometry, timing and speed, deterministically from its identity and ``seed``."""
+    all_classes = [*MOTION_CLASSES, *APPEARANCE_CLASSES]
+    rng = np.random.default_rng([seed, all_classes.index(class_name), group, clip])
+    scale = min(width, height) / _REFERENCE_SHORT_SIDE
+    patch_side = round(rng.uniform(*_PATCH_SIDE_RANGE) * scale)
+    motion_steps = max(1, round(rng.uniform(*_ACTION_FRACTION_RANGE) * (num_frames - 1)))
+    motion_start = int(rng.integers(0, num_frames - 1 - motion_steps, endpoint=True))
+    speed = rng.uniform(*_SPEED_RANGE) * scale
+    direction_x, direction_y = drift_direction(class_name)
+    return DemoClip(
+        width=width,
+        height=height,
+        num_frames=num_frames,
+        patch_x=int(rng.integers(0, width - patch_side, endpoint=True)),
+        patch_y=int(rng.integers(0, height - patch_side, endpoint=True)),
+        patch_side=patch_side,
+        motion_start=motion_start,
+        motion_stop=motion_start + motion_steps,
+        velocity=(speed * direction_x, speed * direction_y),
+        chroma=chroma_offset(class_name),
+        noise_seed=int(rng.integers(2**63)),
+    )
+
+
+def _render_background(rng: np.random.Generator, width: int, height: int, scale: float) -> np.ndarray:
+    """Static low-contrast grey clutter of rectangles and ellipses, ``(H, W)`` float32."""
+    background = np.full((height, width), rng.uniform(105, 150), np.float32)
+    for _ in range(int(rng.integers(10, 20))):
+        level = float(background[0, 0] + rng.uniform(-25, 25))
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        half_w, half_h = (int(v) for v in rng.uniform(4, 20, size=2) * scale)
+        if rng.random() < 0.5:
+            corner_a = (centre[0] - half_w, centre[1] - half_h)
+            corner_b = (centre[0] + half_w, centre[1] + half_h)
+            cv2.rectangle(background, corner_a, corner_b, level, thickness=-1)
+        else:
+            cv2.ellipse(background, centre, (half_w, half_h), rng.uniform(0, 180), 0, 360, level, thickness=-1)
+    background += rng.normal(0, 3, background.shape).astype(np.float32)
+    return cv2.GaussianBlur(background, (0, 0), 0.8 * scale)
+
+
+def _render_texture(rng: np.random.Generator, size: int, scale: float) -> np.ndarray:
+    """Smooth random texture in [-1, 1], ``(size, size)`` float32."""
+    noise = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), _TEXTURE_BLUR_SIGMA * scale)
+    return np.clip(noise / (2 * noise.std()), -1, 1)
+
+
+def render_clip(plan: DemoClip) -> np.ndarray:
+    """The clip's frames, ``(T, H, W, 3)`` uint8 RGB."""
+    rng = np.random.default_rng(plan.noise_seed)
+    scale = min(plan.width, plan.height) / _REFERENCE_SHORT_SIDE
+    background = _render_background(rng, plan.width, plan.height, scale)
+    max_travel = math.ceil(math.hypot(*plan.velocity) * (plan.motion_stop - plan.motion_start))
+    texture_size = plan.patch_side + 2 * max_travel + 8  # room to drift any way, plus the cubic kernel
+    texture = _render_texture(rng, texture_size, scale)
+
+    frames = np.repeat(background[None, :, :, None], 3, axis=3).repeat(plan.num_frames, axis=0)  # (T, H, W, 3)
+    rows = slice(plan.patch_y, plan.patch_y + plan.patch_side)
+    cols = slice(plan.patch_x, plan.patch_x + plan.patch_side)
+    rest_origin = (texture_size - plan.patch_side) / 2
+    for index in range(plan.num_frames):
+        steps = min(max(index - plan.motion_start, 0), plan.motion_stop - plan.motion_start)
+        # Moving the sampling window against the drift moves the content along it.
+        origin_x = rest_origin - steps * plan.velocity[0]
+        origin_y = rest_origin - steps * plan.velocity[1]
+        shift = np.array([[1, 0, origin_x], [0, 1, origin_y]], np.float32)
+        patch_texture = cv2.warpAffine(
+            texture, shift, (plan.patch_side, plan.patch_side), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
+        )  # (S, S)
+        grey = PATCH_MEAN + PATCH_CONTRAST * np.clip(patch_texture, -1, 1)
+        frames[index, rows, cols] = grey[:, :, None] + np.array(plan.chroma, np.float32)  # (S, S, 3)
+    return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
+
+
+def _write_avi(path: Path, frames: np.ndarray) -> None:
+    """Encode ``(T, H, W, 3)`` uint8 RGB frames as high-quality mpeg4 AVI, atomically."""
+    _, height, width, _ = frames.shape
+    ffmpeg_exe, _ = ffmpeg_binaries()
+    with atomic_path(path) as tmp:
+        stream = (
+            ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=FPS)
+            # One encoder thread: the bitstream then does not depend on the machine's core count.
+            .output(f"file:{tmp}", format="avi", vcodec="mpeg4", pix_fmt="yuv420p", threads=1, **{"qscale:v": 2})
+            .global_args("-hide_banner", "-loglevel", "error")
+            .overwrite_output()
+        )
+        try:
+            stream.run(cmd=ffmpeg_exe, input=frames.tobytes(), capture_stdout=True, capture_stderr=True)
+        except ffmpeg.Error as error:
+            raise RuntimeError(f"ffmpeg could not encode {path}: {last_stderr_line(error.stderr)}") from None
+
+
+def _check_arguments(classes_per_kind: int, groups: int, clips_per_group: int, num_frames: int, width: int, height: int) -> None:
+    if not 1 <= classes_per_kind <= len(MOTION_CLASSES):
+        raise BadConfigError("classes_per_kind", f"must be between 1 and {len(MOTION_CLASSES)}, got {classes_per_kind}")
+    if groups < 2:
+        raise BadConfigError("groups", f"must be at least 2 (group 1 is the test split), got {groups}")
+    if clips_per_group < 1:
+        raise BadConfigError("clips_per_group", f"must be at least 1, got {clips_per_group}")
+    if num_frames < 4:
+        raise BadConfigError("num_frames", f"must be at least 4, got {num_frames}")
+    for key, value in (("width", width), ("height", height)):
+        if value < 32 or value % 2:
+            raise BadConfigError(key, f"must be even and at least 32 (yuv420p), got {value}")
+
+
+def make_demo_dataset(
+    root: Path,
+    *,
+    classes_per_kind: int = 4,
+    groups: int = 4,
+    clips_per_group: int = 4,
+    num_frames: int = 32,
+    width: int = 128,
+    height: int = 96,
+    seed: int = 0,
+) -> None:
+    """Write the demo videos and UCF101-style split files under ``root``, deterministically from ``seed``.
+
+    The split files are written last, each atomically, because they are what the workflow tracks.
+    """
+    _check_arguments(classes_per_kind, groups, clips_per_group, num_frames, width, height)
+    root = Path(root)
+    classes = class_names(classes_per_kind)
+    clips = [
+        (class_name, group, clip)
+        for class_name in classes
+        for group in range(1, groups + 1)
+        for clip in range(1, clips_per_group + 1)
+    ]
+
+    def write_clip(identity: tuple[str, int, int]) -> None:
+        class_name, group, clip = identity
+        plan = plan_clip(class_name, group, clip, num_frames=num_frames, width=width, height=height, seed=seed)
+        _write_avi(root / "videos" / class_name / video_name(class_name, group, clip), render_clip(plan))
+
+    # ffmpeg runs as a subprocess, so threads encode in parallel.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(write_clip, clips))
+
+    labels = {class_name: label for label, class_name in enumerate(classes, start=1)}
+    train_lines, test_lines = [], []
+    for class_name, group, clip in clips:
+        relative = f"{class_name}/{video_name(class_name, group, clip)}"
+        if group == TEST_GROUP:
+            test_lines.append(relative)
+        else:
+            train_lines.append(f"{relative} {labels[class_name]}")
+    splits = root / "splits"
+    write_text_atomic(splits / "classInd.txt", "".join(f"{label} {name}\n" for name, label in labels.items()))
+    write_text_atomic(splits / "trainlist01.txt", "".join(f"{line}\n" for line in train_lines))
+    write_text_atomic(splits / "testlist01.txt", "".join(f"{line}\n" for line in test_lines))

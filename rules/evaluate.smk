@@ -43,7 +43,7 @@ rule evaluate:
         runtime=10,
     shell:
         "python -m tclsta evaluate --settings {params.settings:q} --manifest {input.manifest}"
-        " --rgb {input.rgb} --flow {input.flow} --fusion {input.fusion} --rejected {input.rejected} {output} 2> {log}"
+        " --rgb {input.rgb} --flow {input.flow} --fusion {input.fusion} {output} --rejected {input.rejected} 2> {log}"
 
 
 rule report:

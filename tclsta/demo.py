@@ -123,7 +123,9 @@ def video_name(class_name: str, group: int, clip: int) -> str:
     return f"v_{class_name}_g{group:02d}_c{clip:02d}.avi"
 
 
-def plan_clip(class_name: str, group: int, clip: int, *, num_frames: int, width: int, height: int, seed: int) -> DemoClip:
+def plan_clip(
+    class_name: str, group: int, clip: int, *, num_frames: int, width: int, height: int, seed: int
+) -> DemoClip:
     """Draw one clip's geometry, timing and speed, deterministically from its identity and ``seed``."""
     all_classes = [*MOTION_CLASSES, *APPEARANCE_CLASSES]
     rng = np.random.default_rng([seed, all_classes.index(class_name), group, clip])
@@ -216,7 +218,9 @@ def _write_avi(path: Path, frames: np.ndarray) -> None:
             raise RuntimeError(f"ffmpeg could not encode {path}: {last_stderr_line(error.stderr)}") from None
 
 
-def _check_arguments(classes_per_kind: int, groups: int, clips_per_group: int, num_frames: int, width: int, height: int) -> None:
+def _check_arguments(
+    classes_per_kind: int, groups: int, clips_per_group: int, num_frames: int, width: int, height: int
+) -> None:
     if not 1 <= classes_per_kind <= len(MOTION_CLASSES):
         raise BadConfigError("classes_per_kind", f"must be between 1 and {len(MOTION_CLASSES)}, got {classes_per_kind}")
     if groups < 2:

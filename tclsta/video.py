@@ -39,7 +39,10 @@ class VideoInfo:
 
 
 def ffmpeg_binaries() -> tuple[str, str | None]:
-    """(ffmpeg, ffprobe) executables: from PATH when present, else ffmpeg from the imageio-ffmpeg package and ffprobe None."""
+    """(ffmpeg, ffprobe) executables from PATH when present.
+
+    Without them, ffmpeg comes from the imageio-ffmpeg package and ffprobe is None.
+    """
     ffmpeg_exe = shutil.which("ffmpeg") or imageio_ffmpeg.get_ffmpeg_exe()
     return ffmpeg_exe, shutil.which("ffprobe")
 

@@ -128,7 +128,7 @@ def test_jpeg_rejects_bad_input() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["clip with spaces.avi", "it's a \"quoted\" clip.avi", "vidéo_日本語.avi", "at 12:30.avi", "-leading-dash.avi"],
+    ["clip with spaces.avi", 'it\'s a "quoted" clip.avi', "vidéo_日本語.avi", "at 12:30.avi", "-leading-dash.avi"],
 )
 def test_odd_file_names_decode(tiny_video: Path, tmp_path: Path, name: str) -> None:
     odd_path = tmp_path / name

@@ -1,0 +1,201 @@
+"""Tests of tclsta.models: shapes, attention weights, ablations, weights loading, training."""
+
+from __future__ import annotations
+
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.models import ResNet18_Weights, resnet18
+
+from tclsta.models import (
+    AttentionStream,
+    SpatialAttention,
+    TemporalAttention,
+    build_backbone,
+    cross_modality_weight,
+    stream_loss,
+)
+
+NUM_CLASSES = 5
+SMALL = dict(backbone="small", spatial_hidden=32, temporal_hidden=32)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("in_channels", [3, 10])
+def test_stream_output_shapes(in_channels: int) -> None:
+    model = AttentionStream(NUM_CLASSES, in_channels=in_channels, **SMALL)
+    clips = torch.randn(2, 4, in_channels, 96, 128)
+    out = model(clips, torch.tensor([0, 3]))
+    assert out.logits.shape == (2, NUM_CLASSES)
+    assert out.frame_logits.shape == (2, 4, NUM_CLASSES)
+    assert out.cam_logits.shape == (2, 4, NUM_CLASSES)
+    assert out.step_logits.shape == (2, 4, NUM_CLASSES)
+    assert out.spatial_attention.shape == (2, 4, 6, 8)
+    assert out.temporal_attention.shape == (2, 4)
+    assert out.features.shape == (2, 4, model.feature_dim)
+    assert stream_loss(out, torch.tensor([0, 3])).ndim == 0
+
+
+@pytest.mark.parametrize(("name", "channels"), [("small", 128), ("resnet18", 512), ("resnet50", 2048)])
+def test_backbone_feature_maps(name: str, channels: int) -> None:
+    backbone, out_channels = build_backbone(name, in_channels=10)
+    assert out_channels == channels
+    assert backbone(torch.randn(1, 10, 64, 64)).shape[:2] == (1, channels)
+
+
+def test_unknown_backbone_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown backbone 'vgg'"):
+        build_backbone("vgg", 3)
+
+
+def test_attention_weights_sum_to_one() -> None:
+    model = AttentionStream(NUM_CLASSES, **SMALL).eval()
+    out = model(torch.randn(2, 4, 3, 96, 128))
+    spatial = out.spatial_attention.flatten(2)
+    assert (spatial >= 0).all() and (out.temporal_attention >= 0).all()
+    torch.testing.assert_close(spatial.sum(-1), torch.ones(2, 4))
+    torch.testing.assert_close(out.temporal_attention.sum(-1), torch.ones(2))
+    assert not torch.allclose(spatial, torch.full_like(spatial, 1 / 48))
+    assert not torch.allclose(out.temporal_attention, torch.full((2, 4), 0.25))
+
+
+def test_ablations_give_uniform_attention() -> None:
+    model = AttentionStream(NUM_CLASSES, spatial=False, temporal=False, **SMALL).eval()
+    clips = torch.randn(2, 4, 3, 96, 128)
+    out = model(clips)
+    torch.testing.assert_close(out.spatial_attention, torch.full((2, 4, 6, 8), 1 / 48))
+    torch.testing.assert_close(out.temporal_attention, torch.full((2, 4), 0.25))
+    assert out.cam_logits is None
+    assert model.parameter_groups()["spatial"] == []
+    averaged = model.backbone(clips.flatten(0, 1)).mean(dim=(2, 3)).view(2, 4, -1)
+    torch.testing.assert_close(out.features, averaged)
+    loss_without_cam = stream_loss(out, torch.tensor([1, 2]))
+    assert torch.isfinite(loss_without_cam)
+
+
+def test_parameter_groups_cover_the_model_once() -> None:
+    model = AttentionStream(NUM_CLASSES, **SMALL)
+    groups = model.parameter_groups()
+    assert set(groups) == {"backbone", "spatial", "temporal", "frame_classifier"}
+    grouped = [id(p) for params in groups.values() for p in params]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters())
+
+
+def test_cross_modality_weight_repeats_the_rgb_mean() -> None:
+    rgb = torch.randn(64, 3, 7, 7)
+    flow = cross_modality_weight(rgb, 10)
+    assert flow.shape == (64, 10, 7, 7)
+    for channel in range(10):
+        torch.testing.assert_close(flow[:, channel], rgb.mean(dim=1))
+
+
+def test_local_rgb_weights_load_with_cross_modality(tmp_path: Path) -> None:
+    reference = resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+
+    rgb, _ = build_backbone("resnet18", 3, pretrained=str(path))
+    for key, value in rgb.state_dict().items():
+        torch.testing.assert_close(value, reference.state_dict()[key])
+
+    flow, _ = build_backbone("resnet18", 10, pretrained=str(path))
+    assert flow.conv1.weight.shape == (64, 10, 7, 7)
+    torch.testing.assert_close(flow.conv1.weight, cross_modality_weight(reference.conv1.weight, 10))
+    torch.testing.assert_close(flow.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
+
+
+def test_local_motion_weights_load_as_saved(tmp_path: Path) -> None:
+    trained, _ = build_backbone("small", 10)
+    path = tmp_path / "motion.pth"
+    torch.save(trained.state_dict(), path)
+    loaded, _ = build_backbone("small", 10, pretrained=str(path))
+    for key, value in loaded.state_dict().items():
+        torch.testing.assert_close(value, trained.state_dict()[key])
+
+
+def test_missing_local_weights_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        build_backbone("resnet18", 3, pretrained=str(tmp_path / "missing.pth"))
+
+
+def test_imagenet_download_failure_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an empty hub cache and no network, the error points to a local weights file."""
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("network unreachable")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(RuntimeError, match="could not be downloaded.*local weights file path"):
+        build_backbone("resnet18", 3, pretrained="imagenet")
+
+
+def test_imagenet_weights_from_hub_cache() -> None:
+    """Where the weights are already cached, "imagenet" loads them without a download."""
+    weights = ResNet18_Weights.IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if not cached.is_file():
+        pytest.skip(f"ImageNet resnet18 weights not cached at {cached}")
+    backbone, _ = build_backbone("resnet18", 3, pretrained="imagenet")
+    expected = torch.load(cached, map_location="cpu", weights_only=True)
+    torch.testing.assert_close(backbone.conv1.weight, expected["conv1.weight"])
+
+
+def test_small_backbone_has_no_imagenet_weights() -> None:
+    with pytest.raises(ValueError, match="no ImageNet weights"):
+        build_backbone("small", 3, pretrained="imagenet")
+
+
+def test_label_class_source_attends_with_the_label_map() -> None:
+    head = SpatialAttention(16, NUM_CLASSES, hidden=8, class_source="label")
+    features = torch.randn(3, 16, 4, 5)
+    labels = torch.tensor([4, 0, 2])
+    class_maps = head.cam(features)  # (3, K, 4, 5)
+
+    _, _, attention = head.train()(features, labels)
+    expected = class_maps[torch.arange(3), labels].flatten(1).softmax(1).view(3, 4, 5)
+    torch.testing.assert_close(attention, expected)
+
+    _, cam_logits, attention = head.eval()(features)
+    predicted = cam_logits.argmax(1)
+    expected = class_maps[torch.arange(3), predicted].flatten(1).softmax(1).view(3, 4, 5)
+    torch.testing.assert_close(attention, expected)
+
+    with pytest.raises(ValueError, match="needs labels"):
+        head.train()(features)
+
+
+def test_agnostic_class_source_uses_the_mean_map() -> None:
+    head = SpatialAttention(16, NUM_CLASSES, hidden=8, class_source="agnostic")
+    features = torch.randn(3, 16, 4, 5)
+    pooled, _, attention = head(features)
+    expected = head.cam(features).mean(1).flatten(1).softmax(1).view(3, 4, 5)
+    torch.testing.assert_close(attention, expected)
+    torch.testing.assert_close(pooled, (features * expected[:, None]).sum(dim=(2, 3)))
+
+
+def test_temporal_video_logits_are_the_attended_step_logits() -> None:
+    head = TemporalAttention(16, NUM_CLASSES, hidden=8)
+    logits, step_logits, beta = head(torch.randn(2, 6, 16))
+    torch.testing.assert_close(logits, torch.einsum("btk,bt->bk", step_logits, beta))
+
+
+def test_training_steps_reduce_stream_loss() -> None:
+    model = AttentionStream(NUM_CLASSES, dropout=0.0, class_source="label", **SMALL).train()
+    clips = torch.randn(4, 3, 3, 48, 64)
+    labels = torch.tensor([0, 1, 2, 3])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(15):
+        loss = stream_loss(model(clips, labels), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]

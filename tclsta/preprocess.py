@@ -102,7 +102,8 @@ def flow_shard(frames_path: Path, config: FlowConfig, out_path: Path, workers: i
             results = map(_flow_of_jpegs, tasks)
             pool = None
         else:
-            pool = multiprocessing.get_context("fork").Pool(workers, _init_flow_worker, (config,))
+            # spawn, not fork: a forked child of a process that has used OpenCV threads can deadlock
+            pool = multiprocessing.get_context("spawn").Pool(workers, _init_flow_worker, (config,))
             results = pool.imap(_flow_of_jpegs, tasks)
         try:
             for video_id, flow in _progress(zip(ids, results), f"flow {frames_path.name}"):

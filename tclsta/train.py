@@ -85,7 +85,7 @@ def run_epoch(model: AttentionStream, loader: DataLoader, device: torch.device, 
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            total_loss += float(loss) * len(labels)
+            total_loss += loss.item() * len(labels)
             correct += int((output.logits.argmax(1) == labels).sum())
             count += len(labels)
     return total_loss / max(count, 1), correct / max(count, 1)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 from torchvision.models import ResNet18_Weights, resnet18
 
 from tclsta.models import (
@@ -136,12 +137,16 @@ def test_imagenet_download_failure_says_what_to_do(tmp_path: Path, monkeypatch: 
         build_backbone("resnet18", 3, pretrained="imagenet")
 
 
-def test_imagenet_weights_from_hub_cache() -> None:
-    """Where the weights are already cached, "imagenet" loads them without a download."""
+def test_imagenet_weights_from_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the weights file is in the hub cache, "imagenet" loads it without a download.
+
+    The cache is seeded with a locally made resnet18 state dict under the official file name.
+    """
     weights = ResNet18_Weights.IMAGENET1K_V1
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    if not cached.is_file():
-        pytest.skip(f"ImageNet resnet18 weights not cached at {cached}")
+    cached.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), cached)
     backbone, _ = build_backbone("resnet18", 3, pretrained="imagenet")
     expected = torch.load(cached, map_location="cpu", weights_only=True)
     torch.testing.assert_close(backbone.conv1.weight, expected["conv1.weight"])

@@ -111,6 +111,9 @@ def build_ucf_manifest(
     duplicated = frame["video_id"][frame["video_id"].duplicated()]
     if len(duplicated):
         raise BadSplitFileError(splits_dir, f"video listed twice: {duplicated.iloc[0]}")
+    untrained = sorted(set(classes) - set(frame.loc[frame["split"] == "train", "class_name"]))
+    if untrained:
+        raise BadSplitFileError(splits_dir / f"trainlist{split:02d}.txt", f"no training videos for class(es) {untrained}")
     frame["group"] = frame["video_id"].map(lambda v: group_of(Path(v).name))
     val_groups = carve_validation(frame.loc[frame["split"] == "train", "group"].tolist(), val_fraction, seed)
     frame.loc[(frame["split"] == "train") & frame["group"].isin(val_groups), "split"] = "val"

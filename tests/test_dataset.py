@@ -1,0 +1,47 @@
+"""The clip Dataset over real shards: shapes, sampling, determinism."""
+
+import numpy as np
+import torch
+
+from tclsta.data.dataset import ClipSpec, ShardClipDataset, segment_indices
+from tclsta.data.manifest import read_manifest
+
+
+def dataset(tiny, spec: ClipSpec, seed: int = 0) -> ShardClipDataset:
+    manifest = read_manifest(tiny.manifest_path)
+    return ShardClipDataset(tiny.shards, manifest["video_id"], manifest["label"], spec, seed)
+
+
+def test_rgb_and_flow_clips_have_the_documented_shapes(tiny_dataset):
+    rgb = dataset(tiny_dataset, ClipSpec("rgb", num_frames=4, crop_size=(40, 56)))
+    flow = dataset(tiny_dataset, ClipSpec("flow", num_frames=4, crop_size=(40, 56), flow_stack=3))
+    assert len(rgb) == len(flow) == 24
+    clip, label = rgb[0]
+    assert clip.shape == (4, 3, 40, 56) and clip.dtype == torch.float32 and 0 <= label < 4
+    clip, _ = flow[0]
+    assert clip.shape == (4, 6, 40, 56)
+    assert clip.abs().max() <= 1.0
+
+
+def test_test_clips_are_deterministic_and_training_clips_vary_by_epoch(tiny_dataset):
+    test_set = dataset(tiny_dataset, ClipSpec("flow", 4, (40, 56), flow_stack=2))
+    assert torch.equal(test_set[3][0], test_set[3][0])
+    train_set = dataset(tiny_dataset, ClipSpec("rgb", 4, (40, 56), train=True, flip=True))
+    first = train_set[3][0]
+    assert torch.equal(first, train_set[3][0])  # same (seed, epoch, index): same clip
+    train_set.set_epoch(1)
+    assert not torch.equal(first, train_set[3][0])
+
+
+def test_segment_sampling():
+    assert segment_indices(12, 4, None) == [1, 4, 7, 10]
+    picks = segment_indices(12, 4, torch.Generator().manual_seed(0))
+    assert [p // 3 for p in picks] == [0, 1, 2, 3]  # one pick inside each segment
+    assert segment_indices(2, 4, None) == [0, 0, 1, 1]  # short videos repeat frames
+
+
+def test_workers_open_their_own_files(tiny_dataset):
+    loader = torch.utils.data.DataLoader(dataset(tiny_dataset, ClipSpec("rgb", 2, (40, 56))), batch_size=6, num_workers=2)
+    batches = [clips for clips, _ in loader]
+    assert sum(len(b) for b in batches) == 24
+    assert np.isfinite(torch.cat(batches).numpy()).all()

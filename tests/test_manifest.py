@@ -1,0 +1,81 @@
+"""Manifest from UCF101-style split files: splits, groups, shards, and bad split files."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tclsta.data.manifest import build_ucf_manifest, class_names, group_of, read_class_index, shard_of
+from tclsta.errors import BadSplitFileError
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def build(root: Path, val_fraction: float = 0.5):
+    return build_ucf_manifest(root / "videos", root / "splits", 1, val_fraction, num_shards=2, seed=0)
+
+
+def test_splits_groups_and_shards(tiny_videos):
+    manifest = build(tiny_videos)
+    assert len(manifest) == 4 * 3 * 2
+    counts = manifest["split"].value_counts().to_dict()
+    assert counts == {"test": 8, "train": 8, "val": 8}  # g01 test; g02/g03 split into train and val
+    assert set(manifest.loc[manifest["split"] == "test", "group"]) == {"g01"}
+    for split in ("train", "val"):
+        assert manifest.loc[manifest["split"] == split, "group"].nunique() == 1  # groups never straddle
+    assert class_names(manifest) == read_class_index(tiny_videos / "splits" / "classInd.txt")
+    assert all(Path(p).is_file() for p in manifest["path"])
+    assert manifest["shard"].tolist() == [shard_of(v, 2) for v in manifest["video_id"]]
+    assert build(tiny_videos).equals(manifest)  # deterministic
+
+
+def test_shard_assignment_is_stable_and_groups_parse():
+    assert shard_of("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01", 16) == shard_of("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01", 16)
+    assert group_of("v_ApplyEyeMakeup_g08_c01") == "g08"
+    assert group_of("my_clip") == "my_clip"
+
+
+def test_missing_video_is_named(tiny_videos, tmp_path):
+    root = copy_tree(tiny_videos, tmp_path / "ds")
+    victim = next((root / "videos" / "DriftLeft").glob("*g02*"))
+    victim.unlink()
+    with pytest.raises(BadSplitFileError) as info:
+        build(root)
+    assert victim.name in str(info.value) and "trainlist01.txt" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("../../etc/passwd 1", "outside the dataset root"),
+        ("/etc/passwd 1", "outside the dataset root"),
+        ("NoSuchClass/v_x_g02_c01.avi 1", "not in classInd"),
+        ("DriftLeft/v_DriftLeft_g02_c01.avi 1", "disagrees with classInd"),
+    ],
+)
+def test_bad_split_lines_are_refused(tiny_videos, tmp_path, line, message):
+    root = copy_tree(tiny_videos, tmp_path / "ds")
+    trainlist = root / "splits" / "trainlist01.txt"
+    trainlist.write_text(trainlist.read_text() + line + "\n")
+    with pytest.raises(BadSplitFileError, match=message) as info:
+        build(root)
+    assert "trainlist01.txt" in str(info.value)
+
+
+def test_duplicate_video_is_refused(tiny_videos, tmp_path):
+    root = copy_tree(tiny_videos, tmp_path / "ds")
+    trainlist = root / "splits" / "trainlist01.txt"
+    first = trainlist.read_text().splitlines()[0]
+    trainlist.write_text(trainlist.read_text() + first + "\n")
+    with pytest.raises(BadSplitFileError, match="listed twice"):
+        build(root)
+
+
+def test_malformed_class_index_is_named(tiny_videos, tmp_path):
+    root = copy_tree(tiny_videos, tmp_path / "ds")
+    (root / "splits" / "classInd.txt").write_text("one DriftRight\n")
+    with pytest.raises(BadSplitFileError, match="classInd.txt.*line 1"):
+        build(root)

@@ -19,6 +19,6 @@ include: "rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         expand("results/{dataset}/report.html", dataset=list(config["datasets"])),
-    default_target: True

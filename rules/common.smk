@@ -4,7 +4,9 @@ from tclsta.config import dataset_settings
 
 IDENTITY_KEYS = ("name", "format", "root", "splits_dir", "split")
 DATASETS = list(config["datasets"])
-DEMO_DATASETS = [d for d in DATASETS if config["datasets"][d]["format"] == "demo"] or ["__none__"]
+DEMO_DATASETS = [d for d in DATASETS if config["datasets"][d]["format"] == "demo"] or [
+    "__none__"
+]
 
 
 wildcard_constraints:
@@ -23,7 +25,9 @@ def settings(dataset, **sections):
     chosen = {key: resolved[key] for key in IDENTITY_KEYS if key in resolved}
     for section, keys in sections.items():
         values = resolved.get(section, {})
-        chosen[section] = values if keys is None else {k: values[k] for k in keys if k in values}
+        chosen[section] = (
+            values if keys is None else {k: values[k] for k in keys if k in values}
+        )
     return json.dumps(chosen, sort_keys=True)
 
 
@@ -40,8 +44,16 @@ def shard_ids(dataset):
 
 
 def packed_shards(wildcards):
-    return expand("results/{dataset}/shards/shard_{shard}.h5", dataset=wildcards.dataset, shard=shard_ids(wildcards.dataset))
+    return expand(
+        "results/{dataset}/shards/shard_{shard}.h5",
+        dataset=wildcards.dataset,
+        shard=shard_ids(wildcards.dataset),
+    )
 
 
 def rejected_lists(wildcards):
-    return expand("results/{dataset}/rejected/shard_{shard}.csv", dataset=wildcards.dataset, shard=shard_ids(wildcards.dataset))
+    return expand(
+        "results/{dataset}/rejected/shard_{shard}.csv",
+        dataset=wildcards.dataset,
+        shard=shard_ids(wildcards.dataset),
+    )

@@ -4,17 +4,19 @@ rule demo_dataset:
         "data/{dataset}/splits/classInd.txt",
         "data/{dataset}/splits/trainlist01.txt",
         "data/{dataset}/splits/testlist01.txt",
-    params:
-        settings=lambda w: settings(w.dataset, demo=None),
     log:
         "logs/demo_dataset/{dataset}.log",
     benchmark:
         "results/{dataset}/benchmarks/demo_dataset/{dataset}.tsv"
     wildcard_constraints:
         dataset="|".join(DEMO_DATASETS),
+    conda:
+        "../envs/preprocess.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=30,
+    params:
+        settings=lambda w: settings(w.dataset, demo=None),
     shell:
         "python -m tclsta demo --settings {params.settings:q} 2> {log}"

@@ -6,16 +6,18 @@ rule fuse:
         flow="results/{dataset}/scores/flow.csv",
     output:
         "results/{dataset}/fusion.json",
-    params:
-        settings=lambda w: settings(w.dataset, fusion=None),
     log:
         "logs/fuse/{dataset}.log",
     benchmark:
         "results/{dataset}/benchmarks/fuse/{dataset}.tsv"
+    conda:
+        "../envs/report.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        settings=lambda w: settings(w.dataset, fusion=None),
     shell:
         "python -m tclsta fuse --settings {params.settings:q} --manifest {input.manifest}"
         " --rgb {input.rgb} --flow {input.flow} {output} 2> {log}"
@@ -31,16 +33,18 @@ rule evaluate:
         rejected=rejected_lists,
     output:
         "results/{dataset}/metrics.json",
-    params:
-        settings=lambda w: settings(w.dataset, demo=None, fusion=None),
     log:
         "logs/evaluate/{dataset}.log",
     benchmark:
         "results/{dataset}/benchmarks/evaluate/{dataset}.tsv"
+    conda:
+        "../envs/report.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        settings=lambda w: settings(w.dataset, demo=None, fusion=None),
     shell:
         "python -m tclsta evaluate --settings {params.settings:q} --manifest {input.manifest}"
         " --rgb {input.rgb} --flow {input.flow} --fusion {input.fusion} {output} --rejected {input.rejected} 2> {log}"
@@ -55,14 +59,24 @@ rule report:
         flow_history="results/{dataset}/models/flow_history.csv",
     output:
         "results/{dataset}/report.html",
-    params:
-        settings=lambda w: settings(w.dataset, demo=None, preprocess=None, flow=None, model=None, train=None, fusion=None),
     log:
         "logs/report/{dataset}.log",
+    conda:
+        "../envs/report.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        settings=lambda w: settings(
+            w.dataset,
+            demo=None,
+            preprocess=None,
+            flow=None,
+            model=None,
+            train=None,
+            fusion=None,
+        ),
     shell:
         "python -m tclsta report --settings {params.settings:q} --metrics {input.metrics} --manifest {input.manifest}"
         " --rgb-history {input.rgb_history} --flow-history {input.flow_history}"

@@ -4,16 +4,20 @@ rule manifest:
         split_files,
     output:
         "results/{dataset}/manifest.csv",
-    params:
-        settings=lambda w: settings(w.dataset, preprocess=["num_shards"], train=["val_fraction", "seed"]),
     log:
         "logs/manifest/{dataset}.log",
     benchmark:
         "results/{dataset}/benchmarks/manifest/{dataset}.tsv"
+    conda:
+        "../envs/preprocess.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        settings=lambda w: settings(
+            w.dataset, preprocess=["num_shards"], train=["val_fraction", "seed"]
+        ),
     shell:
         "python -m tclsta manifest --settings {params.settings:q} {output} 2> {log}"
 
@@ -25,16 +29,18 @@ rule extract_frames:
     output:
         frames=temp("results/{dataset}/work/frames_{shard}.h5"),
         rejected="results/{dataset}/rejected/shard_{shard}.csv",
-    params:
-        settings=lambda w: settings(w.dataset, preprocess=None),
     log:
         "logs/extract_frames/{dataset}_{shard}.log",
     benchmark:
         "results/{dataset}/benchmarks/extract_frames/{dataset}_{shard}.tsv"
+    conda:
+        "../envs/preprocess.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
+    params:
+        settings=lambda w: settings(w.dataset, preprocess=None),
     shell:
         "python -m tclsta extract --settings {params.settings:q} --shard {wildcards.shard}"
         " {input} {output.frames} {output.rejected} 2> {log}"
@@ -46,17 +52,19 @@ rule flow:
         "results/{dataset}/work/frames_{shard}.h5",
     output:
         temp("results/{dataset}/work/flow_{shard}.h5"),
-    params:
-        settings=lambda w: settings(w.dataset, flow=None),
     log:
         "logs/flow/{dataset}_{shard}.log",
     benchmark:
         "results/{dataset}/benchmarks/flow/{dataset}_{shard}.tsv"
+    conda:
+        "../envs/preprocess.yaml"
     threads: 8
     resources:
         mem_mb=8000,
         runtime=720,
         gpu=0,
+    params:
+        settings=lambda w: settings(w.dataset, flow=None),
     shell:
         "python -m tclsta flow --settings {params.settings:q} --workers {threads} {input} {output} 2> {log}"
 
@@ -68,15 +76,17 @@ rule pack:
         flow="results/{dataset}/work/flow_{shard}.h5",
     output:
         "results/{dataset}/shards/shard_{shard}.h5",
-    params:
-        settings=lambda w: settings(w.dataset, flow=["bound"]),
     log:
         "logs/pack/{dataset}_{shard}.log",
     benchmark:
         "results/{dataset}/benchmarks/pack/{dataset}_{shard}.tsv"
+    conda:
+        "../envs/preprocess.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        settings=lambda w: settings(w.dataset, flow=["bound"]),
     shell:
         "python -m tclsta pack --settings {params.settings:q} {input.frames} {input.flow} {output} 2> {log}"

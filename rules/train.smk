@@ -6,17 +6,19 @@ rule train_stream:
     output:
         checkpoint="results/{dataset}/models/{stream}.pt",
         history="results/{dataset}/models/{stream}_history.csv",
-    params:
-        settings=lambda w: settings(w.dataset, model=None, train=None),
     log:
         "logs/train_stream/{dataset}_{stream}.log",
     benchmark:
         "results/{dataset}/benchmarks/train_stream/{dataset}_{stream}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: 8
     resources:
         mem_mb=16000,
         runtime=1440,
         gpu=1,
+    params:
+        settings=lambda w: settings(w.dataset, model=None, train=None),
     shell:
         "python -m tclsta train --settings {params.settings:q} --threads {threads} --stream {wildcards.stream}"
         " --manifest {input.manifest} --shards {input.shards}"
@@ -31,17 +33,22 @@ rule score_stream:
         checkpoint="results/{dataset}/models/{stream}.pt",
     output:
         "results/{dataset}/scores/{stream}.csv",
-    params:
-        settings=lambda w: settings(w.dataset, train=["test_frames", "crop_size", "batch_size", "num_workers", "device"]),
     log:
         "logs/score_stream/{dataset}_{stream}.log",
     benchmark:
         "results/{dataset}/benchmarks/score_stream/{dataset}_{stream}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: 8
     resources:
         mem_mb=8000,
         runtime=240,
         gpu=1,
+    params:
+        settings=lambda w: settings(
+            w.dataset,
+            train=["test_frames", "crop_size", "batch_size", "num_workers", "device"],
+        ),
     shell:
         "python -m tclsta score --settings {params.settings:q} --threads {threads}"
         " --manifest {input.manifest} --shards {input.shards}"

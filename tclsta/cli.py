@@ -181,18 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             sub.add_argument("--output", type=Path, required=True)
         sub.add_argument("--checkpoint", type=Path, required=True)
-    sub = stage("fuse", cmd_fuse, "learn the fusion weights on validation scores")
-    sub.add_argument("--manifest", type=Path, required=True)
-    sub.add_argument("--rgb", type=Path, required=True)
-    sub.add_argument("--flow", type=Path, required=True)
-    sub.add_argument("output", type=Path)
-    sub = stage("evaluate", cmd_evaluate, "test-split metrics of each stream and the fusions")
-    sub.add_argument("--manifest", type=Path, required=True)
-    sub.add_argument("--rgb", type=Path, required=True)
-    sub.add_argument("--flow", type=Path, required=True)
+    for name, func, help in (
+        ("fuse", cmd_fuse, "learn the fusion weights on validation scores"),
+        ("evaluate", cmd_evaluate, "test-split metrics of each stream and the fusions"),
+    ):
+        sub = stage(name, func, help)
+        sub.add_argument("--manifest", type=Path, required=True)
+        sub.add_argument("--rgb", type=Path, required=True, help="scores CSV of the rgb stream")
+        sub.add_argument("--flow", type=Path, required=True, help="scores CSV of the flow stream")
+        sub.add_argument("output", type=Path)
     sub.add_argument("--fusion", type=Path, required=True)
     sub.add_argument("--rejected", type=Path, nargs="*", default=[])
-    sub.add_argument("output", type=Path)
     sub = stage("report", cmd_report, "write the self-contained HTML report")
     sub.add_argument("--metrics", type=Path, required=True)
     sub.add_argument("--manifest", type=Path, required=True)

@@ -9,22 +9,36 @@ class TclstaError(Exception):
     """Base class of every error the pipeline reports to a user."""
 
 
-class BadVideoError(TclstaError):
+class FileError(TclstaError):
+    """A problem with one file: the message is ``<what> <path>: <reason>``."""
+
+    what = "bad file"
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.what} {self.path}: {reason}")
+
+
+class BadVideoError(FileError):
     """A video that cannot be decoded or is unusable (corrupt, empty, audio-only, too short)."""
 
-    def __init__(self, path: str | Path, reason: str):
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"bad video {self.path}: {reason}")
+    what = "bad video"
 
 
-class BadSplitFileError(TclstaError):
+class BadSplitFileError(FileError):
     """A split or class-index file that is malformed or names missing videos."""
 
+    what = "bad split file"
+
+
+class BadShardError(FileError):
+    """An HDF5 shard that is unreadable or inconsistent; delete it and re-run."""
+
+    what = "bad shard"
+
     def __init__(self, path: str | Path, reason: str):
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"bad split file {self.path}: {reason}")
+        super().__init__(path, f"{reason} (delete it and re-run the pipeline)")
 
 
 class BadConfigError(TclstaError):
@@ -34,12 +48,3 @@ class BadConfigError(TclstaError):
         self.key = key
         self.reason = reason
         super().__init__(f"bad config value '{key}': {reason}")
-
-
-class BadShardError(TclstaError):
-    """An HDF5 shard that is unreadable or inconsistent; delete it and re-run."""
-
-    def __init__(self, path: str | Path, reason: str):
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"bad shard {self.path}: {reason} (delete it and re-run the pipeline)")

@@ -1,8 +1,13 @@
+import functools
+import glob
+import hashlib
 import json
+import os
 
 from tclsta.config import dataset_settings
+from tclsta.data.manifest import read_manifest
 
-IDENTITY_KEYS = ("name", "format", "root", "splits_dir", "split")
+IDENTITY_KEYS = ("name", "format", "root", "splits_dir", "split", "split_csv", "test_fraction")
 DATASETS = list(config["datasets"])
 DEMO_DATASETS = [d for d in DATASETS if config["datasets"][d]["format"] == "demo"] or [
     "__none__"
@@ -31,12 +36,46 @@ def settings(dataset, **sections):
     return json.dumps(chosen, sort_keys=True)
 
 
-def split_files(wildcards):
-    """The split files a manifest is built from (made by the demo rule for demo datasets)."""
+def manifest_inputs(wildcards):
+    """What a manifest is built from: the split files (made by the demo rule for demo
+    datasets), or for folder datasets the class folders, whose mtimes change when
+    videos are added or removed."""
     resolved = dataset_settings(config, wildcards.dataset)
     split = resolved.get("split", 1)
-    names = ["classInd.txt", f"trainlist{split:02d}.txt", f"testlist{split:02d}.txt"]
-    return [f"{resolved['splits_dir']}/{name}" for name in names]
+    if resolved["format"] in ("demo", "ucf101"):
+        names = ["classInd.txt", f"trainlist{split:02d}.txt", f"testlist{split:02d}.txt"]
+        return [f"{resolved['splits_dir']}/{name}" for name in names]
+    if resolved["format"] == "hmdb51":
+        return sorted(glob.glob(f"{glob.escape(resolved['splits_dir'])}/*_test_split{split}.txt"))
+    folders = sorted(p for p in glob.glob(f"{glob.escape(resolved['root'])}/*") if os.path.isdir(p))
+    return folders + ([resolved["split_csv"]] if resolved.get("split_csv") else [])
+
+
+@functools.lru_cache(maxsize=64)
+def _manifest_table(path, mtime):
+    return read_manifest(path)
+
+
+def shard_rows(wildcards):
+    """The manifest rows of one shard (after the manifest checkpoint has run)."""
+    path = checkpoints.manifest.get(dataset=wildcards.dataset).output[0]
+    table = _manifest_table(path, os.path.getmtime(path))
+    return table[table["shard"] == int(wildcards.shard)]
+
+
+def shard_videos(wildcards):
+    """The video files of one shard: a shard is rebuilt only when its own videos change.
+
+    Missing files are left to the extraction stage, which names them (or, with
+    on_bad_video: skip, lists them as rejected).
+    """
+    return [p for p in shard_rows(wildcards)["path"] if os.path.exists(p)]
+
+
+def shard_fingerprint(wildcards):
+    """A digest of a shard's ids, classes and labels, so that relabelling re-runs it."""
+    rows = shard_rows(wildcards)[["video_id", "class_name", "label", "path"]]
+    return hashlib.sha256(rows.to_csv(index=False).encode()).hexdigest()[:16]
 
 
 def shard_ids(dataset):

@@ -1,7 +1,7 @@
-rule manifest:
+checkpoint manifest:
     """One row per video: id, path, class, label, split (train/val/test), shard."""
     input:
-        split_files,
+        manifest_inputs,
     output:
         "results/{dataset}/manifest.csv",
     log:
@@ -16,16 +16,22 @@ rule manifest:
         runtime=10,
     params:
         settings=lambda w: settings(
-            w.dataset, preprocess=["num_shards"], train=["val_fraction", "seed"]
+            w.dataset,
+            preprocess=["num_shards", "on_bad_video"],
+            train=["val_fraction", "seed"],
         ),
     shell:
         "python -m tclsta manifest --settings {params.settings:q} {output} 2> {log}"
 
 
 rule extract_frames:
-    """Decode and resize the videos of one shard with ffmpeg; frames kept as JPEG."""
+    """Decode and resize the videos of one shard with ffmpeg; frames kept as JPEG.
+
+    Its inputs are the shard's own videos, so adding videos re-runs only their shards,
+    and videos the previous packed shard holds unchanged are copied, not decoded.
+    """
     input:
-        "results/{dataset}/manifest.csv",
+        shard_videos,
     output:
         frames=temp("results/{dataset}/work/frames_{shard}.h5"),
         rejected="results/{dataset}/rejected/shard_{shard}.csv",
@@ -41,9 +47,12 @@ rule extract_frames:
         runtime=120,
     params:
         settings=lambda w: settings(w.dataset, preprocess=None),
+        manifest="results/{dataset}/manifest.csv",
+        fingerprint=shard_fingerprint,
+        previous="results/{dataset}/shards/shard_{shard}.h5",
     shell:
         "python -m tclsta extract --settings {params.settings:q} --shard {wildcards.shard}"
-        " {input} {output.frames} {output.rejected} 2> {log}"
+        " --previous {params.previous} {params.manifest} {output.frames} {output.rejected} 2> {log}"
 
 
 rule flow:
@@ -65,8 +74,10 @@ rule flow:
         gpu=0,
     params:
         settings=lambda w: settings(w.dataset, flow=None),
+        previous="results/{dataset}/shards/shard_{shard}.h5",
     shell:
-        "python -m tclsta flow --settings {params.settings:q} --workers {threads} {input} {output} 2> {log}"
+        "python -m tclsta flow --settings {params.settings:q} --workers {threads}"
+        " --previous {params.previous} {input} {output} 2> {log}"
 
 
 rule pack:

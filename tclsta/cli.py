@@ -55,11 +55,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_manifest(args: argparse.Namespace) -> None:
-    from tclsta.data.manifest import build_ucf_manifest
+    from tclsta.data.manifest import build_manifest
 
     dataset, _ = resolve_settings(args)
-    manifest = build_ucf_manifest(Path(dataset.root), Path(dataset.splits_dir), dataset.split,
-                                  dataset.train.val_fraction, dataset.preprocess.num_shards, dataset.train.seed)
+    manifest = build_manifest(dataset)
     with atomic_path(args.output) as tmp:
         manifest.to_csv(tmp, index=False)
     log.info("%s: %s", args.output, manifest["split"].value_counts().to_dict())
@@ -70,14 +69,14 @@ def cmd_extract(args: argparse.Namespace) -> None:
     from tclsta.preprocess import extract_shard
 
     dataset, _ = resolve_settings(args)
-    extract_shard(read_manifest(args.manifest), args.shard, dataset.preprocess, args.output, args.rejected)
+    extract_shard(read_manifest(args.manifest), args.shard, dataset.preprocess, args.output, args.rejected, args.previous)
 
 
 def cmd_flow(args: argparse.Namespace) -> None:
     from tclsta.preprocess import flow_shard
 
     dataset, _ = resolve_settings(args)
-    flow_shard(args.frames, dataset.flow, args.output, args.workers)
+    flow_shard(args.frames, dataset.flow, args.output, args.workers, args.previous)
 
 
 def cmd_pack(args: argparse.Namespace) -> None:
@@ -159,11 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("output", type=Path)
     sub = stage("extract", cmd_extract, "decode and resize the videos of one shard")
     sub.add_argument("--shard", type=int, required=True)
+    sub.add_argument("--previous", type=Path, help="the shard an earlier run packed: unchanged videos are copied from it")
     sub.add_argument("manifest", type=Path)
     sub.add_argument("output", type=Path)
     sub.add_argument("rejected", type=Path, help="CSV listing videos left out (on_bad_video: skip)")
     sub = stage("flow", cmd_flow, "TV-L1 optical flow of a frames shard")
     sub.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    sub.add_argument("--previous", type=Path, help="the shard an earlier run packed: unchanged flow is copied from it")
     sub.add_argument("frames", type=Path)
     sub.add_argument("output", type=Path)
     sub = stage("pack", cmd_pack, "merge frames and flow into the final shard")

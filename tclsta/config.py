@@ -105,8 +105,10 @@ class DatasetConfig:
     name: str
     format: str
     root: str
-    splits_dir: str
+    splits_dir: str = ""
     split: int = 1
+    split_csv: str | None = None
+    test_fraction: float = 0.3
     demo: DemoConfig = field(default_factory=DemoConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)

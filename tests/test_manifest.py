@@ -23,9 +23,9 @@ def test_splits_groups_and_shards(tiny_videos):
     assert len(manifest) == 4 * 3 * 2
     counts = manifest["split"].value_counts().to_dict()
     assert counts == {"test": 8, "train": 8, "val": 8}  # g01 test; g02/g03 split into train and val
-    assert set(manifest.loc[manifest["split"] == "test", "group"]) == {"g01"}
-    for split in ("train", "val"):
-        assert manifest.loc[manifest["split"] == split, "group"].nunique() == 1  # groups never straddle
+    assert {g.split("/")[1] for g in manifest.loc[manifest["split"] == "test", "group"]} == {"g01"}
+    assert (manifest.groupby("group")["split"].nunique() == 1).all()  # groups never straddle splits
+    assert (manifest[manifest["split"] == "val"].groupby("class_name").size() == 2).all()  # val carved per class
     assert class_names(manifest) == read_class_index(tiny_videos / "splits" / "classInd.txt")
     assert all(Path(p).is_file() for p in manifest["path"])
     assert manifest["shard"].tolist() == [shard_of(v, 2) for v in manifest["video_id"]]

@@ -18,7 +18,7 @@ TARGET = "results/tiny/report.html"
 @pytest.fixture
 def workdir(tmp_path) -> Path:
     """A copy of the workflow whose config holds only the tiny demo dataset."""
-    for name in ("Snakefile", "rules", "workflow"):
+    for name in ("Snakefile", "rules", "workflow", "envs"):
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
     dataset = {k: v for k, v in TINY_SETTINGS.items() if k != "name"}
@@ -63,3 +63,48 @@ def test_corrupt_video_fails_its_shard_by_name_and_keeps_the_rest(workdir):
     built = sorted(p.name for p in shards.iterdir()) if shards.exists() else []
     assert len(built) == 1  # the shard without the bad video completed
     assert not list(workdir.rglob(".*.tmp*"))  # nothing half-written
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """Jobs per rule from the 'Job stats' table of a dry run."""
+    counts, in_table = {}, False
+    for line in dry_run_output.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+        elif in_table and len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+        elif in_table and parts and parts[0] == "total":
+            break
+    return counts
+
+
+def test_new_videos_rebuild_only_their_shard_and_new_datasets_touch_nothing_else(workdir):
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["datasets"]["tiny"]["preprocess"]["num_shards"] = 4
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    assert snakemake(workdir, TARGET).returncode == 0
+
+    # Add one video to the training list.
+    source = workdir / "data/tiny/videos/DriftLeft/v_DriftLeft_g02_c01.avi"
+    added = source.with_name("v_DriftLeft_g03_c09.avi")
+    shutil.copy(source, added)
+    with open(workdir / "data/tiny/splits/trainlist01.txt", "a") as listing:
+        listing.write("DriftLeft/v_DriftLeft_g03_c09.avi 2\n")
+    assert snakemake(workdir, "results/tiny/manifest.csv").returncode == 0
+    dry = snakemake(workdir, "-n", TARGET)
+    counts = job_counts(dry.stdout + dry.stderr)
+    assert counts["extract_frames"] == counts["flow"] == counts["pack"] == 1, counts
+    assert counts["train_stream"] == 2
+
+    run = snakemake(workdir, TARGET)
+    assert run.returncode == 0, run.stderr[-3000:]
+    logs = "".join(p.read_text() for p in (workdir / "logs/extract_frames").iterdir())
+    assert "1 videos extracted" in logs and "reused" in logs
+
+    # A second dataset adds jobs for itself only.
+    config["datasets"]["other"] = {**config["datasets"]["tiny"], "root": "data/other/videos", "splits_dir": "data/other/splits"}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    dry = snakemake(workdir, "-n", TARGET, "results/other/report.html")
+    output = dry.stdout + dry.stderr
+    assert "dataset=other" in output and "dataset=tiny" not in output

@@ -5,9 +5,13 @@ Columns: ``video_id`` (path below the root, without extension), ``path``
 ``group`` (UCF-style ``gXX`` recording group, else the video id) and ``shard``
 (a stable hash of the id, so adding videos never moves old ones).
 
-The validation split is carved from training data by whole groups, so clips of
-one recording never straddle train and val; the test split is never used for
-model selection.
+Formats: UCF101 (``classInd.txt``, ``trainlistNN.txt``, ``testlistNN.txt``; the
+demo dataset uses it too), HMDB51 (``<class>_test_splitN.txt``), and plain
+class-per-folder datasets with a user CSV or a seeded group-aware split.
+
+The validation split is carved from training data by whole groups, per class,
+so clips of one recording never straddle train and val; the test split is
+never used for model selection.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tclsta.config import DatasetConfig
 from tclsta.errors import BadSplitFileError
 
 MANIFEST_COLUMNS = ["video_id", "path", "class_name", "label", "split", "group", "shard"]
@@ -82,43 +87,166 @@ def read_ucf_split(path: Path, root: Path, classes: list[str]) -> list[tuple[str
     return rows
 
 
-def carve_validation(train_groups: list[str], val_fraction: float, seed: int) -> set[str]:
-    """Groups moved from train to val: a seeded choice of about ``val_fraction`` of them."""
-    groups = sorted(set(train_groups))
-    if len(groups) < 2:
-        raise BadSplitFileError(Path("."), "the training split needs at least two groups to carve a validation split")
-    count = min(len(groups) - 1, max(1, round(len(groups) * val_fraction)))
-    order = np.random.default_rng(seed).permutation(len(groups))
-    return {groups[i] for i in order[:count]}
+def group_keys(frame: pd.DataFrame) -> list[str]:
+    """Recording group of each video, scoped by class (``Class/g08``, else ``Class/<video>``)."""
+    return [f"{c}/{group_of(Path(v).name)}" for c, v in zip(frame["class_name"], frame["video_id"])]
+
+
+def split_groups(frame: pd.DataFrame, fraction: float, seed: int) -> set[str]:
+    """A seeded choice of about ``fraction`` of each class's groups (at least one, never all)."""
+    rng = np.random.default_rng(seed)
+    chosen: set[str] = set()
+    for _, rows in frame.groupby("class_name", sort=True):
+        groups = sorted(rows["group"].unique())
+        if len(groups) < 2:
+            continue
+        count = min(len(groups) - 1, max(1, round(len(groups) * fraction)))
+        chosen |= {groups[i] for i in rng.permutation(len(groups))[:count]}
+    return chosen
+
+
+def finish_manifest(frame: pd.DataFrame, classes: list[str], source: Path, val_fraction: float, num_shards: int, seed: int) -> pd.DataFrame:
+    """Check a (video_id, path, class_name, label, split) table, carve validation groups, assign shards."""
+    duplicated = frame["video_id"][frame["video_id"].duplicated()]
+    if len(duplicated):
+        raise BadSplitFileError(source, f"video listed twice: {duplicated.iloc[0]}")
+    untrained = sorted(set(classes) - set(frame.loc[frame["split"] == "train", "class_name"]))
+    if untrained:
+        raise BadSplitFileError(source, f"no training videos for class(es) {untrained}")
+    frame = frame.copy()
+    frame["group"] = group_keys(frame)
+    train = frame["split"] == "train"
+    frame.loc[train & frame["group"].isin(split_groups(frame[train], val_fraction, seed)), "split"] = "val"
+    frame["shard"] = frame["video_id"].map(lambda v: shard_of(v, num_shards))
+    return frame[MANIFEST_COLUMNS].sort_values("video_id", ignore_index=True)
+
+
+def _table(rows: list[tuple[str, Path, str, str]], classes: list[str]) -> pd.DataFrame:
+    """(video_id, path, class, split) tuples as a manifest table with labels."""
+    frame = pd.DataFrame([(v, str(p), c, s) for v, p, c, s in rows], columns=["video_id", "path", "class_name", "split"])
+    frame["label"] = frame["class_name"].map(classes.index).astype(int) if len(frame) else []
+    return frame
 
 
 def build_ucf_manifest(
-    root: Path, splits_dir: Path, split: int, val_fraction: float, num_shards: int, seed: int
+    root: Path, splits_dir: Path, split: int, val_fraction: float, num_shards: int, seed: int, strict: bool = True
 ) -> pd.DataFrame:
     """Manifest of a dataset in the UCF101 layout (the demo dataset uses it too)."""
     root, splits_dir = Path(root), Path(splits_dir)
     classes = read_class_index(splits_dir / "classInd.txt")
     rows = []
     for split_name, file_name in (("train", f"trainlist{split:02d}.txt"), ("test", f"testlist{split:02d}.txt")):
-        split_path = splits_dir / file_name
-        entries = read_ucf_split(split_path, root, classes)
-        missing = [str(p) for _, p, _ in entries if not p.is_file()]
-        if missing:
-            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise BadSplitFileError(split_path, f"{len(missing)} listed video(s) not found: {shown}")
-        rows += [(vid, str(p), c, classes.index(c), split_name) for vid, p, c in entries]
-    frame = pd.DataFrame(rows, columns=["video_id", "path", "class_name", "label", "split"])
-    duplicated = frame["video_id"][frame["video_id"].duplicated()]
-    if len(duplicated):
-        raise BadSplitFileError(splits_dir, f"video listed twice: {duplicated.iloc[0]}")
-    untrained = sorted(set(classes) - set(frame.loc[frame["split"] == "train", "class_name"]))
-    if untrained:
-        raise BadSplitFileError(splits_dir / f"trainlist{split:02d}.txt", f"no training videos for class(es) {untrained}")
-    frame["group"] = frame["video_id"].map(lambda v: group_of(Path(v).name))
-    val_groups = carve_validation(frame.loc[frame["split"] == "train", "group"].tolist(), val_fraction, seed)
-    frame.loc[(frame["split"] == "train") & frame["group"].isin(val_groups), "split"] = "val"
-    frame["shard"] = frame["video_id"].map(lambda v: shard_of(v, num_shards))
-    return frame[MANIFEST_COLUMNS].sort_values("video_id", ignore_index=True)
+        entries = read_ucf_split(splits_dir / file_name, root, classes)
+        require_files(splits_dir / file_name, [p for _, p, _ in entries], strict)
+        rows += [(vid, p, c, split_name) for vid, p, c in entries]
+    return finish_manifest(_table(rows, classes), classes, splits_dir, val_fraction, num_shards, seed)
+
+
+def require_files(listing: Path, paths: list[Path], strict: bool) -> None:
+    """Fail naming the split file and the videos it lists that do not exist.
+
+    Not strict (``on_bad_video: skip``): missing videos stay in the manifest and
+    the extraction stage lists them as rejected.
+    """
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing and strict:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise BadSplitFileError(listing, f"{len(missing)} listed video(s) not found: {shown}")
+
+
+def build_hmdb_manifest(
+    root: Path, splits_dir: Path, split: int, val_fraction: float, num_shards: int, seed: int, strict: bool = True
+) -> pd.DataFrame:
+    """Manifest of HMDB51: ``<root>/<class>/<video>.avi`` and ``<class>_test_split<N>.txt`` files
+    whose lines are ``<video> <0|1|2>`` (1 train, 2 test, 0 unused)."""
+    root, splits_dir = Path(root).resolve(), Path(splits_dir)
+    split_files = sorted(splits_dir.glob(f"*_test_split{split}.txt"))
+    if not split_files:
+        raise BadSplitFileError(splits_dir, f"no *_test_split{split}.txt files")
+    classes = [f.name[: -len(f"_test_split{split}.txt")] for f in split_files]
+    rows = []
+    for class_name, listing in zip(classes, split_files):
+        paths = []
+        for lineno, line in enumerate(listing.read_text(encoding="utf-8").splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2 or parts[1] not in {"0", "1", "2"}:
+                raise BadSplitFileError(listing, f"line {lineno}: expected '<video> <0|1|2>', got {line!r}")
+            if parts[1] == "0":
+                continue
+            path = (root / class_name / parts[0]).resolve()
+            if not path.is_relative_to(root / class_name):
+                raise BadSplitFileError(listing, f"line {lineno}: {parts[0]!r} points outside {root / class_name}")
+            paths.append(path)
+            video_id = f"{class_name}/{Path(parts[0]).stem}"
+            rows.append((video_id, path, class_name, "train" if parts[1] == "1" else "test"))
+        require_files(listing, paths, strict)
+    return finish_manifest(_table(rows, classes), classes, splits_dir, val_fraction, num_shards, seed)
+
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv")
+
+
+def scan_folder(root: Path) -> tuple[list[str], list[tuple[str, Path, str]]]:
+    """Classes (sub-folder names, sorted) and ``(video_id, path, class)`` of ``<root>/<class>/<video>``."""
+    root = Path(root)
+    try:
+        classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        videos = []
+        for class_name in classes:
+            for path in sorted((root / class_name).iterdir()):
+                if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
+                    videos.append((f"{class_name}/{path.stem}", path.resolve(), class_name))
+    except OSError as exc:
+        raise BadSplitFileError(Path(exc.filename or root), f"cannot list the dataset folder: {exc.strerror}") from exc
+    if not videos:
+        raise BadSplitFileError(root, f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in <root>/<class>/ folders")
+    return classes, videos
+
+
+def build_folder_manifest(
+    root: Path, split_csv: Path | None, test_fraction: float, val_fraction: float, num_shards: int, seed: int
+) -> pd.DataFrame:
+    """Manifest of a class-per-folder dataset. The test split comes from ``split_csv`` (columns
+    ``path`` relative to the root and ``split`` train/test) or, without one, from a seeded choice of
+    whole groups per class (UCF-style ``gXX`` groups never straddle train and test)."""
+    classes, videos = scan_folder(root)
+    if split_csv is None:
+        frame = _table([(v, p, c, "train") for v, p, c in videos], classes)
+        frame["group"] = group_keys(frame)
+        frame.loc[frame["group"].isin(split_groups(frame, test_fraction, seed)), "split"] = "test"
+        return finish_manifest(frame.drop(columns="group"), classes, Path(root), val_fraction, num_shards, seed)
+    listing = pd.read_csv(split_csv, dtype=str)
+    if not {"path", "split"} <= set(listing.columns):
+        raise BadSplitFileError(split_csv, f"needs columns 'path' and 'split', has {list(listing.columns)}")
+    bad = listing[~listing["split"].isin(["train", "test"])]
+    if len(bad):
+        raise BadSplitFileError(split_csv, f"row {bad.index[0] + 2}: split must be train or test, got {bad['split'].iloc[0]!r}")
+    by_path = {p: (v, c) for v, p, c in videos}
+    root = Path(root).resolve()
+    rows = []
+    for number, (relative, split) in enumerate(zip(listing["path"], listing["split"]), 2):
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root):
+            raise BadSplitFileError(split_csv, f"row {number}: {relative!r} points outside the dataset root {root}")
+        if path not in by_path:
+            raise BadSplitFileError(split_csv, f"row {number}: {relative!r} is not a video in a class folder of {root}")
+        video_id, class_name = by_path[path]
+        rows.append((video_id, path, class_name, split))
+    return finish_manifest(_table(rows, classes), classes, Path(split_csv), val_fraction, num_shards, seed)
+
+
+def build_manifest(dataset: DatasetConfig) -> pd.DataFrame:
+    """The manifest of a configured dataset, whatever its format."""
+    common = dict(val_fraction=dataset.train.val_fraction, num_shards=dataset.preprocess.num_shards, seed=dataset.train.seed)
+    strict = dataset.preprocess.on_bad_video == "fail"
+    if dataset.format in ("ucf101", "demo"):
+        return build_ucf_manifest(Path(dataset.root), Path(dataset.splits_dir), dataset.split, strict=strict, **common)
+    if dataset.format == "hmdb51":
+        return build_hmdb_manifest(Path(dataset.root), Path(dataset.splits_dir), dataset.split, strict=strict, **common)
+    split_csv = Path(dataset.split_csv) if dataset.split_csv else None
+    return build_folder_manifest(Path(dataset.root), split_csv, dataset.test_fraction, **common)
 
 
 def read_manifest(path: Path) -> pd.DataFrame:

@@ -5,16 +5,20 @@ On-disk layout of a shard (``shard_<k>.h5``)::
     /                      attrs: format="tclsta-shard", version=1
     /video_ids             (N,) variable-length UTF-8 strings; entry i is stored in /videos/<i>
     /videos/<i>/           one group per video
-        attrs              video_id, class_name, label (0-based), source_path,
-                           height, width, num_frames (decoded RGB frames)
+        attrs              video_id, class_name, label (0-based), source_path, source_size
+                           (bytes), source_mtime (seconds), height, width, num_frames
         frames             (num_frames,) variable-length uint8: one JPEG (RGB) per frame
+            attrs          settings: JSON of the extraction settings that made them
         flow               (num_frames - 1, 2, height, width) uint8: TV-L1 flow x/y between
                            frames t and t+1, clipped to +-bound and quantised as
                            round((f + bound) * 255 / (2 * bound)); gzip, one chunk per pair
-            attrs          bound
+            attrs          bound; settings: JSON of the TV-L1 settings that made it
 
 The extraction and flow stages write partial shards (``frames`` only, ``flow``
-only) with the same writer; the pack stage merges them. Every shard is
+only) with the same writer; the pack stage merges them. When a shard is
+rebuilt (videos added), the stages copy what the previous shard already holds
+for unchanged videos (same source size and mtime, same settings) instead of
+recomputing it. Every shard is
 written to a temporary file and renamed when complete, so a file under the
 final name is always whole. Readers open files without HDF5 file locking
 (safe for read-only use, and needed on many shared filesystems).
@@ -48,6 +52,13 @@ class VideoRecord:
     height: int
     width: int
     num_frames: int
+    source_size: int = -1
+    source_mtime: float = -1.0
+
+    def same_source(self, other: "VideoRecord") -> bool:
+        """Same video file, unchanged (path, size, mtime) and the same label."""
+        keys = ("video_id", "class_name", "label", "source_path", "source_size", "source_mtime")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
 
 
 class ShardWriter:
@@ -72,8 +83,19 @@ class ShardWriter:
         self._file.create_group("videos")
         return self
 
-    def add(self, record: VideoRecord, frames: Sequence[bytes] | None = None, flow: np.ndarray | None = None) -> None:
-        """Append one video; ``frames`` are JPEG bytes, ``flow`` is (T-1, 2, H, W) uint8."""
+    def add(
+        self,
+        record: VideoRecord,
+        frames: Sequence[bytes] | None = None,
+        flow: np.ndarray | None = None,
+        frame_settings: str = "",
+        flow_settings: str = "",
+    ) -> None:
+        """Append one video; ``frames`` are JPEG bytes, ``flow`` is (T-1, 2, H, W) uint8.
+
+        The settings strings record how frames and flow were made, so that a later
+        run with other settings does not reuse them.
+        """
         assert self._file is not None, "use ShardWriter as a context manager"
         group = self._file["videos"].create_group(str(len(self._ids)))
         group.attrs.update(asdict(record))
@@ -81,12 +103,14 @@ class ShardWriter:
             data = group.create_dataset("frames", (len(frames),), dtype=h5py.vlen_dtype(np.uint8))
             for i, jpeg in enumerate(frames):
                 data[i] = np.frombuffer(jpeg, dtype=np.uint8)
+            data.attrs["settings"] = frame_settings
         if flow is not None:
             if flow.dtype != np.uint8 or flow.ndim != 4 or flow.shape[1] != 2:
                 raise ValueError(f"flow of {record.video_id} must be (T-1, 2, H, W) uint8, got {flow.shape} {flow.dtype}")
             chunks = (1, *flow.shape[1:]) if len(flow) else None
             data = group.create_dataset("flow", data=flow, chunks=chunks, compression="gzip", compression_opts=1)
             data.attrs["bound"] = self.flow_bound
+            data.attrs["settings"] = flow_settings
         self._ids.append(record.video_id)
 
     def __exit__(
@@ -135,6 +159,8 @@ class ShardReader:
             height=int(attrs["height"]),
             width=int(attrs["width"]),
             num_frames=int(attrs["num_frames"]),
+            source_size=int(attrs.get("source_size", -1)),
+            source_mtime=float(attrs.get("source_mtime", -1.0)),
         )
 
     def frames(self, video_id: str, indices: Sequence[int] | None = None) -> list[bytes]:
@@ -159,6 +185,11 @@ class ShardReader:
 
     def flow_bound(self, video_id: str) -> float:
         return float(self._group(video_id)["flow"].attrs["bound"])
+
+    def settings(self, video_id: str, kind: str) -> str | None:
+        """The settings string stored with a video's ``frames`` or ``flow`` (None when absent)."""
+        group = self._group(video_id)
+        return str(group[kind].attrs.get("settings", "")) if kind in group else None
 
     def close(self) -> None:
         self._file.close()

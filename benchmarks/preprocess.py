@@ -1,0 +1,456 @@
+"""Throughput of frame extraction, TV-L1 flow and clip loading against bare references.
+
+Everything runs on one machine in one run, on the same videos, so the ratios
+compare like with like:
+
+1. extraction: ``tclsta.preprocess.extract_shard`` (decode, resize, JPEG, HDF5)
+   against a bare ``ffmpeg -i VIDEO [-vf scale=W:H] -f null -`` decode of each video;
+2. flow: ``tclsta.preprocess.flow_shard`` on ``--workers`` processes against one
+   process calling OpenCV's DualTVL1 ``calc`` on the same greyscale frames with
+   ``cv2.setNumThreads(1)``, compared per core, with the same TV-L1 parameters;
+3. loading: ``ShardClipDataset`` through a torch DataLoader against a minimal
+   Dataset reading the same frames from a folder of JPEG files (one per frame).
+
+A ratio is the reference's throughput over ours (how many times slower we are);
+``goal`` is the bound the pipeline aims for. By default the inputs are the
+project's demo dataset, generated at 340x256 into a temporary folder. Example::
+
+    .venv/bin/python benchmarks/preprocess.py --json benchmarks/out/preprocess.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from tclsta.config import FlowConfig, PreprocessConfig
+from tclsta.data.dataset import ClipSpec, ShardClipDataset
+from tclsta.data.manifest import build_ucf_manifest
+from tclsta.demo import make_demo_dataset
+from tclsta.preprocess import extract_shard, flow_shard
+from tclsta.video import ffmpeg_binaries
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+SHARD = 0  # the manifest is built with one shard
+
+
+@dataclass
+class Row:
+    """One line of the results table; throughputs in ``unit`` (higher is better)."""
+
+    stage: str
+    unit: str
+    ours: float | None
+    reference: float | None
+    goal: float | None = None  # the largest acceptable reference/ours ratio
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.ours is None or self.reference is None:
+            return None
+        return self.reference / self.ours
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    inputs = parser.add_argument_group("inputs")
+    inputs.add_argument("--videos-dir", type=Path, help="existing UCF101-layout video root (default: generate the demo dataset)")
+    inputs.add_argument("--splits-dir", type=Path, help="its classInd/trainlist/testlist folder (with --videos-dir)")
+    inputs.add_argument("--width", type=int, default=340, help="demo video width (even)")
+    inputs.add_argument("--height", type=int, default=256, help="demo video height (even)")
+    inputs.add_argument("--videos", type=int, help="use at most N videos (default: all)")
+    inputs.add_argument("--flow-videos", type=int, default=8, help="of those, how many the flow stage runs on (TV-L1 is slow)")
+    inputs.add_argument("--workdir", type=Path, help="keep the generated files here (default: a temporary folder, removed)")
+    preprocess = parser.add_argument_group("preprocess (preprocess.* in config.yaml)")
+    preprocess.add_argument("--short-side", type=int, default=256, help="resize to this short side; 0 keeps the size")
+    preprocess.add_argument("--jpeg-quality", type=int, default=90)
+    flow = parser.add_argument_group("flow (flow.* in config.yaml; fast defaults keep the run short)")
+    flow.add_argument("--nscales", type=int, default=3)
+    flow.add_argument("--warps", type=int, default=3)
+    flow.add_argument("--epsilon", type=float, default=0.05)
+    loader = parser.add_argument_group("loader (train.* in config.yaml)")
+    loader.add_argument("--clip-frames", type=int, default=10, help="T, frames per clip (train.train_frames)")
+    loader.add_argument("--crop", type=int, nargs=2, default=(224, 224), metavar=("H", "W"), help="train.crop_size")
+    loader.add_argument("--batch-size", type=int, default=8)
+    loader.add_argument("--flow-stack", type=int, default=5, help="L, flow pairs per motion-stream frame")
+    run = parser.add_argument_group("run")
+    run.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="flow processes and DataLoader workers")
+    run.add_argument("--repeat", type=int, default=2, help="timed repetitions of each measurement (the median is reported)")
+    run.add_argument("--json", type=Path, help="also write the results and settings here")
+    args = parser.parse_args()
+    if args.videos_dir is not None and args.splits_dir is None:
+        parser.error("--videos-dir needs --splits-dir")
+    if args.width % 2 or args.height % 2:
+        parser.error("the demo generator needs an even --width and --height")
+    if min(args.repeat, args.workers, args.flow_videos) < 1:
+        parser.error("--repeat, --workers and --flow-videos must be at least 1")
+    return args
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def median_seconds(actions: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median wall time of each action; the actions take turns so that drift hits them alike."""
+    seconds: dict[str, list[float]] = {name: [] for name in actions}
+    for _ in range(repeat):
+        for name, action in actions.items():
+            seconds[name].append(timed(action))
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+def load_manifest(args: argparse.Namespace, workdir: Path) -> pd.DataFrame:
+    """The benchmark's videos: the demo dataset (generated here) or the given one, capped at ``--videos``."""
+    if args.videos_dir is None:
+        root = workdir / "demo"
+        seconds = timed(lambda: make_demo_dataset(
+            root, classes_per_kind=4, groups=4, clips_per_group=4, num_frames=32, width=args.width, height=args.height
+        ))
+        print(f"generated the demo dataset ({args.width}x{args.height}) in {seconds:.1f} s", file=sys.stderr)
+        videos_dir, splits_dir = root / "videos", root / "splits"
+    else:
+        videos_dir, splits_dir = args.videos_dir, args.splits_dir
+    manifest = build_ucf_manifest(videos_dir, splits_dir, split=1, val_fraction=0.3, num_shards=1, seed=0)
+    if args.videos is not None and args.videos < len(manifest):
+        manifest = manifest.sample(n=args.videos, random_state=0)
+    return manifest.sort_values("video_id", ignore_index=True)
+
+
+def even(value: float) -> int:
+    return max(2, 2 * round(value / 2))
+
+
+def output_size(path: str, short_side: int | None) -> tuple[int, int]:
+    """(width, height) after resizing the short side to ``short_side``, both even (as the extraction stage does)."""
+    capture = cv2.VideoCapture(path)
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    capture.release()
+    if not width or not height:
+        raise RuntimeError(f"cannot read the frame size of {path}")
+    if short_side is None:
+        return width, height
+    if width <= height:
+        return even(short_side), even(height * short_side / width)
+    return even(width * short_side / height), even(short_side)
+
+
+def ffmpeg_command(path: str, size: tuple[int, int], resize: bool, output: list[str]) -> list[str]:
+    scale = ["-vf", f"scale={size[0]}:{size[1]}"] if resize else []
+    return [ffmpeg_binaries()[0], "-nostdin", "-hide_banner", "-loglevel", "error", "-i", path, *scale, *output]
+
+
+def bare_decode(path: str, size: tuple[int, int], resize: bool) -> None:
+    subprocess.run(ffmpeg_command(path, size, resize, ["-f", "null", "-"]), check=True)
+
+
+def decode_bgr(path: str, size: tuple[int, int], resize: bool) -> np.ndarray:
+    """(T, H, W, 3) uint8 BGR frames, decoded (and resized) by ffmpeg."""
+    command = ffmpeg_command(path, size, resize, ["-f", "rawvideo", "-pix_fmt", "bgr24", "-"])
+    raw = subprocess.run(command, check=True, capture_output=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, size[1], size[0], 3)
+
+
+def decode_and_encode(path: str, size: tuple[int, int], resize: bool, quality: int) -> None:
+    """The least work extraction must do: decode to pixels, then one JPEG per frame, in memory."""
+    for frame in decode_bgr(path, size, resize):
+        cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+
+
+def frame_dir(root: Path, video_id: str) -> Path:
+    return root / video_id
+
+
+def write_jpeg_folder(manifest: pd.DataFrame, sizes: dict[str, tuple[int, int]], resize: bool, quality: int, root: Path) -> dict[str, int]:
+    """Every frame as ``<root>/<video_id>/<frame:05d>.jpg``; returns the frame count of each video."""
+    counts = {}
+    for row in manifest.itertuples(index=False):
+        frames = decode_bgr(row.path, sizes[row.video_id], resize)
+        folder = frame_dir(root, row.video_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, frame in enumerate(frames):
+            cv2.imwrite(str(folder / f"{index:05d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        counts[row.video_id] = len(frames)
+    return counts
+
+
+def files_on_disk(root: Path) -> tuple[int, int]:
+    """(number of files, total bytes) under ``root``."""
+    files = [p for p in root.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def bench_extraction(args, manifest, sizes, counts, workdir) -> tuple[list[Row], Path]:
+    resize = args.short_side is not None
+    config = PreprocessConfig(short_side=args.short_side, jpeg_quality=args.jpeg_quality, num_shards=1)
+    out_dir = workdir / "extract"
+    out_dir.mkdir()
+    rows = list(manifest.itertuples(index=False))
+    first = manifest.iloc[:1]
+    # Warm-up: the binaries, imports and the videos' pages in the OS cache.
+    extract_shard(first, SHARD, config, out_dir / "warmup.h5", out_dir / "warmup_rejected.csv")
+    for row in rows:
+        bare_decode(row.path, sizes[row.video_id], resize)
+    shard_path = workdir / "shards" / "frames.h5"  # alone in its folder, to count the loader's files
+    shard_path.parent.mkdir()
+
+    def ours() -> None:
+        shard_path.unlink(missing_ok=True)
+        extract_shard(manifest, SHARD, config, shard_path, out_dir / "rejected.csv")
+
+    seconds = median_seconds(
+        {
+            "ours": ours,
+            "bare decode": lambda: [bare_decode(r.path, sizes[r.video_id], resize) for r in rows],
+            "decode + JPEG": lambda: [decode_and_encode(r.path, sizes[r.video_id], resize, args.jpeg_quality) for r in rows],
+        },
+        args.repeat,
+    )
+    frames = sum(counts.values())
+    rate = {name: frames / s for name, s in seconds.items()}
+    table = [
+        Row("extraction (frames/s) vs bare ffmpeg decode", "frames/s", rate["ours"], rate["bare decode"], goal=1.5,
+            note=f"{frames} frames of {len(rows)} videos"),
+        Row("extraction (frames/s) vs ffmpeg decode + cv2.imencode (info)", "frames/s", rate["ours"], rate["decode + JPEG"],
+            note="the least work that yields the same JPEGs"),
+    ]
+    return table, shard_path
+
+
+def flow_config(args: argparse.Namespace) -> FlowConfig:
+    return FlowConfig(backend="opencv", nscales=args.nscales, warps=args.warps, epsilon=args.epsilon)
+
+
+def bare_tvl1(config: FlowConfig):
+    """OpenCV's CPU TV-L1 with every parameter ``config`` sets."""
+    return cv2.optflow.DualTVL1OpticalFlow_create(
+        tau=config.tau,
+        lambda_=config.lambda_,
+        theta=config.theta,
+        nscales=config.nscales,
+        warps=config.warps,
+        epsilon=config.epsilon,
+        innnerIterations=config.inner_iterations,  # sic: OpenCV's spelling
+        outerIterations=config.outer_iterations,
+        scaleStep=config.scale_step,
+        medianFiltering=config.median_filtering,
+    )
+
+
+def bench_flow(args, manifest, sizes, counts, jpeg_root, workdir) -> tuple[list[Row], Path, list[str]]:
+    config = flow_config(args)
+    subset = manifest.sample(n=min(args.flow_videos, len(manifest)), random_state=1).sort_values("video_id")
+    out_dir = workdir / "flow"
+    out_dir.mkdir()
+    frames_path = out_dir / "frames.h5"
+    extract_shard(subset, SHARD, PreprocessConfig(short_side=args.short_side, jpeg_quality=args.jpeg_quality, num_shards=1),
+                  frames_path, out_dir / "rejected.csv")
+    # The same greyscale frames flow_shard sees: the stored JPEGs, decoded.
+    grey = [
+        np.stack([cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2GRAY) for p in sorted(frame_dir(jpeg_root, v).glob("*.jpg"))])
+        for v in subset["video_id"]
+    ]
+    pairs = sum(counts[v] - 1 for v in subset["video_id"])
+    flow_path = out_dir / "flow.h5"
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    tvl1 = bare_tvl1(config)
+    tvl1.calc(grey[0][0], grey[0][1], None)  # warm-up: the first call allocates the pyramids
+
+    def reference() -> None:
+        for frames in grey:
+            for prev, nxt in zip(frames[:-1], frames[1:]):
+                tvl1.calc(prev, nxt, None)
+
+    def ours() -> None:
+        flow_path.unlink(missing_ok=True)
+        flow_shard(frames_path, config, flow_path, workers=args.workers)
+
+    try:
+        seconds = median_seconds({"ours": ours, "reference": reference}, args.repeat)
+    finally:
+        cv2.setNumThreads(threads)
+    stage_rate = pairs / seconds["ours"]
+    size = sizes[subset["video_id"].iloc[0]]
+    row = Row("flow (pairs/s per core) vs bare cv2 TV-L1 loop", "pairs/s/core", stage_rate / args.workers,
+              pairs / seconds["reference"], goal=1.1,
+              note=f"{pairs} pairs of {len(subset)} videos at {size[0]}x{size[1]}; stage {stage_rate:.2f} pairs/s on "
+                   f"{args.workers} worker(s); nscales={config.nscales} warps={config.warps} epsilon={config.epsilon}")
+    return [row], flow_path, list(subset["video_id"])
+
+
+class JpegFolderClips(Dataset):
+    """The minimal reference loader: the centre frame of each of T equal segments, read with cv2.imread."""
+
+    def __init__(self, root: Path, video_ids: list[str], labels: list[int], counts: list[int], num_frames: int, crop: tuple[int, int]):
+        self.items = [(frame_dir(root, v), label, n) for v, label, n in zip(video_ids, labels, counts)]
+        self.num_frames = num_frames
+        self.crop = crop
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        folder, label, count = self.items[index]
+        edges = np.linspace(0, count, self.num_frames + 1)
+        picks = np.clip(np.floor((edges[:-1] + edges[1:]) / 2).astype(int), 0, count - 1)
+        images = np.stack([cv2.imread(str(folder / f"{p:05d}.jpg")) for p in picks])  # (T, H, W, 3) BGR
+        height, width = images.shape[1:3]
+        crop_h, crop_w = min(self.crop[0], height), min(self.crop[1], width)
+        top, left = (height - crop_h) // 2, (width - crop_w) // 2
+        rgb = images[:, top : top + crop_h, left : left + crop_w, ::-1]
+        clip = ((rgb.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)  # (T, 3, h, w)
+        return torch.from_numpy(np.ascontiguousarray(clip)), label
+
+
+def make_loader(dataset: Dataset, args: argparse.Namespace) -> DataLoader:
+    # spawn: this process has run OpenCV's thread pool, which a forked worker can deadlock on.
+    workers = dict(num_workers=args.workers, persistent_workers=True, multiprocessing_context="spawn") if args.workers else {}
+    return DataLoader(dataset, batch_size=args.batch_size, shuffle=False, **workers)
+
+
+def epoch(loader: DataLoader) -> None:
+    for _ in loader:
+        pass
+
+
+def bench_loader(args, manifest, counts, frames_path, flow_path, flow_ids, jpeg_root) -> list[Row]:
+    ids, labels = list(manifest["video_id"]), [int(x) for x in manifest["label"]]
+    crop = tuple(args.crop)
+    rgb_spec = ClipSpec("rgb", num_frames=args.clip_frames, crop_size=crop)
+    flow_spec = ClipSpec("flow", num_frames=args.clip_frames, crop_size=crop, flow_stack=args.flow_stack)
+
+    def shard_clips() -> ShardClipDataset:
+        return ShardClipDataset([frames_path], ids, labels, rgb_spec)
+
+    def folder_clips() -> JpegFolderClips:
+        return JpegFolderClips(jpeg_root, ids, labels, [counts[v] for v in ids], args.clip_frames, crop)
+
+    # Same work on both sides: the clips must agree (fresh instances, so the loaders' copies hold no open file).
+    check_shard, check_folder = shard_clips(), folder_clips()
+    worst = max(float((check_shard[i][0] - check_folder[i][0]).abs().max()) for i in (0, len(ids) - 1))
+    if worst > 1e-5:
+        print(f"warning: shard and JPEG-folder clips differ by up to {worst:.3g}", file=sys.stderr)
+
+    flow_labels = [labels[ids.index(v)] for v in flow_ids]
+    loaders = {
+        "ours": make_loader(shard_clips(), args),
+        "reference": make_loader(folder_clips(), args),
+        "flow": make_loader(ShardClipDataset([flow_path], flow_ids, flow_labels, flow_spec), args),
+    }
+    for loader in loaders.values():
+        epoch(loader)  # warm-up: worker start-up and the files' pages in the OS cache
+    seconds = median_seconds({name: lambda loader=loader: epoch(loader) for name, loader in loaders.items()}, args.repeat)
+    shard_files, shard_bytes = files_on_disk(frames_path.parent)
+    folder_files, folder_bytes = files_on_disk(jpeg_root)
+    clip_shape = f"T={args.clip_frames} crop {crop[0]}x{crop[1]}, batch {args.batch_size}, {args.workers} worker(s)"
+    return [
+        Row("loader rgb (clips/s) vs JPEG folder + cv2.imread", "clips/s", len(ids) / seconds["ours"],
+            len(ids) / seconds["reference"], goal=1.0, note=f"{len(ids)} clips, {clip_shape}"),
+        Row("loader files on disk", "files", shard_files, folder_files,
+            note=f"{shard_bytes / 2**20:.1f} MiB vs {folder_bytes / 2**20:.1f} MiB"),
+        Row("loader flow (clips/s, info)", "clips/s", len(flow_ids) / seconds["flow"], None,
+            note=f"{len(flow_ids)} clips, L={args.flow_stack}, {clip_shape}"),
+    ]
+
+
+def cell(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "files":
+        return f"{value:.0f} files"
+    return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+
+
+def goal_cell(row: Row) -> str:
+    if row.unit == "files":
+        return "far fewer files" + (" (met)" if row.ours * 100 <= row.reference else " (missed)")
+    if row.goal is None:
+        return "-"
+    return f"<= {row.goal:g}x" + ("" if row.ratio is None else " (met)" if row.ratio <= row.goal else " (missed)")
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = ["| stage | ours | reference | ratio | goal |", "| --- | --- | --- | --- | --- |"]
+    for row in rows:
+        ratio = "-" if row.ratio is None else (f"1/{row.ratio:.0f}" if row.unit == "files" else f"{row.ratio:.2f}x")
+        lines.append(f"| {row.stage} | {cell(row.ours, row.unit)} | {cell(row.reference, row.unit)} | {ratio} | {goal_cell(row)} |")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, str]:
+    version = subprocess.run([ffmpeg_binaries()[0], "-version"], capture_output=True, text=True).stdout.splitlines()[0]
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "opencv": cv2.__version__,
+        "torch": torch.__version__,
+        "ffmpeg": version,
+    }
+
+
+def run(args: argparse.Namespace, workdir: Path) -> list[Row]:
+    manifest = load_manifest(args, workdir)
+    resize = args.short_side is not None
+    sizes = {row.video_id: output_size(row.path, args.short_side) for row in manifest.itertuples(index=False)}
+    jpeg_root = workdir / "jpeg_folder"
+    start = time.perf_counter()
+    counts = write_jpeg_folder(manifest, sizes, resize, args.jpeg_quality, jpeg_root)
+    print(f"wrote the JPEG folder in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    rows, frames_path = bench_extraction(args, manifest, sizes, counts, workdir)
+    print("extraction measured", file=sys.stderr)
+    flow_rows, flow_path, flow_ids = bench_flow(args, manifest, sizes, counts, jpeg_root, workdir)
+    print("flow measured", file=sys.stderr)
+    loader_rows = bench_loader(args, manifest, counts, frames_path, flow_path, flow_ids, jpeg_root)
+    return rows + flow_rows + loader_rows
+
+
+def main() -> None:
+    args = parse_args()
+    args.short_side = args.short_side or None
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="tclsta-bench-") as tmp:
+        workdir = Path(tmp) if args.workdir is None else args.workdir
+        if args.workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir(parents=True)
+        rows = run(args, workdir)
+    wall = time.perf_counter() - start
+    print(markdown_table(rows))
+    print()
+    for row in rows:
+        if row.note:
+            print(f"- {row.stage}: {row.note}")
+    print(f"- ratio = reference throughput / ours (>1: ours is slower); median of {args.repeat} run(s); wall time {wall:.0f} s")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        results = [{**asdict(row), "ratio": row.ratio} for row in rows]
+        args.json.write_text(json.dumps({"settings": settings, "machine": machine(), "wall_s": wall, "rows": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,15 @@ import os
 from tclsta.config import dataset_settings
 from tclsta.data.manifest import read_manifest
 
-IDENTITY_KEYS = ("name", "format", "root", "splits_dir", "split", "split_csv", "test_fraction")
+IDENTITY_KEYS = (
+    "name",
+    "format",
+    "root",
+    "splits_dir",
+    "split",
+    "split_csv",
+    "test_fraction",
+)
 DATASETS = list(config["datasets"])
 DEMO_DATASETS = [d for d in DATASETS if config["datasets"][d]["format"] == "demo"] or [
     "__none__"
@@ -43,11 +51,19 @@ def manifest_inputs(wildcards):
     resolved = dataset_settings(config, wildcards.dataset)
     split = resolved.get("split", 1)
     if resolved["format"] in ("demo", "ucf101"):
-        names = ["classInd.txt", f"trainlist{split:02d}.txt", f"testlist{split:02d}.txt"]
+        names = [
+            "classInd.txt",
+            f"trainlist{split:02d}.txt",
+            f"testlist{split:02d}.txt",
+        ]
         return [f"{resolved['splits_dir']}/{name}" for name in names]
     if resolved["format"] == "hmdb51":
-        return sorted(glob.glob(f"{glob.escape(resolved['splits_dir'])}/*_test_split{split}.txt"))
-    folders = sorted(p for p in glob.glob(f"{glob.escape(resolved['root'])}/*") if os.path.isdir(p))
+        return sorted(
+            glob.glob(f"{glob.escape(resolved['splits_dir'])}/*_test_split{split}.txt")
+        )
+    folders = sorted(
+        p for p in glob.glob(f"{glob.escape(resolved['root'])}/*") if os.path.isdir(p)
+    )
     return folders + ([resolved["split_csv"]] if resolved.get("split_csv") else [])
 
 

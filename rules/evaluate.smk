@@ -23,6 +23,24 @@ rule fuse:
         " --rgb {input.rgb} --flow {input.flow} {output} 2> {log}"
 
 
+rule collect_rejected:
+    """All videos left out by preprocessing (on_bad_video: skip), with the reason."""
+    input:
+        rejected_lists,
+    output:
+        "results/{dataset}/rejected.csv",
+    log:
+        "logs/collect_rejected/{dataset}.log",
+    conda:
+        "../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m tclsta rejected {output} {input} 2> {log}"
+
+
 rule evaluate:
     """Top-1, top-5, mean class accuracy and confusion matrices on the test split."""
     input:
@@ -30,7 +48,7 @@ rule evaluate:
         rgb="results/{dataset}/scores/rgb.csv",
         flow="results/{dataset}/scores/flow.csv",
         fusion="results/{dataset}/fusion.json",
-        rejected=rejected_lists,
+        rejected="results/{dataset}/rejected.csv",
     output:
         "results/{dataset}/metrics.json",
     log:
@@ -47,7 +65,7 @@ rule evaluate:
         settings=lambda w: settings(w.dataset, demo=None, fusion=None),
     shell:
         "python -m tclsta evaluate --settings {params.settings:q} --manifest {input.manifest}"
-        " --rgb {input.rgb} --flow {input.flow} --fusion {input.fusion} {output} --rejected {input.rejected} 2> {log}"
+        " --rgb {input.rgb} --flow {input.flow} --fusion {input.fusion} --rejected {input.rejected} {output} 2> {log}"
 
 
 rule report:

@@ -86,6 +86,14 @@ def cmd_pack(args: argparse.Namespace) -> None:
     pack_shard(args.frames, args.flow, args.output, dataset.flow.bound)
 
 
+def cmd_rejected(args: argparse.Namespace) -> None:
+    from tclsta.preprocess import REJECTED_COLUMNS
+
+    tables = [pd.read_csv(p, dtype=str) for p in args.inputs]
+    with atomic_path(args.output) as tmp:
+        pd.concat(tables, ignore_index=True).reindex(columns=REJECTED_COLUMNS).to_csv(tmp, index=False)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
@@ -127,8 +135,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         from tclsta.demo import expected_ceilings
 
         extra["expected_ceilings"] = expected_ceilings(dataset.demo.classes_per_kind)
-    rejected = pd.concat([pd.read_csv(p, dtype=str) for p in args.rejected]) if args.rejected else pd.DataFrame()
-    extra["rejected"] = rejected.to_dict("records")
+    if args.rejected:
+        extra["rejected"] = pd.read_csv(args.rejected, dtype=str).fillna("").to_dict("records")
     evaluate(read_manifest(args.manifest), args.rgb, args.flow, args.fusion, dataset.fusion, args.output, dataset.name, extra)
 
 
@@ -167,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--previous", type=Path, help="the shard an earlier run packed: unchanged flow is copied from it")
     sub.add_argument("frames", type=Path)
     sub.add_argument("output", type=Path)
+    sub = stages.add_parser("rejected", help="collect the per-shard lists of rejected videos into one CSV")
+    sub.set_defaults(func=cmd_rejected)
+    sub.add_argument("output", type=Path)
+    sub.add_argument("inputs", type=Path, nargs="+")
     sub = stage("pack", cmd_pack, "merge frames and flow into the final shard")
     sub.add_argument("frames", type=Path)
     sub.add_argument("flow", type=Path)
@@ -192,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--flow", type=Path, required=True, help="scores CSV of the flow stream")
         sub.add_argument("output", type=Path)
     sub.add_argument("--fusion", type=Path, required=True)
-    sub.add_argument("--rejected", type=Path, nargs="*", default=[])
+    sub.add_argument("--rejected", type=Path, help="rejected.csv of the dataset (videos left out)")
     sub = stage("report", cmd_report, "write the self-contained HTML report")
     sub.add_argument("--metrics", type=Path, required=True)
     sub.add_argument("--manifest", type=Path, required=True)

@@ -65,6 +65,21 @@ def test_corrupt_video_fails_its_shard_by_name_and_keeps_the_rest(workdir):
     assert not list(workdir.rglob(".*.tmp*"))  # nothing half-written
 
 
+def test_skipped_bad_video_is_listed_in_rejected_csv_and_report(workdir):
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["datasets"]["tiny"]["preprocess"]["on_bad_video"] = "skip"
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    assert snakemake(workdir, "data/tiny/splits/classInd.txt").returncode == 0
+    victim = workdir / "data/tiny/videos/RedPatch/v_RedPatch_g02_c02.avi"
+    victim.write_bytes(b"")
+    run = snakemake(workdir, TARGET)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rejected = (workdir / "results/tiny/rejected.csv").read_text()
+    assert "RedPatch/v_RedPatch_g02_c02" in rejected and "empty file" in rejected
+    report = (workdir / TARGET).read_text()
+    assert 'id="rejected"' in report and "v_RedPatch_g02_c02" in report
+
+
 def job_counts(dry_run_output: str) -> dict[str, int]:
     """Jobs per rule from the 'Job stats' table of a dry run."""
     counts, in_table = {}, False

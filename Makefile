@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test setup ffmpeg lint clean-demo
+.PHONY: demo test setup system-packages lint clean-demo
 
-setup: $(STAMP) ffmpeg
+setup: $(STAMP) system-packages
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,14 +19,20 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --no-deps -e .
 	touch $@
 
-# ffmpeg (with ffprobe) from Debian when run as root; otherwise tclsta falls back to the
-# ffmpeg binary shipped by the imageio-ffmpeg package (see README).
-ffmpeg:
-	@if ! command -v ffprobe >/dev/null; then \
+# System packages from Debian when run as root (apt-get), one "command:package" pair each:
+# ffmpeg (with ffprobe) for decoding. Without root, tclsta falls back to the ffmpeg
+# binary shipped by the imageio-ffmpeg package (see README).
+SYSTEM_PACKAGES := ffprobe:ffmpeg
+system-packages:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+		command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+			echo "installing$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "ffmpeg not found and not root: using the imageio-ffmpeg binary"; \
+			echo "missing system packages:$$missing (not root: ffmpeg falls back to imageio-ffmpeg)"; \
 		fi; \
 	fi
 

@@ -3,17 +3,20 @@
 Everything runs on one machine in one run, on the same videos, so the ratios
 compare like with like:
 
-1. extraction: ``tclsta.preprocess.extract_shard`` (decode, resize, JPEG, HDF5)
-   against a bare ``ffmpeg -i VIDEO [-vf scale=W:H] -f null -`` decode of each video;
+1. extraction: ``tclsta.preprocess.extract_shard`` (probe, decode, resize, JPEG,
+   HDF5) against a bare ``ffmpeg -i VIDEO [-vf scale=W:H] -f null -`` of each video;
 2. flow: ``tclsta.preprocess.flow_shard`` on ``--workers`` processes against one
    process calling OpenCV's DualTVL1 ``calc`` on the same greyscale frames with
-   ``cv2.setNumThreads(1)``, compared per core, with the same TV-L1 parameters;
+   ``cv2.setNumThreads(1)``, per core, with the same TV-L1 parameters;
 3. loading: ``ShardClipDataset`` through a torch DataLoader against a minimal
-   Dataset reading the same frames from a folder of JPEG files (one per frame).
+   dataset reading the same frames from a folder of JPEG files (one per frame).
 
 A ratio is the reference's throughput over ours (how many times slower we are);
-``goal`` is the bound the pipeline aims for. By default the inputs are the
-project's demo dataset, generated at 340x256 into a temporary folder. Example::
+``goal`` is the bound the pipeline aims for. Wall times are medians of
+``--repeat`` runs taken in turns; CPU times (this process and its finished
+children) are reported too, since they do not depend on what else the machine
+runs. By default the inputs are the project's demo dataset, generated at
+340x256 into a temporary folder. Example::
 
     .venv/bin/python benchmarks/preprocess.py --json benchmarks/out/preprocess.json
 """
@@ -24,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -37,15 +41,16 @@ from typing import Callable
 import cv2
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import DataLoader, Dataset
 
 from tclsta.config import FlowConfig, PreprocessConfig
-from tclsta.data.dataset import ClipSpec, ShardClipDataset
 from tclsta.data.manifest import build_ucf_manifest
 from tclsta.demo import make_demo_dataset
+from tclsta.flow import create_opencv_tvl1
 from tclsta.preprocess import extract_shard, flow_shard
 from tclsta.video import ffmpeg_binaries
+
+# torch is imported only where the loaders need it: the processes that flow_shard and the
+# DataLoader spawn re-import this script, and torch would add seconds to flow_shard's start-up.
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -70,6 +75,12 @@ class Row:
         return self.reference / self.ours
 
 
+@dataclass(frozen=True)
+class Timing:
+    wall: float  # seconds, median
+    cpu: float  # CPU seconds of this process and its finished children, median
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     inputs = parser.add_argument_group("inputs")
@@ -77,25 +88,25 @@ def parse_args() -> argparse.Namespace:
     inputs.add_argument("--splits-dir", type=Path, help="its classInd/trainlist/testlist folder (with --videos-dir)")
     inputs.add_argument("--width", type=int, default=340, help="demo video width (even)")
     inputs.add_argument("--height", type=int, default=256, help="demo video height (even)")
-    inputs.add_argument("--videos", type=int, help="use at most N videos (default: all)")
+    inputs.add_argument("--videos", type=int, default=64, help="use at most N videos (0: all)")
     inputs.add_argument("--flow-videos", type=int, default=8, help="of those, how many the flow stage runs on (TV-L1 is slow)")
-    inputs.add_argument("--workdir", type=Path, help="keep the generated files here (default: a temporary folder, removed)")
+    inputs.add_argument("--workdir", type=Path, help="keep the generated files here, emptied first (default: a temporary folder)")
     preprocess = parser.add_argument_group("preprocess (preprocess.* in config.yaml)")
     preprocess.add_argument("--short-side", type=int, default=256, help="resize to this short side; 0 keeps the size")
     preprocess.add_argument("--jpeg-quality", type=int, default=90)
-    flow = parser.add_argument_group("flow (flow.* in config.yaml; fast defaults keep the run short)")
+    flow = parser.add_argument_group("flow (flow.* in config.yaml; fast values keep the run short)")
     flow.add_argument("--nscales", type=int, default=3)
     flow.add_argument("--warps", type=int, default=3)
     flow.add_argument("--epsilon", type=float, default=0.05)
-    loader = parser.add_argument_group("loader (train.* in config.yaml)")
+    loader = parser.add_argument_group("loader (train.* and model.* in config.yaml)")
     loader.add_argument("--clip-frames", type=int, default=10, help="T, frames per clip (train.train_frames)")
     loader.add_argument("--crop", type=int, nargs=2, default=(224, 224), metavar=("H", "W"), help="train.crop_size")
     loader.add_argument("--batch-size", type=int, default=8)
-    loader.add_argument("--flow-stack", type=int, default=5, help="L, flow pairs per motion-stream frame")
+    loader.add_argument("--flow-stack", type=int, default=5, help="L, flow pairs per motion-stream frame (model.flow_stack)")
     run = parser.add_argument_group("run")
     run.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="flow processes and DataLoader workers")
-    run.add_argument("--repeat", type=int, default=2, help="timed repetitions of each measurement (the median is reported)")
-    run.add_argument("--json", type=Path, help="also write the results and settings here")
+    run.add_argument("--repeat", type=int, default=2, help="timed runs of each measurement (the median is reported)")
+    run.add_argument("--json", type=Path, help="also write the results, settings and machine here")
     args = parser.parse_args()
     if args.videos_dir is not None and args.splits_dir is None:
         parser.error("--videos-dir needs --splits-dir")
@@ -106,34 +117,37 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def timed(action: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (ffmpeg, ffprobe, flow workers)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def median_seconds(actions: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Median wall time of each action; the actions take turns so that drift hits them alike."""
-    seconds: dict[str, list[float]] = {name: [] for name in actions}
+def measure(actions: dict[str, Callable[[], object]], repeat: int) -> dict[str, Timing]:
+    """Median wall and CPU time of each action; the actions take turns so that drift hits them alike."""
+    wall: dict[str, list[float]] = {name: [] for name in actions}
+    cpu: dict[str, list[float]] = {name: [] for name in actions}
     for _ in range(repeat):
         for name, action in actions.items():
-            seconds[name].append(timed(action))
-    return {name: statistics.median(values) for name, values in seconds.items()}
+            start_wall, start_cpu = time.perf_counter(), cpu_seconds()
+            action()
+            wall[name].append(time.perf_counter() - start_wall)
+            cpu[name].append(cpu_seconds() - start_cpu)
+    return {name: Timing(statistics.median(wall[name]), statistics.median(cpu[name])) for name in actions}
 
 
 def load_manifest(args: argparse.Namespace, workdir: Path) -> pd.DataFrame:
     """The benchmark's videos: the demo dataset (generated here) or the given one, capped at ``--videos``."""
     if args.videos_dir is None:
         root = workdir / "demo"
-        seconds = timed(lambda: make_demo_dataset(
-            root, classes_per_kind=4, groups=4, clips_per_group=4, num_frames=32, width=args.width, height=args.height
-        ))
-        print(f"generated the demo dataset ({args.width}x{args.height}) in {seconds:.1f} s", file=sys.stderr)
+        start = time.perf_counter()
+        make_demo_dataset(root, classes_per_kind=4, groups=4, clips_per_group=4, num_frames=32, width=args.width, height=args.height)
+        print(f"generated the demo dataset ({args.width}x{args.height}) in {time.perf_counter() - start:.1f} s", file=sys.stderr)
         videos_dir, splits_dir = root / "videos", root / "splits"
     else:
         videos_dir, splits_dir = args.videos_dir, args.splits_dir
     manifest = build_ucf_manifest(videos_dir, splits_dir, split=1, val_fraction=0.3, num_shards=1, seed=0)
-    if args.videos is not None and args.videos < len(manifest):
+    if args.videos and args.videos < len(manifest):
         manifest = manifest.sample(n=args.videos, random_state=0)
     return manifest.sort_values("video_id", ignore_index=True)
 
@@ -143,7 +157,7 @@ def even(value: float) -> int:
 
 
 def output_size(path: str, short_side: int | None) -> tuple[int, int]:
-    """(width, height) after resizing the short side to ``short_side``, both even (as the extraction stage does)."""
+    """(width, height) after resizing the short side to ``short_side``, both even, as the extraction stage does."""
     capture = cv2.VideoCapture(path)
     width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     capture.release()
@@ -173,7 +187,7 @@ def decode_bgr(path: str, size: tuple[int, int], resize: bool) -> np.ndarray:
 
 
 def decode_and_encode(path: str, size: tuple[int, int], resize: bool, quality: int) -> None:
-    """The least work extraction must do: decode to pixels, then one JPEG per frame, in memory."""
+    """The least work extraction must do: pixels out of ffmpeg, then one JPEG per frame, in memory."""
     for frame in decode_bgr(path, size, resize):
         cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
 
@@ -207,11 +221,9 @@ def bench_extraction(args, manifest, sizes, counts, workdir) -> tuple[list[Row],
     out_dir = workdir / "extract"
     out_dir.mkdir()
     rows = list(manifest.itertuples(index=False))
-    first = manifest.iloc[:1]
-    # Warm-up: the binaries, imports and the videos' pages in the OS cache.
-    extract_shard(first, SHARD, config, out_dir / "warmup.h5", out_dir / "warmup_rejected.csv")
-    for row in rows:
-        bare_decode(row.path, sizes[row.video_id], resize)
+    # Warm-up (the JPEG folder has already read every video into the OS cache).
+    extract_shard(manifest.iloc[:1], SHARD, config, out_dir / "warmup.h5", out_dir / "warmup_rejected.csv")
+    bare_decode(rows[0].path, sizes[rows[0].video_id], resize)
     shard_path = workdir / "shards" / "frames.h5"  # alone in its folder, to count the loader's files
     shard_path.parent.mkdir()
 
@@ -219,7 +231,7 @@ def bench_extraction(args, manifest, sizes, counts, workdir) -> tuple[list[Row],
         shard_path.unlink(missing_ok=True)
         extract_shard(manifest, SHARD, config, shard_path, out_dir / "rejected.csv")
 
-    seconds = median_seconds(
+    timings = measure(
         {
             "ours": ours,
             "bare decode": lambda: [bare_decode(r.path, sizes[r.video_id], resize) for r in rows],
@@ -228,34 +240,19 @@ def bench_extraction(args, manifest, sizes, counts, workdir) -> tuple[list[Row],
         args.repeat,
     )
     frames = sum(counts.values())
-    rate = {name: frames / s for name, s in seconds.items()}
-    table = [
+    rate = {name: frames / t.wall for name, t in timings.items()}
+    cpu_ratio = {name: timings["ours"].cpu / t.cpu for name, t in timings.items()}
+    ours_ms = 1000 * timings["ours"].wall / len(rows)
+    return [
         Row("extraction (frames/s) vs bare ffmpeg decode", "frames/s", rate["ours"], rate["bare decode"], goal=1.5,
-            note=f"{frames} frames of {len(rows)} videos"),
-        Row("extraction (frames/s) vs ffmpeg decode + cv2.imencode (info)", "frames/s", rate["ours"], rate["decode + JPEG"],
-            note="the least work that yields the same JPEGs"),
-    ]
-    return table, shard_path
+            note=f"{frames} frames of {len(rows)} videos, {ours_ms:.0f} ms per video; CPU-time ratio {cpu_ratio['bare decode']:.2f}x"),
+        Row("extraction (frames/s) vs ffmpeg decode to pixels + cv2.imencode (info)", "frames/s", rate["ours"], rate["decode + JPEG"],
+            note=f"the least work that yields the same JPEGs; CPU-time ratio {cpu_ratio['decode + JPEG']:.2f}x"),
+    ], shard_path
 
 
 def flow_config(args: argparse.Namespace) -> FlowConfig:
     return FlowConfig(backend="opencv", nscales=args.nscales, warps=args.warps, epsilon=args.epsilon)
-
-
-def bare_tvl1(config: FlowConfig):
-    """OpenCV's CPU TV-L1 with every parameter ``config`` sets."""
-    return cv2.optflow.DualTVL1OpticalFlow_create(
-        tau=config.tau,
-        lambda_=config.lambda_,
-        theta=config.theta,
-        nscales=config.nscales,
-        warps=config.warps,
-        epsilon=config.epsilon,
-        innnerIterations=config.inner_iterations,  # sic: OpenCV's spelling
-        outerIterations=config.outer_iterations,
-        scaleStep=config.scale_step,
-        medianFiltering=config.median_filtering,
-    )
 
 
 def bench_flow(args, manifest, sizes, counts, jpeg_root, workdir) -> tuple[list[Row], Path, list[str]]:
@@ -264,9 +261,9 @@ def bench_flow(args, manifest, sizes, counts, jpeg_root, workdir) -> tuple[list[
     out_dir = workdir / "flow"
     out_dir.mkdir()
     frames_path = out_dir / "frames.h5"
-    extract_shard(subset, SHARD, PreprocessConfig(short_side=args.short_side, jpeg_quality=args.jpeg_quality, num_shards=1),
-                  frames_path, out_dir / "rejected.csv")
-    # The same greyscale frames flow_shard sees: the stored JPEGs, decoded.
+    preprocess = PreprocessConfig(short_side=args.short_side, jpeg_quality=args.jpeg_quality, num_shards=1)
+    extract_shard(subset, SHARD, preprocess, frames_path, out_dir / "rejected.csv")
+    # The greyscale frames flow_shard sees: the same JPEGs, decoded.
     grey = [
         np.stack([cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2GRAY) for p in sorted(frame_dir(jpeg_root, v).glob("*.jpg"))])
         for v in subset["video_id"]
@@ -275,7 +272,7 @@ def bench_flow(args, manifest, sizes, counts, jpeg_root, workdir) -> tuple[list[
     flow_path = out_dir / "flow.h5"
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
-    tvl1 = bare_tvl1(config)
+    tvl1 = create_opencv_tvl1(config)
     tvl1.calc(grey[0][0], grey[0][1], None)  # warm-up: the first call allocates the pyramids
 
     def reference() -> None:
@@ -288,20 +285,28 @@ def bench_flow(args, manifest, sizes, counts, jpeg_root, workdir) -> tuple[list[
         flow_shard(frames_path, config, flow_path, workers=args.workers)
 
     try:
-        seconds = median_seconds({"ours": ours, "reference": reference}, args.repeat)
+        timings = measure({"ours": ours, "reference": reference}, args.repeat)
     finally:
         cv2.setNumThreads(threads)
-    stage_rate = pairs / seconds["ours"]
-    size = sizes[subset["video_id"].iloc[0]]
-    row = Row("flow (pairs/s per core) vs bare cv2 TV-L1 loop", "pairs/s/core", stage_rate / args.workers,
-              pairs / seconds["reference"], goal=1.1,
-              note=f"{pairs} pairs of {len(subset)} videos at {size[0]}x{size[1]}; stage {stage_rate:.2f} pairs/s on "
-                   f"{args.workers} worker(s); nscales={config.nscales} warps={config.warps} epsilon={config.epsilon}")
-    return [row], flow_path, list(subset["video_id"])
+    stage_rate = pairs / timings["ours"].wall
+    width, height = sizes[subset["video_id"].iloc[0]]
+    return [
+        Row("flow (pairs/s per core) vs bare cv2 TV-L1 loop", "pairs/s/core", stage_rate / args.workers,
+            pairs / timings["reference"].wall, goal=1.1,
+            note=f"{pairs} pairs of {len(subset)} videos at {width}x{height}; stage {stage_rate:.1f} pairs/s on "
+                 f"{args.workers} worker process(es), each video one task; "
+                 f"nscales={config.nscales} warps={config.warps} epsilon={config.epsilon}, other TV-L1 values FlowConfig's"),
+        Row("flow (pairs per CPU-second, info)", "pairs/CPU-s", pairs / timings["ours"].cpu, pairs / timings["reference"].cpu,
+            note="CPU time of all processes, so other load on the machine does not enter; includes the workers' start-up"),
+    ], flow_path, list(subset["video_id"])
 
 
-class JpegFolderClips(Dataset):
-    """The minimal reference loader: the centre frame of each of T equal segments, read with cv2.imread."""
+class JpegFolderClips:
+    """The minimal reference loader: the centre frame of each of T equal segments, read with cv2.imread.
+
+    A map-style dataset (``__len__``, ``__getitem__``) yielding what ``ShardClipDataset`` yields
+    at test time: (T, 3, h, w) float32, ImageNet-normalised RGB, centre crop.
+    """
 
     def __init__(self, root: Path, video_ids: list[str], labels: list[int], counts: list[int], num_frames: int, crop: tuple[int, int]):
         self.items = [(frame_dir(root, v), label, n) for v, label, n in zip(video_ids, labels, counts)]
@@ -311,7 +316,9 @@ class JpegFolderClips(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int):
+        import torch
+
         folder, label, count = self.items[index]
         edges = np.linspace(0, count, self.num_frames + 1)
         picks = np.clip(np.floor((edges[:-1] + edges[1:]) / 2).astype(int), 0, count - 1)
@@ -319,29 +326,33 @@ class JpegFolderClips(Dataset):
         height, width = images.shape[1:3]
         crop_h, crop_w = min(self.crop[0], height), min(self.crop[1], width)
         top, left = (height - crop_h) // 2, (width - crop_w) // 2
-        rgb = images[:, top : top + crop_h, left : left + crop_w, ::-1]
+        rgb = images[:, top : top + crop_h, left : left + crop_w, ::-1]  # (T, h, w, 3)
         clip = ((rgb.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)  # (T, 3, h, w)
         return torch.from_numpy(np.ascontiguousarray(clip)), label
 
 
-def make_loader(dataset: Dataset, args: argparse.Namespace) -> DataLoader:
-    # spawn: this process has run OpenCV's thread pool, which a forked worker can deadlock on.
-    workers = dict(num_workers=args.workers, persistent_workers=True, multiprocessing_context="spawn") if args.workers else {}
+def make_loader(dataset, args: argparse.Namespace):
+    from torch.utils.data import DataLoader
+
+    # spawn: this process has used OpenCV's thread pool, which a forked worker can deadlock on.
+    workers = dict(num_workers=args.workers, persistent_workers=True, multiprocessing_context="spawn")
     return DataLoader(dataset, batch_size=args.batch_size, shuffle=False, **workers)
 
 
-def epoch(loader: DataLoader) -> None:
+def epoch(loader) -> None:
     for _ in loader:
         pass
 
 
 def bench_loader(args, manifest, counts, frames_path, flow_path, flow_ids, jpeg_root) -> list[Row]:
+    from tclsta.data.dataset import ClipSpec, ShardClipDataset
+
     ids, labels = list(manifest["video_id"]), [int(x) for x in manifest["label"]]
     crop = tuple(args.crop)
     rgb_spec = ClipSpec("rgb", num_frames=args.clip_frames, crop_size=crop)
     flow_spec = ClipSpec("flow", num_frames=args.clip_frames, crop_size=crop, flow_stack=args.flow_stack)
 
-    def shard_clips() -> ShardClipDataset:
+    def shard_clips():
         return ShardClipDataset([frames_path], ids, labels, rgb_spec)
 
     def folder_clips() -> JpegFolderClips:
@@ -360,18 +371,18 @@ def bench_loader(args, manifest, counts, frames_path, flow_path, flow_ids, jpeg_
         "flow": make_loader(ShardClipDataset([flow_path], flow_ids, flow_labels, flow_spec), args),
     }
     for loader in loaders.values():
-        epoch(loader)  # warm-up: worker start-up and the files' pages in the OS cache
-    seconds = median_seconds({name: lambda loader=loader: epoch(loader) for name, loader in loaders.items()}, args.repeat)
+        epoch(loader)  # warm-up: worker start-up, the files' pages in the OS cache
+    timings = measure({name: lambda loader=loader: epoch(loader) for name, loader in loaders.items()}, args.repeat)
     shard_files, shard_bytes = files_on_disk(frames_path.parent)
     folder_files, folder_bytes = files_on_disk(jpeg_root)
-    clip_shape = f"T={args.clip_frames} crop {crop[0]}x{crop[1]}, batch {args.batch_size}, {args.workers} worker(s)"
+    clip_shape = f"T={args.clip_frames}, crop {crop[0]}x{crop[1]}, batch {args.batch_size}, {args.workers} worker(s), one epoch per run"
     return [
-        Row("loader rgb (clips/s) vs JPEG folder + cv2.imread", "clips/s", len(ids) / seconds["ours"],
-            len(ids) / seconds["reference"], goal=1.0, note=f"{len(ids)} clips, {clip_shape}"),
+        Row("loader rgb (clips/s) vs JPEG folder + cv2.imread", "clips/s", len(ids) / timings["ours"].wall,
+            len(ids) / timings["reference"].wall, goal=1.0, note=f"{len(ids)} clips, {clip_shape}; clips identical: {worst <= 1e-5}"),
         Row("loader files on disk", "files", shard_files, folder_files,
             note=f"{shard_bytes / 2**20:.1f} MiB vs {folder_bytes / 2**20:.1f} MiB"),
-        Row("loader flow (clips/s, info)", "clips/s", len(flow_ids) / seconds["flow"], None,
-            note=f"{len(flow_ids)} clips, L={args.flow_stack}, {clip_shape}"),
+        Row("loader flow (clips/s, info)", "clips/s", len(flow_ids) / timings["flow"].wall, None,
+            note=f"{len(flow_ids)} clips from the flow shard, L={args.flow_stack}, {clip_shape}"),
     ]
 
 
@@ -407,7 +418,7 @@ def machine() -> dict[str, str]:
         "cpu_count": str(os.cpu_count()),
         "python": platform.python_version(),
         "opencv": cv2.__version__,
-        "torch": torch.__version__,
+        "torch": sys.modules["torch"].__version__,
         "ffmpeg": version,
     }
 
@@ -420,36 +431,37 @@ def run(args: argparse.Namespace, workdir: Path) -> list[Row]:
     start = time.perf_counter()
     counts = write_jpeg_folder(manifest, sizes, resize, args.jpeg_quality, jpeg_root)
     print(f"wrote the JPEG folder in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    rows, frames_path = bench_extraction(args, manifest, sizes, counts, workdir)
+    extraction, frames_path = bench_extraction(args, manifest, sizes, counts, workdir)
     print("extraction measured", file=sys.stderr)
-    flow_rows, flow_path, flow_ids = bench_flow(args, manifest, sizes, counts, jpeg_root, workdir)
+    flow, flow_path, flow_ids = bench_flow(args, manifest, sizes, counts, jpeg_root, workdir)
     print("flow measured", file=sys.stderr)
-    loader_rows = bench_loader(args, manifest, counts, frames_path, flow_path, flow_ids, jpeg_root)
-    return rows + flow_rows + loader_rows
+    loader = bench_loader(args, manifest, counts, frames_path, flow_path, flow_ids, jpeg_root)
+    return extraction + flow + loader
 
 
 def main() -> None:
     args = parse_args()
     args.short_side = args.short_side or None
-    start = time.perf_counter()
+    start, load_before = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="tclsta-bench-") as tmp:
         workdir = Path(tmp) if args.workdir is None else args.workdir
         if args.workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
             workdir.mkdir(parents=True)
         rows = run(args, workdir)
-    wall = time.perf_counter() - start
+    wall, load_after = time.perf_counter() - start, os.getloadavg()[0]
     print(markdown_table(rows))
     print()
     for row in rows:
-        if row.note:
-            print(f"- {row.stage}: {row.note}")
-    print(f"- ratio = reference throughput / ours (>1: ours is slower); median of {args.repeat} run(s); wall time {wall:.0f} s")
+        print(f"- {row.stage}: {row.note}")
+    print(f"- ratio = reference throughput / ours (> 1: ours is slower); wall-time medians of {args.repeat} run(s)")
+    print(f"- {os.cpu_count()} CPUs, load average {load_before:.1f} before and {load_after:.1f} after; whole run {wall:.0f} s")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
         results = [{**asdict(row), "ratio": row.ratio} for row in rows]
-        args.json.write_text(json.dumps({"settings": settings, "machine": machine(), "wall_s": wall, "rows": results}, indent=2))
+        report = {"settings": settings, "machine": machine(), "load_average": [load_before, load_after], "wall_s": wall, "rows": results}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,13 @@ def settings(dataset, **sections):
     return json.dumps(chosen, sort_keys=True)
 
 
+def flow_gpus(wildcards):
+    """GPUs the flow job asks the scheduler for: one for an explicit GPU backend.
+    ("auto" asks for none and uses a GPU only where the job happens to see one.)"""
+    backend = dataset_settings(config, wildcards.dataset).get("flow", {}).get("backend", "auto")
+    return 1 if backend in ("torch", "opencv-cuda") else 0
+
+
 def manifest_inputs(wildcards):
     """What a manifest is built from: the split files (made by the demo rule for demo
     datasets), or for folder datasets the class folders, whose mtimes change when

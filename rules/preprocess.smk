@@ -56,7 +56,7 @@ rule extract_frames:
 
 
 rule flow:
-    """TV-L1 optical flow of one shard (OpenCV; CUDA when available), videos in parallel."""
+    """TV-L1 optical flow of one shard: OpenCV (CPU processes or CUDA) or batched torch."""
     input:
         "results/{dataset}/work/frames_{shard}.h5",
     output:
@@ -71,7 +71,7 @@ rule flow:
     resources:
         mem_mb=8000,
         runtime=720,
-        gpu=0,
+        gpu=flow_gpus,
     params:
         settings=lambda w: settings(w.dataset, flow=None),
         previous="results/{dataset}/shards/shard_{shard}.h5",

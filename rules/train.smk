@@ -18,7 +18,9 @@ rule train_stream:
         runtime=1440,
         gpu=1,
     params:
-        settings=lambda w: settings(w.dataset, model=None, train=None),
+        settings=lambda w: settings(
+            w.dataset, preprocess=None, flow=None, model=None, train=None
+        ),
     shell:
         "python -m tclsta train --settings {params.settings:q} --threads {threads} --stream {wildcards.stream}"
         " --manifest {input.manifest} --shards {input.shards}"

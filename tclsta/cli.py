@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from tclsta.atomic import atomic_path
-from tclsta.config import DatasetConfig, dataset_settings, load_config, parse_dataset, validate_config
+from tclsta.config import DatasetConfig, dataset_settings, load_config, parse_dataset, section_dict, validate_config
 from tclsta.errors import BadConfigError, TclstaError
 
 log = logging.getLogger("tclsta")
@@ -102,8 +102,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     dataset, _ = resolve_settings(args)
     torch.set_num_threads(args.threads)
+    preprocessing = {"preprocess": section_dict(dataset.preprocess), "flow": section_dict(dataset.flow)}
     train_stream(args.shards, read_manifest(args.manifest), args.stream, dataset.model, dataset.train,
-                 args.checkpoint, args.history)
+                 args.checkpoint, args.history, preprocessing)
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -147,6 +148,29 @@ def cmd_report(args: argparse.Namespace) -> None:
     write_report(args.output, metrics_path=args.metrics, manifest_path=args.manifest,
                  history_paths={"rgb": args.rgb_history, "flow": args.flow_history}, config=settings,
                  benchmark_paths=sorted(args.benchmarks_dir.glob("*/*.tsv")) if args.benchmarks_dir else [])
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tclsta.predict import Predictor
+
+    predictor = Predictor(args.model_dir, args.device)
+    results, failed = [], 0
+    for video in args.videos:
+        try:
+            prediction = predictor.predict(video)
+        except TclstaError as exc:  # one unreadable video does not stop the others
+            log.error("%s", exc)
+            results.append({"video": str(video), "error": str(exc)})
+            failed += 1
+            continue
+        results.append({"video": prediction.video, "top5": [{"class": c, "score": p} for c, p in prediction.top5]})
+        if not args.json:
+            print(prediction.video)
+            for rank, (name, score) in enumerate(prediction.top5, 1):
+                print(f"  {rank}. {name:<30} {score:.3f}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--flow-history", type=Path, required=True)
     sub.add_argument("--benchmarks-dir", type=Path, help="Snakemake benchmark files, <dir>/<rule>/<job>.tsv")
     sub.add_argument("output", type=Path)
+    sub = stages.add_parser("predict", help="top-5 classes of new videos with a trained dataset's models")
+    sub.set_defaults(func=cmd_predict)
+    sub.add_argument("model_dir", type=Path, help="a dataset's results folder, e.g. results/demo")
+    sub.add_argument("videos", type=Path, nargs="+")
+    sub.add_argument("--json", action="store_true", help="machine-readable output")
+    sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     return parser
 
 
@@ -219,8 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except TclstaError as exc:
         log.error("%s", exc)
         return 1
-    return 0

@@ -35,7 +35,7 @@ class PreprocessConfig:
 
 @dataclass(frozen=True)
 class FlowConfig:
-    """TV-L1 parameters, named as in OpenCV's DualTVL1OpticalFlow (its defaults)."""
+    """TV-L1 parameters, named as in OpenCV's DualTVL1OpticalFlow (its defaults); ``batch_pairs``: torch backend only."""
 
     backend: str = "auto"
     bound: float = 20.0
@@ -49,6 +49,7 @@ class FlowConfig:
     outer_iterations: int = 10
     scale_step: float = 0.8
     median_filtering: int = 5
+    batch_pairs: int = 64
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def dataset_settings(config: dict, name: str) -> dict[str, Any]:
 T = TypeVar("T")
 
 
-def _build(cls: type[T], values: dict, key: str) -> T:
+def build_section(cls: type[T], values: dict, key: str) -> T:
     """Dataclass from a dict; YAML's ``lambda`` maps to ``lambda_``, lists to tuples."""
     names = {f.name for f in fields(cls)}
     kwargs = {}
@@ -183,7 +184,7 @@ def parse_dataset(settings: dict[str, Any]) -> DatasetConfig:
     }
     kwargs = {k: v for k, v in settings.items() if k not in sections}
     for section, cls in sections.items():
-        kwargs[section] = _build(cls, settings.get(section, {}), section)
+        kwargs[section] = build_section(cls, settings.get(section, {}), section)
     try:
         return DatasetConfig(**kwargs)
     except TypeError as exc:

@@ -1,4 +1,10 @@
-"""TV-L1 optical flow with OpenCV, on CUDA when OpenCV was built with it and a GPU is present.
+"""TV-L1 optical flow: OpenCV (CPU, or CUDA when OpenCV was built with it) or batched PyTorch.
+
+Backends (``flow.backend``): ``opencv`` (one pair per call, CPU), ``opencv-cuda``
+(OpenCV's CUDA TV-L1, needs OpenCV built with CUDA), ``torch``
+(:mod:`tclsta.tvl1_torch`, the same algorithm on batches of pairs, on CUDA when
+torch sees a GPU, else on the CPU) and ``auto`` (OpenCV CUDA, else torch on
+CUDA, else OpenCV on the CPU).
 
 Flow between consecutive greyscale frames is clipped to +-bound pixels and
 quantised to uint8 (the convention of the field's preprocessing tools, so
@@ -7,7 +13,8 @@ models trained elsewhere stay compatible): ``q = round((f + bound) * 255 / (2 * 
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -16,6 +23,9 @@ from tclsta.config import FlowConfig
 from tclsta.errors import BadConfigError
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(prev, next) greyscale uint8 (H, W) -> flow (H, W, 2) float32."""
+BatchFlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(prev, next) greyscale uint8 (N, H, W) -> flow (N, H, W, 2) float32."""
 
 
 def cuda_available() -> bool:
@@ -26,18 +36,54 @@ def cuda_available() -> bool:
         return False
 
 
+# FlowConfig fields that are TV-L1 parameters, named as the torch backend's DualTVL1 names them.
+TVL1_PARAMETERS = (
+    "tau", "lambda_", "theta", "nscales", "warps", "epsilon",
+    "inner_iterations", "outer_iterations", "scale_step", "median_filtering",
+)
+
+
+def torch_device() -> str:
+    """Where the torch backend runs: ``cuda`` when torch sees a GPU, else ``cpu``."""
+    import torch  # here, not at the top: the OpenCV backends' worker processes do without torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def resolve_backend(backend: str) -> str:
-    """``auto`` becomes ``opencv-cuda`` where possible, else ``opencv``."""
+    """``auto`` becomes ``opencv-cuda`` where possible, else ``torch`` on a GPU, else ``opencv``."""
     if backend == "auto":
-        return "opencv-cuda" if cuda_available() else "opencv"
+        if cuda_available():
+            return "opencv-cuda"
+        return "torch" if torch_device() == "cuda" else "opencv"
     if backend == "opencv-cuda" and not cuda_available():
         raise BadConfigError("flow.backend", "opencv-cuda needs an OpenCV built with CUDA and a visible GPU")
     return backend
 
 
+def create_tvl1_batch(config: FlowConfig, device: str | None = None) -> BatchFlowFn:
+    """The torch backend on ``device`` (default: :func:`torch_device`), a batch of pairs per call."""
+    import torch
+
+    from tclsta.tvl1_torch import DualTVL1
+
+    device = device or torch_device()
+    tvl1 = DualTVL1(**{name: getattr(config, name) for name in TVL1_PARAMETERS})
+
+    def batch_flow(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            flow = tvl1(torch.from_numpy(prev).to(device), torch.from_numpy(nxt).to(device))
+        return flow.cpu().numpy()
+
+    return batch_flow
+
+
 def create_tvl1(config: FlowConfig) -> FlowFn:
     """A function ``(prev_grey, next_grey) -> flow (H, W, 2) float32`` for the configured backend."""
     backend = resolve_backend(config.backend)
+    if backend == "torch":
+        batch_flow = create_tvl1_batch(config)
+        return lambda prev, nxt: batch_flow(prev[None], nxt[None])[0]
     if backend == "opencv-cuda":
         # Positional: tau, lambda, theta, nscales, warps, epsilon, iterations, scaleStep.
         cuda_tvl1 = cv2.cuda.OpticalFlowDual_TVL1.create(
@@ -56,7 +102,13 @@ def create_tvl1(config: FlowConfig) -> FlowFn:
             return flow.download()
 
         return cuda_flow
-    cpu_tvl1 = cv2.optflow.DualTVL1OpticalFlow_create(
+    cpu_tvl1 = create_opencv_tvl1(config)
+    return lambda prev, nxt: cpu_tvl1.calc(prev, nxt, None)
+
+
+def create_opencv_tvl1(config: FlowConfig) -> cv2.optflow.DualTVL1OpticalFlow:
+    """OpenCV's CPU TV-L1 object with every parameter ``config`` sets."""
+    return cv2.optflow.DualTVL1OpticalFlow_create(
         tau=config.tau,
         lambda_=config.lambda_,
         theta=config.theta,
@@ -68,13 +120,12 @@ def create_tvl1(config: FlowConfig) -> FlowFn:
         scaleStep=config.scale_step,
         medianFiltering=config.median_filtering,
     )
-    return lambda prev, nxt: cpu_tvl1.calc(prev, nxt, None)
 
 
 def quantise_flow(flow: np.ndarray, bound: float) -> np.ndarray:
-    """(H, W, 2) float flow -> (2, H, W) uint8."""
+    """(..., H, W, 2) float flow -> (..., 2, H, W) uint8."""
     scaled = (np.clip(flow, -bound, bound) + bound) * (255.0 / (2 * bound))
-    return np.rint(scaled).astype(np.uint8).transpose(2, 0, 1)
+    return np.moveaxis(np.rint(scaled).astype(np.uint8), -1, -3)
 
 
 def dequantise_flow(quantised: np.ndarray, bound: float) -> np.ndarray:
@@ -87,3 +138,61 @@ def video_flow(grey_frames: np.ndarray, tvl1: FlowFn, bound: float) -> np.ndarra
     pairs = [quantise_flow(tvl1(a, b), bound) for a, b in zip(grey_frames[:-1], grey_frames[1:])]
     height, width = grey_frames.shape[1:3]
     return np.stack(pairs) if pairs else np.zeros((0, 2, height, width), np.uint8)
+
+
+@dataclass
+class _Video:
+    key: Hashable
+    grey: np.ndarray  # (T, H, W) uint8
+    chunks: list[np.ndarray] = field(default_factory=list)  # quantised flow of consecutive pair ranges
+
+    @property
+    def done(self) -> bool:
+        return sum(len(c) for c in self.chunks) >= len(self.grey) - 1
+
+    def flow(self) -> np.ndarray:
+        height, width = self.grey.shape[1:]
+        return np.concatenate(self.chunks) if self.chunks else np.zeros((0, 2, height, width), np.uint8)
+
+
+def batched_video_flow(
+    videos: Iterable[tuple[Hashable, np.ndarray]], batch_flow: BatchFlowFn, bound: float, batch_pairs: int
+) -> Iterator[tuple[Hashable, np.ndarray]]:
+    """Quantised flow of many videos, ``batch_pairs`` frame pairs per ``batch_flow`` call.
+
+    Takes ``(key, grey (T, H, W) uint8)`` items and yields ``(key, (T-1, 2, H, W) uint8)``
+    in the same order. A batch holds consecutive pairs of one or several videos
+    of the same frame size; a change of size starts a new batch.
+    """
+    waiting: list[_Video] = []  # videos not yet yielded, in order
+    batch: list[tuple[_Video, int, int]] = []  # pair ranges [start, stop) of the next call
+
+    def run_batch() -> None:
+        prev = np.concatenate([v.grey[start:stop] for v, start, stop in batch])
+        nxt = np.concatenate([v.grey[start + 1 : stop + 1] for v, start, stop in batch])
+        flow = quantise_flow(batch_flow(prev, nxt), bound)  # (N, 2, H, W)
+        offset = 0
+        for video, start, stop in batch:
+            video.chunks.append(flow[offset : offset + stop - start])
+            offset += stop - start
+        batch.clear()
+
+    for key, grey in videos:
+        video = _Video(key, grey)
+        waiting.append(video)
+        if batch and batch[0][0].grey.shape[1:] != grey.shape[1:]:
+            run_batch()
+        start, pairs = 0, len(grey) - 1
+        while start < pairs:
+            stop = min(pairs, start + batch_pairs - sum(b - a for _, a, b in batch))
+            batch.append((video, start, stop))
+            start = stop
+            if sum(b - a for _, a, b in batch) == batch_pairs:
+                run_batch()
+        while waiting and waiting[0].done:
+            done = waiting.pop(0)
+            yield done.key, done.flow()
+    if batch:
+        run_batch()
+    for video in waiting:
+        yield video.key, video.flow()

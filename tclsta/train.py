@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tclsta.atomic import atomic_path
-from tclsta.config import ModelConfig, TrainConfig, section_dict
+from tclsta.config import ModelConfig, TrainConfig, build_section, section_dict
 from tclsta.data.dataset import ClipSpec, ShardClipDataset
 from tclsta.data.manifest import class_names
 from tclsta.models import AttentionStream, stream_loss
@@ -99,8 +99,13 @@ def train_stream(
     train_config: TrainConfig,
     checkpoint_path: Path,
     history_path: Path,
+    preprocessing: dict | None = None,
 ) -> None:
-    """Train one stream and write its best checkpoint and per-epoch history."""
+    """Train one stream and write its best checkpoint and per-epoch history.
+
+    ``preprocessing`` (the ``preprocess`` and ``flow`` settings) is stored in the
+    checkpoint so that prediction on new videos repeats it exactly.
+    """
     torch.manual_seed(train_config.seed)
     device = pick_device(train_config.device)
     classes = class_names(manifest)
@@ -136,12 +141,22 @@ def train_stream(
         log.info("epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f", epoch, train_loss, train_acc, val_loss, val_acc)
         if (val_acc, -val_loss) > (best[0], -best[1]):
             best = (val_acc, val_loss)
-            save_checkpoint(checkpoint_path, model, modality, model_config, classes, epoch, val_acc)
+            settings = {"train": section_dict(train_config), **(preprocessing or {})}
+            save_checkpoint(checkpoint_path, model, modality, model_config, classes, epoch, val_acc, settings)
     with atomic_path(history_path) as tmp:
         pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(tmp, index=False)
 
 
-def save_checkpoint(path: Path, model: AttentionStream, modality: str, model_config: ModelConfig, classes: list[str], epoch: int, val_acc: float) -> None:
+def save_checkpoint(
+    path: Path,
+    model: AttentionStream,
+    modality: str,
+    model_config: ModelConfig,
+    classes: list[str],
+    epoch: int,
+    val_acc: float,
+    settings: dict,
+) -> None:
     """Weights plus what is needed to rebuild the model; plain types only, so it loads with weights_only=True."""
     state = {
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -150,6 +165,7 @@ def save_checkpoint(path: Path, model: AttentionStream, modality: str, model_con
         "classes": classes,
         "epoch": epoch,
         "val_acc": val_acc,
+        "settings": settings,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -161,7 +177,7 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[AttentionStream, 
     Returns the model in eval mode, its config, and the checkpoint's other entries.
     """
     state = torch.load(path, map_location=device, weights_only=True)
-    config = ModelConfig(**{("lambda_" if k == "lambda" else k): v for k, v in state["model_config"].items()})
+    config = build_section(ModelConfig, state["model_config"], "model")
     model = build_model(config, state["modality"], len(state["classes"]))
     model.load_state_dict(state.pop("state_dict"))
     return model.to(device).eval(), config, state

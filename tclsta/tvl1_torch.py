@@ -11,29 +11,29 @@ numerics this module follows step for step:
   falls under 16 pixels; the flow starts at zero on the coarsest level and is
   resized bilinearly and divided by ``scale_step`` on the way down;
 * per level, ``warps`` times: warp ``I1`` and its centred gradient by the current
-  flow (bicubic, zero outside the image, positions rounded to 1/32 pixel as
-  OpenCV's ``remap`` does), linearise the data term, then alternate the
-  thresholding step for ``v``, the primal step ``u = v + theta * div(p)`` and
-  Chambolle's dual step for ``p`` (``tau``, ``lambda``, ``theta``), with a
+  flow (bicubic, zero outside the image, as OpenCV's ``remap``), linearise the
+  data term, then alternate the thresholding step for ``v``, the primal step
+  ``u = v + theta * div(p)`` and Chambolle's dual step for ``p`` (``tau``,
+  ``lambda``, ``theta``; ``p`` restarts from zero on each level), with a
   ``median_filtering`` x ``median_filtering`` median of ``u`` before each of at
   most ``outer_iterations`` rounds of at most ``inner_iterations`` steps;
 * a pair stops iterating for the current warp once the squared update of its
-  flow, summed over the pixels, is at most ``epsilon**2 * H * W``.
+  flow in one step, summed over the pixels, is at most ``epsilon**2 * H * W``.
 
-Batching: every step is a tensor operation over the whole batch (N pairs of one
-size); the Python loops run over levels, warps and iterations only. The
-stopping rule is applied per pair, as in OpenCV: a pair that has converged in
-the current warp keeps its ``u`` and ``p`` frozen (median filter included)
-while the batch runs on until every pair has converged or the iteration limits
-are hit, so each pair's result does not depend on the rest of the batch.
+Batching: every step is a tensor operation over a batch of N pairs of one size;
+the Python loops run over levels, warps and iterations only. The stopping rule
+is OpenCV's, per pair: after each step the pairs that have converged leave the
+working batch (their state is stored back), so they cost nothing more in that
+warp and each pair's result does not depend on the rest of the batch; the
+warp ends when every pair has converged or the iteration limits are reached.
+Checking convergence after every step synchronises a GPU with the host once
+per step, which costs little next to the work of a batch.
 
 Inputs follow OpenCV's convention: uint8 frames are used as they are (0-255),
 float frames are taken to be in [0, 1] and scaled by 255.
 """
 
 from __future__ import annotations
-
-import functools
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,6 @@ from torch import Tensor
 __all__ = ["DualTVL1"]
 
 MIN_LEVEL_SIZE = 16  # OpenCV stops the pyramid before a side gets smaller than this
-REMAP_SUBPIXELS = 32  # OpenCV's remap rounds sample positions to 1/INTER_TAB_SIZE pixel
 FLT_EPSILON = torch.finfo(torch.float32).eps
 
 
@@ -76,24 +75,23 @@ def _centred_gradient(images: Tensor) -> Tensor:
     return torch.stack((dx, dy), dim=1)
 
 
-def _forward_gradient(u: Tensor) -> Tensor:
-    """(N, C, H, W) -> (N, C, 2, H, W) forward differences, zero on the last column / row."""
-    dx = F.pad(u[..., 1:] - u[..., :-1], (0, 1))
-    dy = F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))
-    return torch.stack((dx, dy), dim=2)
+def _forward_gradient(u: Tensor) -> tuple[Tensor, Tensor]:
+    """(N, C, H, W) forward differences along x and y, zero on the last column / row."""
+    return F.pad(u[..., 1:] - u[..., :-1], (0, 1)), F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))
 
 
-def _divergence(p: Tensor) -> Tensor:
-    """(N, C, 2, H, W) -> (N, C, H, W) backward-difference divergence (the adjoint of ``_forward_gradient``)."""
-    px, py = p[:, :, 0], p[:, :, 1]
-    return px - F.pad(px[..., :-1], (1, 0)) + py - F.pad(py[..., :-1, :], (0, 0, 1, 0))
+def _add_divergence_(out: Tensor, px: Tensor, py: Tensor, weight: float) -> Tensor:
+    """``out += weight * div(px, py)`` in place, all (N, C, H, W); ``div`` is the backward-difference
+    divergence, the negative adjoint of ``_forward_gradient``."""
+    out.add_(px, alpha=weight)[..., 1:].sub_(px[..., :-1], alpha=weight)
+    out.add_(py, alpha=weight)[..., 1:, :].sub_(py[..., :-1, :], alpha=weight)
+    return out
 
 
-@functools.cache
 def _median_network(n: int) -> tuple[tuple[int, int, bool, bool], ...]:
     """Comparators ``(a, b, keep_min, keep_max)`` that move the median of ``n`` values to position ``n // 2``.
 
-    Batcher's odd-even merge sort on the next power of two (extra positions
+    Batcher's odd-even merge sort (AFIPS 1968) on the next power of two (extra positions
     hold +inf, so comparators touching them never swap), pruned backwards to the
     comparators whose minimum or maximum the median depends on.
     """
@@ -117,40 +115,61 @@ def _median_network(n: int) -> tuple[tuple[int, int, bool, bool], ...]:
     return tuple(reversed(network))
 
 
-def _median(u: Tensor, size: int) -> Tensor:
+def _median(u: Tensor, network: tuple[tuple[int, int, bool, bool], ...], size: int) -> Tensor:
     """(N, C, H, W) ``size`` x ``size`` median with replicated borders, as OpenCV's ``medianBlur``.
 
-    A selection network of elementwise min/max over shifted copies of the image,
-    vectorised over the batch and the pixels. The shifts are offsets into the
-    flattened padded image (long contiguous runs); the wrapped-around columns
-    they also compute are dropped at the end.
+    The selection ``network`` runs as elementwise min/max over the shifted
+    images, vectorised over the batch and the pixels (no sort).
     """
-    n, c, h, w = u.shape
+    h, w = u.shape[-2:]
     r = size // 2
-    row = w + 2 * r
-    flat = F.pad(u, (r, r, r, r), mode="replicate").reshape(n * c, -1)  # (N*C, (H+2r)*(W+2r))
-    length = h * row
-    flat = F.pad(flat, (0, 2 * r))  # room for the last row's wrapped-around columns
-    values = [flat[:, dy * row + dx : dy * row + dx + length] for dy in range(size) for dx in range(size)]
-    for a, b, keep_min, keep_max in _median_network(size * size):
+    padded = F.pad(u, (r, r, r, r), mode="replicate")
+    values = [padded[..., dy : dy + h, dx : dx + w] for dy in range(size) for dx in range(size)]
+    for a, b, keep_min, keep_max in network:
         va, vb = values[a], values[b]
         if keep_min:
             values[a] = torch.minimum(va, vb)
         if keep_max:
             values[b] = torch.maximum(va, vb)
-    return values[size * size // 2].reshape(n, c, h, row)[..., :w]
+    return values[size * size // 2]
 
 
 def _warp(images: Tensor, u: Tensor) -> Tensor:
-    """Sample (N, K, H, W) images at x + u: bicubic, zero outside, positions rounded to 1/32 pixel."""
+    """Sample (N, K, H, W) images at x + u (N, 2, H, W): bicubic, zero outside the image, as OpenCV's ``remap``."""
     n, _, h, w = images.shape
     ys, xs = torch.meshgrid(
         torch.arange(h, device=u.device, dtype=u.dtype), torch.arange(w, device=u.device, dtype=u.dtype), indexing="ij"
     )
-    x = torch.round((xs + u[:, 0]) * REMAP_SUBPIXELS) / REMAP_SUBPIXELS  # (N, H, W)
-    y = torch.round((ys + u[:, 1]) * REMAP_SUBPIXELS) / REMAP_SUBPIXELS
-    grid = torch.stack((x * (2 / (w - 1)) - 1, y * (2 / (h - 1)) - 1), dim=-1)  # (N, H, W, 2), align_corners
-    return F.grid_sample(images, grid, mode="bicubic", padding_mode="zeros", align_corners=True)
+    x = (xs + u[:, 0]) * (2 / (w - 1)) - 1  # (N, H, W), -1 and 1 at the centres of the edge pixels
+    y = (ys + u[:, 1]) * (2 / (h - 1)) - 1
+    return F.grid_sample(images, torch.stack((x, y), dim=-1), mode="bicubic", padding_mode="zeros", align_corners=True)
+
+
+def _primal_dual_step(
+    u: Tensor,
+    px: Tensor,
+    py: Tensor,
+    i1w_grad: Tensor,
+    neg_inv_grad_sq: Tensor,
+    rho_c: Tensor,
+    l_t: float,
+    theta: float,
+    taut: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One inner iteration; returns the new (u, px, py) and each pair's squared update (N,).
+
+    u, px, py: (N, 2, H, W) flow and its dual variables (x and y parts);
+    i1w_grad: (N, 2, H, W) gradient of the warped I1; neg_inv_grad_sq, rho_c:
+    (N, 1, H, W) -1/|grad|^2 and the constant part of the linearised residual.
+    """
+    # In-place updates of fresh tensors: each step is some 20 passes over memory, not 30.
+    rho = torch.addcmul(rho_c, i1w_grad[:, :1], u[:, :1]).addcmul_(i1w_grad[:, 1:], u[:, 1:])  # (N, 1, H, W) residual at u
+    shrink = rho.mul_(neg_inv_grad_sq).clamp_(-l_t, l_t)  # thresholding step TH: v = u + shrink * grad I1
+    u_new = _add_divergence_(torch.addcmul(u, shrink, i1w_grad), px, py, theta)  # (N, 2, H, W)
+    error = (u_new - u).square_().sum((1, 2, 3))  # (N,)
+    ux, uy = _forward_gradient(u_new)
+    norm = torch.hypot(ux, uy).mul_(taut).add_(1)  # (N, 2, H, W)
+    return u_new, torch.add(px, ux, alpha=taut).div_(norm), torch.add(py, uy, alpha=taut).div_(norm), error
 
 
 class DualTVL1:
@@ -191,7 +210,10 @@ class DualTVL1:
         self.inner_iterations = inner_iterations
         self.outer_iterations = outer_iterations
         self.scale_step = scale_step
+        if median_filtering > 1 and median_filtering % 2 == 0:
+            raise ValueError(f"median_filtering must be 1 (off) or odd, got {median_filtering}")
         self.median_filtering = median_filtering
+        self._median_network = _median_network(median_filtering**2)
 
     def __call__(self, prev: Tensor, nxt: Tensor) -> Tensor:
         """Flow from ``prev`` to ``nxt``: (N, H, W) frames -> (N, H, W, 2) float32 (x, y) in pixels."""
@@ -208,61 +230,47 @@ class DualTVL1:
             levels.append(tuple(_resize(image, size, step) for image in levels[-1]))
 
         n, h, w = levels[-1][0].shape
-        u = prev.new_zeros((n, 2, h, w), dtype=torch.float32)  # (N, 2, h, w): flow x, y
-        for level, (i0, i1) in reversed(list(enumerate(levels))):
+        u = levels[-1][0].new_zeros((n, 2, h, w))  # (N, 2, h, w): flow x, y
+        for i0, i1 in reversed(levels):
             if u.shape[-2:] != i0.shape[-2:]:
                 h, w = i0.shape[-2:]
-                src_per_dst = (u.shape[-2] / h, u.shape[-1] / w)
-                u = _resize(u, (h, w), src_per_dst) / self.scale_step
+                u = _resize(u, (h, w), (u.shape[-2] / h, u.shape[-1] / w)) / self.scale_step
             u = self._solve_level(i0, i1, u)
         return u.permute(0, 2, 3, 1).contiguous()
 
     def _solve_level(self, i0: Tensor, i1: Tensor, u: Tensor) -> Tensor:
-        """Refine the flow (N, 2, H, W) of one pyramid level."""
-        n, _, h, w = u.shape
+        """Refine the flow u (N, 2, H, W) on one pyramid level with frames i0, i1 (N, H, W)."""
         images = torch.cat((i1[:, None], _centred_gradient(i1)), dim=1)  # (N, 3, H, W): I1, dI1/dx, dI1/dy
-        p = u.new_zeros((n, 2, 2, h, w))  # (N, flow component, gradient direction, H, W)
-        l_t = self.lambda_ * self.theta
-        taut = self.tau / self.theta
-        threshold = self.epsilon**2 * h * w
+        px, py = torch.zeros_like(u), torch.zeros_like(u)  # dual variables, kept across the warps
         for _ in range(self.warps):
             warped = _warp(images, u)  # (N, 3, H, W)
             i1w, i1w_grad = warped[:, :1], warped[:, 1:]  # (N, 1, H, W), (N, 2, H, W)
-            inv_grad_sq = 1 / i1w_grad.square().sum(1, keepdim=True).clamp_min(FLT_EPSILON)  # (N, 1, H, W)
+            neg_inv_grad_sq = -1 / i1w_grad.square().sum(1, keepdim=True).clamp_min(FLT_EPSILON)  # (N, 1, H, W)
             rho_c = i1w - (i1w_grad * u).sum(1, keepdim=True) - i0[:, None]  # (N, 1, H, W)
-            active = torch.ones(n, dtype=torch.bool, device=u.device)  # (N,)
-            for _ in range(self.outer_iterations):
-                if self.median_filtering > 1:
-                    u = torch.where(active[:, None, None, None], _median(u, self.median_filtering), u)
-                for _ in range(self.inner_iterations):
-                    u, p, active = self._step(u, p, active, i1w_grad, inv_grad_sq, rho_c, l_t, taut, threshold)
-                    if not active.any():
-                        break
-                if not active.any():
-                    break
+            u, px, py = self._iterate(u, px, py, i1w_grad, neg_inv_grad_sq, rho_c)
         return u
 
-    def _step(
-        self,
-        u: Tensor,
-        p: Tensor,
-        active: Tensor,
-        i1w_grad: Tensor,
-        inv_grad_sq: Tensor,
-        rho_c: Tensor,
-        l_t: float,
-        taut: float,
-        threshold: float,
+    def _iterate(
+        self, u: Tensor, px: Tensor, py: Tensor, i1w_grad: Tensor, neg_inv_grad_sq: Tensor, rho_c: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """One primal-dual step for the active pairs; returns (u, p, still active)."""
-        rho = rho_c + (i1w_grad * u).sum(1, keepdim=True)  # (N, 1, H, W) linearised residual
-        shrink = torch.clamp(-rho * inv_grad_sq, -l_t, l_t)  # thresholding step TH of the data term
-        v = u + shrink * i1w_grad  # (N, 2, H, W)
-        u_new = v + self.theta * _divergence(p)
-        error = (u_new - u).square().sum((1, 2, 3))  # (N,)
-        mask = active[:, None, None, None]
-        u = torch.where(mask, u_new, u)
-        grad_u = _forward_gradient(u)  # (N, 2, 2, H, W)
-        norm = 1 + taut * torch.hypot(grad_u[:, :, :1], grad_u[:, :, 1:])  # (N, 2, 1, H, W)
-        p = torch.where(mask[..., None], (p + taut * grad_u) / norm, p)
-        return u, p, active & (error > threshold)
+        """The outer and inner iterations of one warp; a pair leaves the batch once it has converged."""
+        threshold = self.epsilon**2 * u.shape[-2] * u.shape[-1]
+        constants = dict(l_t=self.lambda_ * self.theta, theta=self.theta, taut=self.tau / self.theta)
+        state = [u.clone(), px.clone(), py.clone()]  # results of the whole batch, filled in as pairs converge
+        pending = torch.arange(u.shape[0], device=u.device)  # (M,) batch indices of the pairs still iterating
+        work = [u, px, py, i1w_grad, neg_inv_grad_sq, rho_c]  # their tensors, (M, ...)
+        for _ in range(self.outer_iterations):
+            if self.median_filtering > 1:
+                work[0] = _median(work[0], self._median_network, self.median_filtering)
+            for _ in range(self.inner_iterations):
+                *work[:3], error = _primal_dual_step(*work, **constants)
+                converged = error <= threshold  # (M,)
+                if converged.any():  # OpenCV's stopping rule, per pair
+                    for full, part in zip(state, work):
+                        full[pending[converged]] = part[converged]
+                    pending, work = pending[~converged], [t[~converged] for t in work]
+                    if len(pending) == 0:
+                        return tuple(state)
+        for full, part in zip(state, work):
+            full[pending] = part
+        return tuple(state)

@@ -50,6 +50,21 @@ def test_demo_dag_end_to_end_then_nothing_to_do(workdir):
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
 
+    # predict: the trained models on test videos, in memory; one unreadable video does not stop the others
+    videos = sorted((workdir / "data/tiny/videos").rglob("*.avi"))[:2]
+    broken = workdir / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    run = subprocess.run([sys.executable, "-m", "tclsta", "predict", "results/tiny", *map(str, videos), str(broken), "--json"],
+                         cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1
+    results = json.loads(run.stdout)
+    assert [r["video"] for r in results] == [*map(str, videos), str(broken)]
+    for result in results[:2]:
+        assert len(result["top5"]) == 4  # the tiny dataset has 4 classes
+        assert abs(sum(r["score"] for r in result["top5"]) - 1) < 1e-4
+        assert [r["score"] for r in result["top5"]] == sorted((r["score"] for r in result["top5"]), reverse=True)
+    assert "broken.mp4" in results[2]["error"] and "broken.mp4" in run.stderr
+
 
 def test_corrupt_video_fails_its_shard_by_name_and_keeps_the_rest(workdir):
     assert snakemake(workdir, "data/tiny/splits/classInd.txt").returncode == 0

@@ -105,26 +105,39 @@ class ShardClipDataset(Dataset):
         reader = self._reader(path)
         if spec.modality == "rgb":
             picks = segment_indices(num_frames, spec.num_frames, generator)
-            images = np.stack([decode_jpeg(j) for j in reader.frames(video_id, picks)])  # (T, H, W, 3)
-            clip = ((images.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)
+            clip = rgb_clip(np.stack([decode_jpeg(j) for j in reader.frames(video_id, picks)]))
         else:
-            stack = spec.flow_stack
-            starts = segment_indices(max(1, num_frames - stack), spec.num_frames, generator)
-            windows = [_window(s, stack, num_frames - 1) for s in starts]
+            windows = flow_windows(num_frames, spec, generator)
             needed = sorted(set(np.concatenate(windows).tolist()))
-            pairs = reader.flow_pairs(video_id, needed)  # (len(needed), 2, H, W) uint8, only the pairs used
-            position = {p: i for i, p in enumerate(needed)}
-            stacked = [pairs[[position[p] for p in w]].reshape(-1, *pairs.shape[2:]) for w in windows]
-            clip = np.stack(stacked).astype(np.float32) * (2.0 / 255.0) - 1.0  # (T, 2L, H, W)
-        top, left = crop_box(clip.shape[2], clip.shape[3], spec.crop_size, generator)
-        clip = clip[:, :, top : top + spec.crop_size[0], left : left + spec.crop_size[1]]
-        if generator is not None and spec.flip and float(torch.rand(1, generator=generator)) < 0.5:
-            clip = clip[..., ::-1]
-            if spec.modality == "flow":
-                clip[:, 0::2] = -clip[:, 0::2]  # mirrored x-flow changes sign
-        return torch.from_numpy(np.ascontiguousarray(clip)), label
+            pairs = reader.flow_pairs(video_id, needed)  # only the pairs used
+            clip = flow_clip(pairs, needed, windows)
+        return torch.from_numpy(crop_and_flip(clip, spec, generator)), label
 
 
-def _window(start: int, length: int, num_pairs: int) -> np.ndarray:
-    """Indices of ``length`` consecutive flow pairs from ``start``; short videos repeat their last pair."""
-    return np.minimum(np.arange(start, start + length), num_pairs - 1)
+def rgb_clip(images: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB -> (T, 3, H, W) float32, ImageNet-normalised."""
+    return ((images.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)
+
+
+def flow_windows(num_frames: int, spec: ClipSpec, generator: torch.Generator | None) -> list[np.ndarray]:
+    """For each of the T segments, the indices of L consecutive flow pairs (short videos repeat the last)."""
+    starts = segment_indices(max(1, num_frames - spec.flow_stack), spec.num_frames, generator)
+    return [np.minimum(np.arange(s, s + spec.flow_stack), num_frames - 2) for s in starts]
+
+
+def flow_clip(pairs: np.ndarray, pair_indices: list[int], windows: list[np.ndarray]) -> np.ndarray:
+    """Quantised pairs (n, 2, H, W) uint8 at ``pair_indices`` -> stacked windows (T, 2L, H, W) float32 in [-1, 1]."""
+    position = {p: i for i, p in enumerate(pair_indices)}
+    stacked = [pairs[[position[p] for p in w]].reshape(-1, *pairs.shape[2:]) for w in windows]
+    return np.stack(stacked).astype(np.float32) * (2.0 / 255.0) - 1.0
+
+
+def crop_and_flip(clip: np.ndarray, spec: ClipSpec, generator: torch.Generator | None) -> np.ndarray:
+    """Random (training) or centre crop of (T, C, H, W); random horizontal flip in training when enabled."""
+    top, left = crop_box(clip.shape[2], clip.shape[3], spec.crop_size, generator)
+    clip = clip[:, :, top : top + spec.crop_size[0], left : left + spec.crop_size[1]]
+    if generator is not None and spec.flip and float(torch.rand(1, generator=generator)) < 0.5:
+        clip = clip[..., ::-1]
+        if spec.modality == "flow":
+            clip[:, 0::2] = -clip[:, 0::2]  # mirrored x-flow changes sign
+    return np.ascontiguousarray(clip)

@@ -1,0 +1,78 @@
+"""Prediction on new videos with a trained dataset: the same preprocessing, in memory.
+
+``python -m tclsta predict results/<dataset> video.mp4 [...]`` decodes each video
+with the dataset's settings, samples the test-time frames, computes TV-L1 flow
+for just the pairs the motion stream needs, scores both streams and fuses them
+with the learned weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from tclsta.config import FlowConfig, PreprocessConfig, TrainConfig, build_section
+from tclsta.data.dataset import crop_and_flip, flow_clip, flow_windows, rgb_clip, segment_indices
+from tclsta.errors import BadVideoError, FileError
+from tclsta.flow import create_tvl1, quantise_flow
+from tclsta.fusion import FusionWeights
+from tclsta.train import clip_spec, load_checkpoint, pick_device
+from tclsta.video import decode_frames
+
+
+@dataclass
+class Prediction:
+    video: str
+    top5: list[tuple[str, float]]  # (class, fused probability), best first
+
+
+class Predictor:
+    """Both trained streams and the fusion weights of one dataset's results folder."""
+
+    def __init__(self, model_dir: Path, device: str = "auto"):
+        model_dir = Path(model_dir)
+        self.device = pick_device(device)
+        paths = [model_dir / "models" / "rgb.pt", model_dir / "models" / "flow.pt", model_dir / "fusion.json"]
+        for path in paths:
+            if not path.is_file():
+                raise FileError(path, "missing: run the pipeline for this dataset first (snakemake results/<dataset>/report.html)")
+        self.rgb, rgb_config, state = load_checkpoint(paths[0], self.device)
+        self.flow, flow_config, _ = load_checkpoint(paths[1], self.device)
+        self.classes: list[str] = state["classes"]
+        settings = state["settings"]
+        self.preprocess = build_section(PreprocessConfig, settings["preprocess"], "preprocess")
+        train = build_section(TrainConfig, settings["train"], "train")
+        self.rgb_spec = clip_spec("rgb", rgb_config, train, training=False)
+        self.flow_spec = clip_spec("flow", flow_config, train, training=False)
+        flow_settings = build_section(FlowConfig, settings["flow"], "flow")
+        self.tvl1, self.bound = create_tvl1(flow_settings), flow_settings.bound
+        fusion = json.loads(paths[2].read_text())
+        self.fusion = FusionWeights(torch.tensor(fusion["raw_per_class"]), torch.tensor(fusion["raw_global"]))
+
+    def clips(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Test-time clips of decoded frames (N, H, W, 3): RGB (1, T, 3, h, w) and flow (1, T, 2L, h, w)."""
+        picks = segment_indices(len(frames), self.rgb_spec.num_frames, None)
+        rgb = crop_and_flip(rgb_clip(frames[picks]), self.rgb_spec, None)
+        windows = flow_windows(len(frames), self.flow_spec, None)
+        needed = sorted(set(np.concatenate(windows).tolist()))
+        grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+        pairs = np.stack([quantise_flow(self.tvl1(grey[i], grey[i + 1]), self.bound) for i in needed])
+        flow = crop_and_flip(flow_clip(pairs, needed, windows), self.flow_spec, None)
+        return torch.from_numpy(rgb)[None], torch.from_numpy(flow)[None]
+
+    @torch.no_grad()
+    def predict(self, video: Path) -> Prediction:
+        """Top-5 classes of one video by fused probability."""
+        frames = decode_frames(Path(video), self.preprocess.short_side)
+        if len(frames) < 2:
+            raise BadVideoError(video, f"{len(frames)} frame(s): optical flow needs at least 2")
+        rgb, flow = self.clips(frames)
+        fused = self.fusion.fuse(self.rgb(rgb.to(self.device)).logits.cpu(), self.flow(flow.to(self.device)).logits.cpu())
+        probabilities = fused.softmax(1)[0]
+        top = probabilities.topk(min(5, len(self.classes)))
+        return Prediction(str(video), [(self.classes[i], float(p)) for p, i in zip(top.values, top.indices)])

@@ -16,6 +16,8 @@ include: "rules/demo.smk"
 include: "rules/preprocess.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/collaborative.smk"
+include: "rules/ablation.smk"
 
 
 rule all:

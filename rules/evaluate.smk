@@ -49,6 +49,7 @@ rule evaluate:
         flow="results/{dataset}/scores/flow.csv",
         fusion="results/{dataset}/fusion.json",
         rejected="results/{dataset}/rejected.csv",
+        collaborative="results/{dataset}/scores/collaborative.csv",
     output:
         "results/{dataset}/metrics.json",
     log:
@@ -65,7 +66,8 @@ rule evaluate:
         settings=lambda w: settings(w.dataset, demo=None, fusion=None),
     shell:
         "python -m tclsta evaluate --settings {params.settings:q} --manifest {input.manifest}"
-        " --rgb {input.rgb} --flow {input.flow} --fusion {input.fusion} --rejected {input.rejected} {output} 2> {log}"
+        " --rgb {input.rgb} --flow {input.flow} --fusion {input.fusion} --rejected {input.rejected}"
+        " --collaborative {input.collaborative} {output} 2> {log}"
 
 
 rule report:

@@ -138,7 +138,39 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         extra["expected_ceilings"] = expected_ceilings(dataset.demo.classes_per_kind)
     if args.rejected:
         extra["rejected"] = pd.read_csv(args.rejected, dtype=str).fillna("").to_dict("records")
-    evaluate(read_manifest(args.manifest), args.rgb, args.flow, args.fusion, dataset.fusion, args.output, dataset.name, extra)
+    evaluate(read_manifest(args.manifest), args.rgb, args.flow, args.fusion, dataset.fusion, args.output, dataset.name, extra,
+             args.collaborative)
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    import torch
+
+    from tclsta.data.manifest import read_manifest
+    from tclsta.features import extract_features
+
+    dataset, _ = resolve_settings(args)
+    torch.set_num_threads(args.threads)
+    extract_features(args.checkpoint, args.shards, read_manifest(args.manifest), dataset.train, args.output)
+
+
+def cmd_collaborative(args: argparse.Namespace) -> None:
+    import torch
+
+    from tclsta.collaborative import train_collaborative
+
+    dataset, _ = resolve_settings(args)
+    torch.set_num_threads(args.threads)
+    train_collaborative(args.rgb, args.flow, dataset.collaborative, dataset.train.device, args.checkpoint,
+                        args.history, args.output)
+
+
+def cmd_ablation(args: argparse.Namespace) -> None:
+    from tclsta.ablation import ablation_table
+
+    dataset, _ = resolve_settings(args)
+    table = ablation_table(args.results, dataset.fusion)
+    with atomic_path(args.output) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.4f")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -229,6 +261,23 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("output", type=Path)
     sub.add_argument("--fusion", type=Path, required=True)
     sub.add_argument("--rejected", type=Path, help="rejected.csv of the dataset (videos left out)")
+    sub.add_argument("--collaborative", type=Path, help="scores CSV of the collaborative model")
+    sub = stage("features", cmd_features, "cache a trained stream's frame features of every video (HDF5)")
+    sub.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    sub.add_argument("--manifest", type=Path, required=True)
+    sub.add_argument("--shards", type=Path, nargs="+", required=True)
+    sub.add_argument("--checkpoint", type=Path, required=True)
+    sub.add_argument("output", type=Path)
+    sub = stage("collaborative", cmd_collaborative, "train the collaborative model on cached features; score val/test")
+    sub.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    sub.add_argument("--rgb", type=Path, required=True, help="features file of the rgb stream")
+    sub.add_argument("--flow", type=Path, required=True, help="features file of the flow stream")
+    sub.add_argument("--checkpoint", type=Path, required=True)
+    sub.add_argument("--history", type=Path, required=True)
+    sub.add_argument("--output", type=Path, required=True, help="scores CSV")
+    sub = stage("ablation", cmd_ablation, "tabulate the ablation variants' test accuracy")
+    sub.add_argument("results", type=Path, help="the dataset's results folder, e.g. results/demo")
+    sub.add_argument("output", type=Path)
     sub = stage("report", cmd_report, "write the self-contained HTML report")
     sub.add_argument("--metrics", type=Path, required=True)
     sub.add_argument("--manifest", type=Path, required=True)

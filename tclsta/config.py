@@ -21,7 +21,7 @@ import yaml
 from tclsta.errors import BadConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
-SECTIONS = ("preprocess", "flow", "model", "train", "fusion")
+SECTIONS = ("preprocess", "flow", "model", "train", "fusion", "collaborative")
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,19 @@ class FusionConfig:
 
 
 @dataclass(frozen=True)
+class CollaborativeConfig:
+    """The static-motion collaborative model (RMSprop, lr 5e-4, batch 256 and dropout 0.5 as in the release)."""
+
+    epochs: int = 100
+    lr: float = 5e-4
+    hidden: int = 512
+    dropout: float = 0.5
+    batch_size: int = 256
+    mutual_guidance: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     classes_per_kind: int = 4
     groups: int = 4
@@ -116,6 +129,7 @@ class DatasetConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    collaborative: CollaborativeConfig = field(default_factory=CollaborativeConfig)
 
 
 def _schema() -> dict:
@@ -181,6 +195,7 @@ def parse_dataset(settings: dict[str, Any]) -> DatasetConfig:
         "model": ModelConfig,
         "train": TrainConfig,
         "fusion": FusionConfig,
+        "collaborative": CollaborativeConfig,
     }
     kwargs = {k: v for k, v in settings.items() if k not in sections}
     for section, cls in sections.items():

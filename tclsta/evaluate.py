@@ -38,10 +38,16 @@ def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFram
             logits.append(model(clips.to(device)).logits.float().cpu())
     scores = torch.cat(logits).numpy() if logits else np.zeros((0, len(state["classes"])))
     split_of = manifest.set_index("video_id")["split"]
+    video_ids = [item[1] for item in dataset.items]
+    write_scores(out_path, video_ids, [split_of[v] for v in video_ids], [item[2] for item in dataset.items], scores)
+
+
+def write_scores(out_path: Path, video_ids: Sequence[str], splits: Sequence[str], labels: Sequence[int], scores: np.ndarray) -> None:
+    """Write a scores CSV (the format in the module docstring) for videos with (N, K) logits ``scores``."""
     table = pd.DataFrame(scores, columns=[f"score_{k}" for k in range(scores.shape[1])])
-    table.insert(0, "video_id", [item[1] for item in dataset.items])
-    table.insert(1, "split", [split_of[item[1]] for item in dataset.items])
-    table.insert(2, "label", [item[2] for item in dataset.items])
+    table.insert(0, "video_id", list(video_ids))
+    table.insert(1, "split", list(splits))
+    table.insert(2, "label", list(labels))
     with atomic_path(out_path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
 
@@ -89,21 +95,38 @@ def fuse_streams(rgb_scores: Path, flow_scores: Path, config: FusionConfig, clas
     write_text_atomic(out_path, json.dumps(payload, indent=2))
 
 
+def aligned_logits(scores: pd.DataFrame, video_ids: Sequence[str], source: Path) -> torch.Tensor:
+    """The (N, K) logits of ``scores`` for ``video_ids``, in that order; every one must be present."""
+    table = scores.set_index("video_id")
+    missing = sorted(set(video_ids) - set(table.index))
+    if missing:
+        raise RuntimeError(f"{source} lacks {len(missing)} video(s) the streams scored, e.g. {missing[0]}")
+    return torch.tensor(table.loc[list(video_ids)].filter(like="score_").to_numpy(), dtype=torch.float32)
+
+
+def read_fusion(path: Path) -> FusionWeights:
+    """The fusion weights ``fuse_streams`` wrote."""
+    fusion = json.loads(Path(path).read_text())
+    return FusionWeights(torch.tensor(fusion["raw_per_class"]), torch.tensor(fusion["raw_global"]))
+
+
 def evaluate(
     manifest: pd.DataFrame, rgb_scores: Path, flow_scores: Path, fusion_path: Path, config: FusionConfig,
-    out_path: Path, dataset: str, extra: dict | None = None,
+    out_path: Path, dataset: str, extra: dict | None = None, collaborative_scores: Path | None = None,
 ) -> None:
-    """Test-split metrics of each stream, the learned fusion and fixed late fusion, as metrics.json."""
+    """Test-split metrics of each stream, the learned fusion, fixed late fusion and (when its scores are
+    given) the collaborative model, as metrics.json."""
     classes = class_names(manifest)
-    rgb_logits, flow_logits, labels, _ = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "test")
+    rgb_logits, flow_logits, labels, video_ids = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "test")
     fusion = json.loads(Path(fusion_path).read_text())
-    weights = FusionWeights(torch.tensor(fusion["raw_per_class"]), torch.tensor(fusion["raw_global"]))
     candidates = {
         "rgb": rgb_logits,
         "flow": flow_logits,
-        "fused": weights.fuse(rgb_logits, flow_logits),
+        "fused": read_fusion(fusion_path).fuse(rgb_logits, flow_logits),
         "late_fusion": late_fusion(rgb_logits, flow_logits, tuple(config.late_fusion_weights)),
     }
+    if collaborative_scores is not None:
+        candidates["collaborative"] = aligned_logits(read_scores(collaborative_scores), video_ids, collaborative_scores)
     results, confusion = {}, {}
     for name, scores in candidates.items():
         metrics = classification_metrics(scores, labels, len(classes))

@@ -1,0 +1,102 @@
+from pathlib import Path
+
+from tclsta.ablation import VARIANTS, VARIANTS_BY_NAME, ablation_inputs
+
+ABLATION = "results/{dataset}/ablation/{variant}"
+
+
+wildcard_constraints:
+    variant="|".join(v.name for v in VARIANTS if v.overrides),
+
+
+def variant_settings(wildcards, **sections):
+    """`settings` with the variant's config overrides applied to the sections the rule uses."""
+    chosen = json.loads(settings(wildcards.dataset, **sections))
+    for section, values in VARIANTS_BY_NAME[wildcards.variant].overrides.items():
+        if section in chosen:
+            chosen[section] = {**chosen[section], **values}
+    return json.dumps(chosen, sort_keys=True)
+
+
+def variant_features(wildcards):
+    """The features the variant's collaborative model trains on: its own streams' or the full model's."""
+    variant = VARIANTS_BY_NAME[wildcards.variant]
+    folder = variant.streams_dir(Path(f"results/{wildcards.dataset}"))
+    return {stream: f"{folder}/features/{stream}.h5" for stream in ("rgb", "flow")}
+
+
+use rule train_stream as ablation_train_stream with:
+    output:
+        checkpoint=f"{ABLATION}/models/{{stream}}.pt",
+        history=f"{ABLATION}/models/{{stream}}_history.csv",
+    log:
+        "logs/ablation_train_stream/{dataset}_{variant}_{stream}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/ablation_train_stream/{dataset}_{variant}_{stream}.tsv"
+    params:
+        settings=lambda w: variant_settings(
+            w, preprocess=None, flow=None, model=None, train=None
+        ),
+
+
+use rule score_stream as ablation_score_stream with:
+    input:
+        manifest="results/{dataset}/manifest.csv",
+        shards=packed_shards,
+        checkpoint=f"{ABLATION}/models/{{stream}}.pt",
+    output:
+        f"{ABLATION}/scores/{{stream}}.csv",
+    log:
+        "logs/ablation_score_stream/{dataset}_{variant}_{stream}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/ablation_score_stream/{dataset}_{variant}_{stream}.tsv"
+
+
+use rule features as ablation_features with:
+    input:
+        manifest="results/{dataset}/manifest.csv",
+        shards=packed_shards,
+        checkpoint=f"{ABLATION}/models/{{stream}}.pt",
+    output:
+        f"{ABLATION}/features/{{stream}}.h5",
+    log:
+        "logs/ablation_features/{dataset}_{variant}_{stream}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/ablation_features/{dataset}_{variant}_{stream}.tsv"
+
+
+use rule collaborative as ablation_collaborative with:
+    input:
+        unpack(variant_features),
+    output:
+        checkpoint=f"{ABLATION}/models/collaborative.pt",
+        history=f"{ABLATION}/models/collaborative_history.csv",
+        scores=f"{ABLATION}/scores/collaborative.csv",
+    log:
+        "logs/ablation_collaborative/{dataset}_{variant}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/ablation_collaborative/{dataset}_{variant}.tsv"
+    params:
+        settings=lambda w: variant_settings(w, train=["device"], collaborative=None),
+
+
+rule ablation:
+    """Test-split accuracy of every ablation variant (tclsta/ablation.py), one row each."""
+    input:
+        lambda w: ablation_inputs(Path(f"results/{w.dataset}")),
+    output:
+        "results/{dataset}/ablation.csv",
+    log:
+        "logs/ablation/{dataset}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/ablation/{dataset}.tsv"
+    conda:
+        "../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        settings=lambda w: settings(w.dataset, fusion=None),
+    shell:
+        "python -m tclsta ablation --settings {params.settings:q} results/{wildcards.dataset} {output} 2> {log}"

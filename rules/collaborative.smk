@@ -1,0 +1,55 @@
+rule features:
+    """Per-frame features of a trained stream for every video (test protocol), cached for the collaborative model."""
+    input:
+        manifest="results/{dataset}/manifest.csv",
+        shards=packed_shards,
+        checkpoint="results/{dataset}/models/{stream}.pt",
+    output:
+        "results/{dataset}/features/{stream}.h5",
+    log:
+        "logs/features/{dataset}_{stream}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/features/{dataset}_{stream}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 8
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    params:
+        settings=lambda w: settings(
+            w.dataset,
+            train=["test_frames", "crop_size", "batch_size", "num_workers", "device"],
+        ),
+    shell:
+        "python -m tclsta features --settings {params.settings:q} --threads {threads}"
+        " --manifest {input.manifest} --shards {input.shards}"
+        " --checkpoint {input.checkpoint} {output} 2> {log}"
+
+
+rule collaborative:
+    """Train the static-motion collaborative model on the training videos' features; score val and test."""
+    input:
+        rgb="results/{dataset}/features/rgb.h5",
+        flow="results/{dataset}/features/flow.h5",
+    output:
+        checkpoint="results/{dataset}/models/collaborative.pt",
+        history="results/{dataset}/models/collaborative_history.csv",
+        scores="results/{dataset}/scores/collaborative.csv",
+    log:
+        "logs/collaborative/{dataset}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/collaborative/{dataset}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        settings=lambda w: settings(w.dataset, train=["device"], collaborative=None),
+    shell:
+        "python -m tclsta collaborative --settings {params.settings:q} --threads {threads}"
+        " --rgb {input.rgb} --flow {input.flow} --checkpoint {output.checkpoint}"
+        " --history {output.history} --output {output.scores} 2> {log}"

@@ -1,0 +1,107 @@
+"""The ablation study: each component of the method switched off in turn, on the test split.
+
+Peng, Zhao, Zhang, arXiv 1711.03273 (Sec. IV) ablate spatial attention,
+temporal attention, mutual guidance and learned fusion. Each :data:`VARIANTS`
+entry names what it changes from the dataset's config; the workflow
+(``rules/ablation.smk``) trains what a variant needs under
+``results/<dataset>/ablation/<variant>/`` (same layout as the full model's
+``models/``, ``features/``, ``scores/``) and :func:`ablation_table` tabulates
+top-1 and mean class accuracy of the rgb and flow streams and of the variant's
+fusion, as ``results/<dataset>/ablation.csv``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from tclsta.config import FusionConfig
+from tclsta.evaluate import aligned_logits, classification_metrics, paired_scores, read_fusion, read_scores
+from tclsta.fusion import late_fusion
+
+FUSIONS = ("collaborative", "learned", "late")
+COLUMNS = ["variant", "description", "fusion", "num_test_videos", "rgb_top1", "rgb_mean_class_accuracy",
+           "flow_top1", "flow_mean_class_accuracy", "fused_top1", "fused_mean_class_accuracy"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the ablation table."""
+
+    name: str
+    description: str
+    fusion: str
+    """How the streams are fused: "collaborative" (co-attention model), "learned" (fusion weights) or "late" (fixed)."""
+    overrides: dict = field(default_factory=dict)
+    """Config values changed from the dataset's: {section: {key: value}}."""
+
+    @property
+    def retrains_streams(self) -> bool:
+        """Whether the streams are trained anew (else the full model's streams are used)."""
+        return "model" in self.overrides
+
+    def run_dir(self, results: Path) -> Path:
+        """Where this variant's own outputs live: the full model's folder when it changes nothing."""
+        return results / "ablation" / self.name if self.overrides else results
+
+    def streams_dir(self, results: Path) -> Path:
+        """The folder holding the stream models, features and scores this variant uses."""
+        return self.run_dir(results) if self.retrains_streams else results
+
+    def inputs(self, results: Path) -> dict[str, Path]:
+        """The files its row is computed from: rgb and flow scores, and the fused scores or fusion weights."""
+        fused = {
+            "collaborative": self.run_dir(results) / "scores" / "collaborative.csv",
+            "learned": results / "fusion.json",
+        }
+        paths = {stream: self.streams_dir(results) / "scores" / f"{stream}.csv" for stream in ("rgb", "flow")}
+        if self.fusion in fused:
+            paths[self.fusion] = fused[self.fusion]
+        return paths
+
+
+VARIANTS = (
+    Variant("full", "spatial + temporal attention; collaborative model with mutual guidance", "collaborative"),
+    Variant("learned_fusion", "full streams; learned fusion weights (global + per class)", "learned"),
+    Variant("late_fusion", "full streams; fixed late fusion RGB:flow 1:1.5", "late"),
+    Variant("no_spatial_attention", "streams with average pooling instead of spatial attention; collaborative model",
+            "collaborative", {"model": {"spatial_attention": False}}),
+    Variant("no_temporal_attention", "streams averaging over frames instead of temporal attention; collaborative model",
+            "collaborative", {"model": {"temporal_attention": False}}),
+    Variant("no_mutual_guidance", "full streams; collaborative model with each stream attending to itself",
+            "collaborative", {"collaborative": {"mutual_guidance": False}}),
+)
+VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
+
+
+def ablation_inputs(results: Path) -> list[Path]:
+    """Every file :func:`ablation_table` reads, for the workflow's ``ablation`` rule."""
+    return sorted({path for variant in VARIANTS for path in variant.inputs(results).values()})
+
+
+def ablation_table(results: Path, fusion: FusionConfig) -> pd.DataFrame:
+    """Test-split top-1 and mean class accuracy of each variant's rgb, flow and fused predictions.
+
+    ``results`` is a dataset's results folder (``results/<dataset>``); ``fusion``
+    gives the fixed late-fusion weights. One row per :data:`VARIANTS` entry, columns :data:`COLUMNS`.
+    """
+    rows = []
+    for variant in VARIANTS:
+        paths = variant.inputs(results)
+        rgb, flow, labels, video_ids = paired_scores(read_scores(paths["rgb"]), read_scores(paths["flow"]), "test")
+        if variant.fusion == "collaborative":
+            fused = aligned_logits(read_scores(paths["collaborative"]), video_ids, paths["collaborative"])
+        elif variant.fusion == "learned":
+            fused = read_fusion(paths["learned"]).fuse(rgb, flow)
+        else:
+            fused = late_fusion(rgb, flow, tuple(fusion.late_fusion_weights))
+        row = {"variant": variant.name, "description": variant.description, "fusion": variant.fusion,
+               "num_test_videos": len(labels)}
+        for name, scores in (("rgb", rgb), ("flow", flow), ("fused", fused)):
+            metrics = classification_metrics(scores, labels, scores.shape[1])
+            row[f"{name}_top1"] = metrics["top1"]
+            row[f"{name}_mean_class_accuracy"] = metrics["mean_class_accuracy"]
+        rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS)

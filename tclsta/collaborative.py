@@ -1,0 +1,161 @@
+"""Training of the static-motion collaborative model on the cached stream features.
+
+A flat loop like ``train.py``: the two streams' features (``tclsta/features.py``)
+are paired by video, the model (``tclsta/models/collaborative.py``) is trained
+on the training videos with RMSprop, and the epoch with the best validation
+accuracy (then lowest validation loss) is kept; the test videos are only
+scored. Outputs: a checkpoint that loads with ``weights_only=True``, the
+per-epoch history CSV, and a scores CSV in the format of the stream scores
+(``tclsta/evaluate.py``) for the val and test videos.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from tclsta.atomic import atomic_path
+from tclsta.config import CollaborativeConfig, build_section, section_dict
+from tclsta.evaluate import write_scores
+from tclsta.features import StreamFeatures, read_features
+from tclsta.models import CollaborativeModel
+from tclsta.train import pick_device
+
+log = logging.getLogger(__name__)
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
+
+
+@dataclass(frozen=True)
+class PairedFeatures:
+    """Static and motion features of the videos both streams hold, row-aligned."""
+
+    static: torch.Tensor  # (N, T, Ds)
+    motion: torch.Tensor  # (N, T', Dm)
+    labels: torch.Tensor  # (N,)
+    video_ids: list[str]
+    splits: list[str]
+    classes: list[str]
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(static, motion, labels) of the videos of split ``name``."""
+        rows = torch.tensor([s == name for s in self.splits], dtype=torch.bool)
+        return self.static[rows], self.motion[rows], self.labels[rows]
+
+
+def pair_features(static: StreamFeatures, motion: StreamFeatures) -> PairedFeatures:
+    """Align the rgb and flow features by video id (videos missing from either stream are left out)."""
+    if static.classes != motion.classes:
+        raise RuntimeError(f"the rgb and flow features disagree on the classes: {static.classes} vs {motion.classes}")
+    merged = static.to_frame().merge(motion.to_frame(), on=["video_id", "split", "label"], suffixes=("_static", "_motion"))
+    return PairedFeatures(
+        static=torch.from_numpy(static.features[merged["row_static"].to_numpy()]),
+        motion=torch.from_numpy(motion.features[merged["row_motion"].to_numpy()]),
+        labels=torch.tensor(merged["label"].to_numpy()),
+        video_ids=merged["video_id"].tolist(),
+        splits=merged["split"].tolist(),
+        classes=static.classes,
+    )
+
+
+def build_collaborative(config: CollaborativeConfig, static_dim: int, motion_dim: int, num_classes: int) -> CollaborativeModel:
+    return CollaborativeModel(static_dim, motion_dim, num_classes, hidden=config.hidden, dropout=config.dropout,
+                              mutual_guidance=config.mutual_guidance)
+
+
+def run_epoch(model: CollaborativeModel, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_size: int,
+              device: torch.device, optimizer: torch.optim.Optimizer | None = None,
+              generator: torch.Generator | None = None) -> tuple[float, float]:
+    """One pass over (static, motion, labels); trains, in shuffled batches, when an optimiser is given.
+    Returns (mean loss, accuracy)."""
+    static, motion, labels = data
+    model.train(optimizer is not None)
+    order = torch.randperm(len(labels), generator=generator) if optimizer is not None else torch.arange(len(labels))
+    total_loss, correct = 0.0, 0
+    with torch.set_grad_enabled(optimizer is not None):
+        for batch in order.split(batch_size):
+            batch_labels = labels[batch].to(device)  # (B,)
+            logits = model(static[batch].to(device), motion[batch].to(device)).logits  # (B, K)
+            loss = F.cross_entropy(logits, batch_labels)
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            total_loss += loss.item() * len(batch)
+            correct += int((logits.argmax(1) == batch_labels).sum())
+    return total_loss / max(len(labels), 1), correct / max(len(labels), 1)
+
+
+def train_collaborative(rgb_features: Path, flow_features: Path, config: CollaborativeConfig, device_name: str,
+                        checkpoint_path: Path, history_path: Path, scores_path: Path) -> None:
+    """Train the collaborative model on the training videos, keep the best epoch on validation, score val and test."""
+    torch.manual_seed(config.seed)
+    device = pick_device(device_name)
+    paired = pair_features(read_features(rgb_features), read_features(flow_features))
+    train, val = paired.split("train"), paired.split("val")
+    if not len(train[2]) or not len(val[2]):
+        raise RuntimeError(f"collaborative model: {len(train[2])} training and {len(val[2])} validation videos "
+                           f"with features of both streams; need both")
+    model = build_collaborative(config, paired.static.shape[-1], paired.motion.shape[-1], len(paired.classes)).to(device)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    log.info("collaborative model (mutual guidance %s): %d train / %d val videos, device %s",
+             config.mutual_guidance, len(train[2]), len(val[2]), device)
+
+    history: list[dict] = []
+    best = (-1.0, math.inf, 0)  # (val accuracy, val loss, epoch): higher accuracy wins, then lower loss
+    best_state = copy.deepcopy(model.state_dict())
+    for epoch in range(1, config.epochs + 1):
+        start = time.time()
+        train_loss, train_acc = run_epoch(model, train, config.batch_size, device, optimizer, generator)
+        val_loss, val_acc = run_epoch(model, val, config.batch_size, device)
+        history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
+                            val_acc=val_acc, seconds=time.time() - start))
+        if (val_acc, -val_loss) > (best[0], -best[1]):
+            best = (val_acc, val_loss, epoch)
+            best_state = copy.deepcopy(model.state_dict())
+    log.info("best epoch %d of %d: val acc %.3f, val loss %.4f", best[2], config.epochs, best[0], best[1])
+    model.load_state_dict(best_state)
+
+    state = {
+        "state_dict": {k: v.detach().cpu() for k, v in best_state.items()},
+        "config": section_dict(config),
+        "dims": [paired.static.shape[-1], paired.motion.shape[-1]],
+        "classes": paired.classes,
+        "epoch": best[2],
+        "val_acc": best[0],
+    }
+    with atomic_path(checkpoint_path) as tmp:
+        torch.save(state, tmp)
+    with atomic_path(history_path) as tmp:
+        pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(tmp, index=False)
+    score_collaborative(model, paired, config.batch_size, device, scores_path)
+
+
+def score_collaborative(model: CollaborativeModel, paired: PairedFeatures, batch_size: int, device: torch.device,
+                        out_path: Path) -> None:
+    """Logits of the val and test videos as a scores CSV."""
+    model.eval()
+    rows = [i for i, s in enumerate(paired.splits) if s in ("val", "test")]
+    index = torch.tensor(rows, dtype=torch.long)
+    with torch.no_grad():
+        logits = torch.cat([model(paired.static[b].to(device), paired.motion[b].to(device)).logits.float().cpu()
+                            for b in index.split(batch_size)]) if rows else torch.zeros(0, len(paired.classes))
+    write_scores(out_path, [paired.video_ids[i] for i in rows], [paired.splits[i] for i in rows],
+                 paired.labels[index].tolist(), logits.numpy())
+
+
+def load_collaborative(path: Path, device: torch.device) -> tuple[CollaborativeModel, CollaborativeConfig, dict]:
+    """Rebuild a trained collaborative model (never unpickles arbitrary objects): model in eval mode, config, other entries."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    config = build_section(CollaborativeConfig, state["config"], "collaborative")
+    model = build_collaborative(config, *state["dims"], len(state["classes"]))
+    model.load_state_dict(state.pop("state_dict"))
+    return model.to(device).eval(), config, state

@@ -1,0 +1,114 @@
+"""The collaborative model: co-attention shapes and guidance, the feature cache, real training on tiny features."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tclsta.collaborative import load_collaborative, train_collaborative
+from tclsta.config import CollaborativeConfig, DatasetConfig, ModelConfig
+from tclsta.data.manifest import read_manifest
+from tclsta.evaluate import evaluate, fuse_streams, read_scores, score_stream
+from tclsta.features import extract_features, read_features
+from tclsta.models import CollaborativeModel
+from tclsta.train import train_stream
+
+TINY_COLLABORATIVE = CollaborativeConfig(epochs=8, hidden=16, batch_size=4, dropout=0.0)
+
+
+def train_streams(dataset, folder: Path, model: ModelConfig | None = None) -> None:
+    """Train, score and cache the features of both streams into ``folder``/{models,scores,features} (the results layout)."""
+    config: DatasetConfig = dataset.config
+    manifest = read_manifest(dataset.manifest_path)
+    for stream in ("rgb", "flow"):
+        checkpoint = folder / "models" / f"{stream}.pt"
+        train_stream(dataset.shards, manifest, stream, model or config.model, config.train, checkpoint,
+                     folder / "models" / f"{stream}_history.csv")
+        score_stream(checkpoint, dataset.shards, manifest, config.train, folder / "scores" / f"{stream}.csv")
+        extract_features(checkpoint, dataset.shards, manifest, config.train, folder / "features" / f"{stream}.h5")
+
+
+def train_collaborative_into(features: Path, out: Path, config: CollaborativeConfig = TINY_COLLABORATIVE) -> None:
+    """Train the collaborative model on ``features``/{rgb,flow}.h5 into ``out``/{models,scores} (the results layout)."""
+    train_collaborative(features / "rgb.h5", features / "flow.h5", config, "cpu", out / "models" / "collaborative.pt",
+                        out / "models" / "collaborative_history.csv", out / "scores" / "collaborative.csv")
+
+
+@pytest.mark.parametrize("mutual_guidance", [True, False])
+def test_model_shapes_and_guidance(mutual_guidance):
+    torch.manual_seed(0)
+    model = CollaborativeModel(static_dim=12, motion_dim=10, num_classes=5, hidden=8, dropout=0.0,
+                               mutual_guidance=mutual_guidance).eval()
+    static, motion = torch.randn(3, 7, 12), torch.randn(3, 6, 10)
+    output = model(static, motion)
+    assert output.logits.shape == (3, 5)
+    assert output.static_attention.shape == (3, 7) and output.motion_attention.shape == (3, 6)
+    for weights in (output.static_attention, output.motion_attention):
+        torch.testing.assert_close(weights.sum(1), torch.ones(3))
+
+    # With mutual guidance the static attention depends on the motion stream; without, it does not.
+    other = model(static, torch.randn(3, 6, 10))
+    moved = not torch.allclose(output.static_attention, other.static_attention)
+    assert moved == mutual_guidance
+
+
+def test_feature_cache_round_trip_and_collaborative_training(tiny_dataset, tmp_path):
+    manifest = read_manifest(tiny_dataset.manifest_path)
+    train_streams(tiny_dataset, tmp_path)
+
+    rgb, flow = read_features(tmp_path / "features" / "rgb.h5"), read_features(tmp_path / "features" / "flow.h5")
+    assert rgb.stream == "rgb" and flow.stream == "flow"
+    assert sorted(rgb.video_ids) == sorted(manifest["video_id"]) and rgb.video_ids == flow.video_ids
+    expected_split = manifest.set_index("video_id").loc[rgb.video_ids]
+    assert rgb.splits == expected_split["split"].tolist() and rgb.labels.tolist() == expected_split["label"].tolist()
+    frames = tiny_dataset.config.train.test_frames
+    assert rgb.features.shape[:2] == (len(manifest), frames) and rgb.features.dtype == np.float32
+    assert np.isfinite(rgb.features).all() and rgb.features.std() > 0
+
+    train_collaborative_into(tmp_path / "features", tmp_path)
+    history = pd.read_csv(tmp_path / "models" / "collaborative_history.csv")
+    assert history["epoch"].tolist() == list(range(1, 9))
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]  # real optimisation steps
+    model, config, state = load_collaborative(tmp_path / "models" / "collaborative.pt", torch.device("cpu"))
+    best = history.sort_values(["val_acc", "val_loss"], ascending=[False, True]).iloc[0]  # selection on val only
+    assert config == TINY_COLLABORATIVE and state["epoch"] == best["epoch"] and state["val_acc"] == best["val_acc"]
+    assert state["dims"] == [rgb.features.shape[-1], flow.features.shape[-1]]
+
+    # The scores CSV has the stream scores' format and agrees with the reloaded model.
+    scores = read_scores(tmp_path / "scores" / "collaborative.csv")
+    stream_scores = read_scores(tmp_path / "scores" / "rgb.csv")
+    assert list(scores.columns) == list(stream_scores.columns)
+    assert sorted(scores["video_id"]) == sorted(stream_scores["video_id"])
+    row = rgb.video_ids.index(scores["video_id"].iloc[0])
+    with torch.no_grad():
+        logits = model(torch.from_numpy(rgb.features[row : row + 1]), torch.from_numpy(flow.features[row : row + 1])).logits
+    np.testing.assert_allclose(scores.filter(like="score_").iloc[0].to_numpy(), logits[0].numpy(), rtol=1e-4, atol=1e-5)
+
+    config = tiny_dataset.config
+    fuse_streams(tmp_path / "scores" / "rgb.csv", tmp_path / "scores" / "flow.csv", config.fusion,
+                 rgb.classes, tmp_path / "fusion.json")
+    evaluate(manifest, tmp_path / "scores" / "rgb.csv", tmp_path / "scores" / "flow.csv", tmp_path / "fusion.json",
+             config.fusion, tmp_path / "metrics.json", "tiny", collaborative_scores=tmp_path / "scores" / "collaborative.csv")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"rgb", "flow", "fused", "late_fusion", "collaborative"}
+    assert sum(map(sum, metrics["confusion"]["collaborative"])) == 8
+
+
+def test_collaborative_needs_validation_videos(tmp_path):
+    features = tmp_path / "features"
+    features.mkdir()
+    for stream, dims in (("rgb", 6), ("flow", 4)):
+        with h5py.File(features / f"{stream}.h5", "w") as file:
+            file.attrs.update(format="tclsta-features", version=1, stream=stream, classes=json.dumps(["a", "b"]),
+                              checkpoint_epoch=1)
+            file.create_dataset("video_ids", data=["v0", "v1"], dtype=h5py.string_dtype())
+            file.create_dataset("splits", data=["train", "test"], dtype=h5py.string_dtype())
+            file.create_dataset("labels", data=np.array([0, 1]))
+            file.create_dataset("features", data=np.zeros((2, 3, dims), np.float32))
+    with pytest.raises(RuntimeError, match="1 training and 0 validation videos"):
+        train_collaborative_into(features, tmp_path, dataclasses.replace(TINY_COLLABORATIVE, epochs=1))

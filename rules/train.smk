@@ -1,11 +1,13 @@
 rule train_stream:
-    """Train the static (rgb) or motion (flow) stream with spatial and temporal attention."""
+    """Train the static (rgb) or motion (flow) stream with spatial and temporal attention.
+    Resumes after an interruption; with resources gpu > 1, one process per GPU."""
     input:
         manifest="results/{dataset}/manifest.csv",
         shards=packed_shards,
     output:
         checkpoint="results/{dataset}/models/{stream}.pt",
         history="results/{dataset}/models/{stream}_history.csv",
+        history_json="results/{dataset}/models/{stream}_history.json",
     log:
         "logs/train_stream/{dataset}_{stream}.log",
     benchmark:
@@ -22,7 +24,9 @@ rule train_stream:
             w.dataset, preprocess=None, flow=None, model=None, train=None
         ),
     shell:
-        "python -m tclsta train --settings {params.settings:q} --threads {threads} --stream {wildcards.stream}"
+        # more than one GPU: one process per GPU, started by torchrun (DistributedDataParallel)
+        "$([ {resources.gpu} -gt 1 ] && echo 'torchrun --standalone --nproc_per_node {resources.gpu}' || echo python)"
+        " -m tclsta train --settings {params.settings:q} --threads {threads} --stream {wildcards.stream}"
         " --manifest {input.manifest} --shards {input.shards}"
         " --checkpoint {output.checkpoint} --history {output.history} 2> {log}"
 

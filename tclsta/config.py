@@ -65,20 +65,36 @@ class ModelConfig:
     dropout: float = 0.5
 
 
+# The paper's three training stages: (1) backbone + spatial head, (2) temporal head only,
+# backbone frozen, (3) everything jointly at a low learning rate.
+PAPER_STAGES = (
+    {"name": "spatial", "epochs": 20, "lr": 1e-3},
+    {"name": "temporal", "epochs": 5, "lr": 1e-3},
+    {"name": "joint", "epochs": 5, "lr": 1e-5},
+)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
+    stages: tuple[dict, ...] = PAPER_STAGES
     batch_size: int = 8
     optimizer: str = "sgd"
-    lr: float = 1e-3
+    lr_schedule: str = "cosine"
+    lr_step_epochs: int = 10
+    lr_gamma: float = 0.1
     weight_decay: float = 1e-4
+    grad_clip: float = 20.0
     train_frames: int = 10
     test_frames: int = 25
     crop_size: tuple[int, int] = (224, 224)
     flip: bool = True
     val_fraction: float = 0.2
+    test_crops: int = 1
     num_workers: int = 2
     device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
     seed: int = 0
 
 

@@ -26,8 +26,8 @@ STREAMS = ("rgb", "flow")
 
 
 def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFrame, train_config: TrainConfig, out_path: Path) -> None:
-    """Video-level logits of a trained stream on the val and test videos (test protocol: centre crop,
-    ``test_frames`` frames spread uniformly)."""
+    """Video-level logits of a trained stream on the val and test videos (test protocol: ``test_frames``
+    frames spread uniformly, centre crop or 10 crops)."""
     device = pick_device(train_config.device)
     model, model_config, state = load_checkpoint(checkpoint, device)
     dataset = split_dataset(manifest, ["val", "test"], shards, clip_spec(state["modality"], model_config, train_config, False), 0)
@@ -35,7 +35,7 @@ def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFram
     logits = []
     with torch.no_grad():
         for clips, _ in loader:
-            logits.append(model(clips.to(device)).logits.float().cpu())
+            logits.append(video_logits(model, clips.to(device)).float().cpu())
     scores = torch.cat(logits).numpy() if logits else np.zeros((0, len(state["classes"])))
     split_of = manifest.set_index("video_id")["split"]
     video_ids = [item[1] for item in dataset.items]
@@ -50,6 +50,14 @@ def write_scores(out_path: Path, video_ids: Sequence[str], splits: Sequence[str]
     table.insert(2, "label", list(labels))
     with atomic_path(out_path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def video_logits(model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
+    """(B, K) logits of clips (B, T, C, H, W), or of test crops (B, N, T, C, H, W) averaged over the N crops."""
+    if clips.dim() == 6:
+        b, n = clips.shape[:2]
+        return model(clips.flatten(0, 1)).logits.view(b, n, -1).mean(1)
+    return model(clips).logits
 
 
 def read_scores(path: Path) -> pd.DataFrame:

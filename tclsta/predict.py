@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from tclsta.config import FlowConfig, PreprocessConfig, TrainConfig, build_section
-from tclsta.data.dataset import crop_and_flip, flow_clip, flow_windows, rgb_clip, segment_indices
+from tclsta.data.dataset import flow_clip, flow_windows, rgb_clip, segment_indices, test_views
 from tclsta.errors import BadVideoError, FileError
+from tclsta.evaluate import video_logits
 from tclsta.flow import create_tvl1, quantise_flow
 from tclsta.fusion import FusionWeights
 from tclsta.train import clip_spec, load_checkpoint, pick_device
@@ -55,14 +56,14 @@ class Predictor:
         self.fusion = FusionWeights(torch.tensor(fusion["raw_per_class"]), torch.tensor(fusion["raw_global"]))
 
     def clips(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Test-time clips of decoded frames (N, H, W, 3): RGB (1, T, 3, h, w) and flow (1, T, 2L, h, w)."""
+        """Test-time clips of decoded frames (N, H, W, 3): RGB (1, [crops,] T, 3, h, w) and flow (1, [crops,] T, 2L, h, w)."""
         picks = segment_indices(len(frames), self.rgb_spec.num_frames, None)
-        rgb = crop_and_flip(rgb_clip(frames[picks]), self.rgb_spec, None)
+        rgb = test_views(rgb_clip(frames[picks]), self.rgb_spec)
         windows = flow_windows(len(frames), self.flow_spec, None)
         needed = sorted(set(np.concatenate(windows).tolist()))
         grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
         pairs = np.stack([quantise_flow(self.tvl1(grey[i], grey[i + 1]), self.bound) for i in needed])
-        flow = crop_and_flip(flow_clip(pairs, needed, windows), self.flow_spec, None)
+        flow = test_views(flow_clip(pairs, needed, windows), self.flow_spec)
         return torch.from_numpy(rgb)[None], torch.from_numpy(flow)[None]
 
     @torch.no_grad()
@@ -72,7 +73,7 @@ class Predictor:
         if len(frames) < 2:
             raise BadVideoError(video, f"{len(frames)} frame(s): optical flow needs at least 2")
         rgb, flow = self.clips(frames)
-        fused = self.fusion.fuse(self.rgb(rgb.to(self.device)).logits.cpu(), self.flow(flow.to(self.device)).logits.cpu())
+        fused = self.fusion.fuse(video_logits(self.rgb, rgb.to(self.device)).cpu(), video_logits(self.flow, flow.to(self.device)).cpu())
         probabilities = fused.softmax(1)[0]
         top = probabilities.topk(min(5, len(self.classes)))
         return Prediction(str(video), [(self.classes[i], float(p)) for p, i in zip(top.values, top.indices)])

@@ -1,31 +1,99 @@
 """Training of one stream (static RGB or motion flow) of the spatial-temporal attention model.
 
-A flat loop, top to bottom: data, model, optimiser, then per epoch one pass
-over the training videos and one over the validation videos (carved from the
-training split, never the test split). The checkpoint with the best
-validation accuracy is kept; every epoch appends a row to the history CSV.
+A flat loop, top to bottom: data, model, then for each stage of the schedule
+(the paper's three: ``spatial`` = backbone + spatial head, ``temporal`` =
+temporal head with the backbone frozen, ``joint`` = everything) a fresh
+optimiser and learning-rate schedule, and per epoch one pass over the training
+videos and one over the validation videos (carved from the training split,
+never the test split).
+
+Surviving real runs:
+
+* After every epoch the whole training state (weights, optimiser, scheduler,
+  gradient scaler, RNG, history, best so far) is written atomically to
+  ``<checkpoint>.resume/last.pt``. A re-run with the same settings resumes from
+  it and, on the CPU with a fixed seed, ends exactly as an uninterrupted run.
+  The best-on-validation weights reach the checkpoint path only when training
+  is over, so a killed job leaves no output for Snakemake to mistake as done.
+* Multi-GPU: under ``torchrun --nproc_per_node N`` each process takes its share
+  of every batch (DistributedDataParallel; NCCL on GPUs, gloo on the CPU).
+* On CUDA: automatic mixed precision (bfloat16 where supported) and
+  channels-last; ``torch.compile`` when asked; gradient clipping everywhere.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import math
+import os
+import shutil
+import sys
 import time
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
 
-from tclsta.atomic import atomic_path
+from tclsta.atomic import atomic_path, write_text_atomic
 from tclsta.config import ModelConfig, TrainConfig, build_section, section_dict
 from tclsta.data.dataset import ClipSpec, ShardClipDataset
 from tclsta.data.manifest import class_names
 from tclsta.models import AttentionStream, stream_loss
 
 log = logging.getLogger(__name__)
-HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
+HISTORY_COLUMNS = ["epoch", "stage", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "data_seconds"]
+
+# What each stage trains, and the weights of the three losses (frame, CAM, temporal) in it.
+STAGE_PARTS = {
+    "spatial": ("backbone", "spatial", "frame_classifier"),
+    "temporal": ("temporal",),
+    "joint": ("backbone", "spatial", "temporal", "frame_classifier"),
+}
+STAGE_LOSS_WEIGHTS = {
+    "spatial": {"frame_weight": 1.0, "cam_weight": 1.0, "temporal_weight": 0.0},
+    "temporal": {"frame_weight": 0.0, "cam_weight": 0.0, "temporal_weight": 1.0},
+    "joint": {"frame_weight": 1.0, "cam_weight": 1.0, "temporal_weight": 1.0},
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # spatial | temporal | joint
+    epochs: int
+    lr: float
+    first_epoch: int  # global epoch number (from 1) of the stage's first epoch
+
+
+def training_stages(config: TrainConfig) -> list[Stage]:
+    """The schedule as stages with global epoch numbers."""
+    stages, first = [], 1
+    for entry in config.stages:
+        stages.append(Stage(entry["name"], entry["epochs"], entry["lr"], first))
+        first += entry["epochs"]
+    return stages
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process trains: its device, and its rank among ``world_size`` processes."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
 
 
 def pick_device(name: str) -> torch.device:
@@ -35,6 +103,19 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+def start_runtime(device_name: str) -> Runtime:
+    """One process, or one of the processes ``torchrun`` started (WORLD_SIZE > 1)."""
+    device = pick_device(device_name)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Runtime(device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Runtime(device, dist.get_rank(), world_size)
 
 
 def build_model(model: ModelConfig, modality: str, num_classes: int) -> AttentionStream:
@@ -55,7 +136,7 @@ def build_model(model: ModelConfig, modality: str, num_classes: int) -> Attentio
 
 
 def clip_spec(modality: str, model: ModelConfig, train: TrainConfig, training: bool) -> ClipSpec:
-    """Training clips: ``train_frames`` random segments, random crops; test clips: ``test_frames``, centre crop."""
+    """Training clips: ``train_frames`` random segments, random crops; test clips: ``test_frames``, ``test_crops`` crops."""
     return ClipSpec(
         modality=modality,
         num_frames=train.train_frames if training else train.test_frames,
@@ -63,6 +144,7 @@ def clip_spec(modality: str, model: ModelConfig, train: TrainConfig, training: b
         flow_stack=model.flow_stack,
         train=training,
         flip=train.flip and training,
+        test_crops=1 if training else train.test_crops,
     )
 
 
@@ -72,23 +154,85 @@ def split_dataset(manifest: pd.DataFrame, splits: Sequence[str], shards: Sequenc
     return ShardClipDataset(shards, rows["video_id"].tolist(), rows["label"].tolist(), spec, seed)
 
 
-def run_epoch(model: AttentionStream, loader: DataLoader, device: torch.device, optimizer: torch.optim.Optimizer | None) -> tuple[float, float]:
-    """One pass; trains when an optimiser is given. Returns (mean loss, accuracy)."""
-    model.train(optimizer is not None)
-    total_loss, correct, count = 0.0, 0, 0
-    with torch.set_grad_enabled(optimizer is not None):
-        for clips, labels in loader:
-            clips, labels = clips.to(device), labels.to(device)  # (B, T, C, H, W), (B,)
-            output = model(clips, labels)
-            loss = stream_loss(output, labels)
-            if optimizer is not None:
+def set_stage(model: AttentionStream, stage: Stage) -> list[torch.nn.Parameter]:
+    """Unfreeze the stage's parts, freeze the others; returns the trainable parameters.
+
+    Frozen parameters get no gradient and no weight decay (they are not in the
+    optimiser), and frozen parts stay in eval mode (see :func:`train_mode`).
+    """
+    for name, part in model.parts().items():
+        part.requires_grad_(name in STAGE_PARTS[stage.name])
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def train_mode(model: AttentionStream, stage: Stage) -> None:
+    """Training mode for the stage's parts; frozen parts keep their BatchNorm statistics and no dropout."""
+    model.train()
+    for name, part in model.parts().items():
+        if name not in STAGE_PARTS[stage.name]:
+            part.eval()
+
+
+def make_optimizer(params: list[torch.nn.Parameter], stage: Stage, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=stage.lr, momentum=0.9, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=stage.lr, weight_decay=config.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, stage: Stage, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Learning rate within a stage, stepped once per epoch: cosine to 0, step decay, or constant."""
+    if config.lr_schedule == "cosine":
+        factor = lambda e: 0.5 * (1 + math.cos(math.pi * e / stage.epochs))  # noqa: E731
+    elif config.lr_schedule == "step":
+        factor = lambda e: config.lr_gamma ** (e // config.lr_step_epochs)  # noqa: E731
+    else:
+        factor = lambda e: 1.0  # noqa: E731
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def run_epoch(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    runtime: Runtime,
+    stage: Stage,
+    config: TrainConfig,
+    optimizer: torch.optim.Optimizer | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict[str, float]:
+    """One pass over ``loader``; trains when an optimiser is given.
+
+    Returns mean loss, accuracy, and the seconds spent waiting for data, summed
+    over all processes when several train together.
+    """
+    training = optimizer is not None
+    use_amp = config.amp and runtime.device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    weights = STAGE_LOSS_WEIGHTS[stage.name if training else "joint"]
+    totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+    data_seconds, waited = 0.0, time.perf_counter()
+    show = runtime.main and sys.stderr.isatty()
+    with torch.set_grad_enabled(training):
+        for clips, labels in tqdm(loader, disable=not show, leave=False, desc="train" if training else "val"):
+            data_seconds += time.perf_counter() - waited
+            clips, labels = clips.to(runtime.device, non_blocking=True), labels.to(runtime.device)  # (B, T, C, H, W), (B,)
+            with torch.autocast(runtime.device.type, dtype=amp_dtype) if use_amp else nullcontext():
+                output = model(clips, labels)
+                loss = stream_loss(output, labels, **weights)
+            if training:
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            total_loss += loss.item() * len(labels)
-            correct += int((output.logits.argmax(1) == labels).sum())
-            count += len(labels)
-    return total_loss / max(count, 1), correct / max(count, 1)
+                scaler.scale(loss).backward()
+                if config.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    params = [p for group in optimizer.param_groups for p in group["params"]]
+                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+            totals += torch.tensor([loss.item() * len(labels), (output.logits.argmax(1) == labels).sum().item(), len(labels)])
+            waited = time.perf_counter()
+    if training and runtime.world_size > 1:
+        dist.all_reduce(totals)  # validation runs whole on every process: nothing to gather
+    loss_sum, correct, count = totals.tolist()
+    return {"loss": loss_sum / max(count, 1), "acc": correct / max(count, 1), "data_seconds": data_seconds}
 
 
 def train_stream(
@@ -101,50 +245,154 @@ def train_stream(
     history_path: Path,
     preprocessing: dict | None = None,
 ) -> None:
-    """Train one stream and write its best checkpoint and per-epoch history.
+    """Train one stream; write its best checkpoint and its per-epoch history (CSV, and JSON beside it).
 
     ``preprocessing`` (the ``preprocess`` and ``flow`` settings) is stored in the
     checkpoint so that prediction on new videos repeats it exactly.
     """
+    checkpoint_path, history_path = Path(checkpoint_path), Path(history_path)
+    runtime = start_runtime(train_config.device)
     torch.manual_seed(train_config.seed)
-    device = pick_device(train_config.device)
     classes = class_names(manifest)
     train_set = split_dataset(manifest, ["train"], shards, clip_spec(modality, model_config, train_config, True), train_config.seed)
-    val_set = split_dataset(manifest, ["val"], shards, clip_spec(modality, model_config, train_config, False), train_config.seed)
+    val_spec = dataclasses.replace(clip_spec(modality, model_config, train_config, False), test_crops=1)  # model selection: centre crop
+    val_set = split_dataset(manifest, ["val"], shards, val_spec, train_config.seed)
     if not len(train_set) or not len(val_set):
         raise RuntimeError(f"{modality} stream: {len(train_set)} training and {len(val_set)} validation videos in the shards; need both")
-    loader_args = dict(batch_size=train_config.batch_size, num_workers=train_config.num_workers, pin_memory=device.type == "cuda")
-    train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > train_config.batch_size,
-                              generator=torch.Generator().manual_seed(train_config.seed), **loader_args)
-    val_loader = DataLoader(val_set, shuffle=False, **loader_args)
+    # The same global order of samples however many processes share it: process r takes every r-th.
+    sampler = DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=train_config.seed)
+    loader_args = dict(num_workers=train_config.num_workers, pin_memory=runtime.device.type == "cuda")
+    train_loader = DataLoader(train_set, batch_size=max(1, train_config.batch_size // runtime.world_size), sampler=sampler,
+                              drop_last=len(train_set) > train_config.batch_size, **loader_args)
+    val_loader = DataLoader(val_set, batch_size=train_config.batch_size, **loader_args)
 
-    model = build_model(model_config, modality, len(classes)).to(device)
-    if train_config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=train_config.lr, momentum=0.9, weight_decay=train_config.weight_decay)
-    else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda epoch: 0.5 * (1 + math.cos(math.pi * epoch / train_config.epochs))
-    )
-    log.info("%s stream: %d train / %d val videos, %d classes, device %s", modality, len(train_set), len(val_set), len(classes), device)
+    model = build_model(model_config, modality, len(classes)).to(runtime.device)
+    if runtime.device.type == "cuda" and train_config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    scaler = torch.amp.GradScaler(enabled=train_config.amp and runtime.device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    stages = training_stages(train_config)
+    settings = {"train": section_dict(train_config), **(preprocessing or {})}
+    resume_dir = checkpoint_path.with_name(checkpoint_path.name + ".resume")
+    run_key = _run_key(modality, model_config, train_config, train_set, val_set, runtime.world_size)
+    history, best, start_epoch, resumed = [], {"val_acc": -1.0, "val_loss": math.inf}, 1, _load_resume_state(resume_dir, run_key, runtime)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        history, best, start_epoch = resumed["history"], resumed["best"], resumed["epoch"] + 1
+        torch.set_rng_state(resumed["rng"])
+        log.info("%s stream: resuming after epoch %d from %s", modality, resumed["epoch"], resume_dir / "last.pt")
+    tensorboard = _tensorboard_writer(checkpoint_path.with_name(f"{checkpoint_path.stem}_tensorboard")) if runtime.main else None
+    log.info("%s stream: %d train / %d val videos, %d classes, %s, %d process(es), stages %s", modality, len(train_set),
+             len(val_set), len(classes), runtime.device, runtime.world_size, ", ".join(f"{s.name} x{s.epochs}" for s in stages))
 
-    history: list[dict] = []
-    best = (-1.0, math.inf)  # (val accuracy, val loss) of the kept checkpoint: higher accuracy wins, then lower loss
-    for epoch in range(1, train_config.epochs + 1):
-        start = time.time()
-        train_set.set_epoch(epoch)
-        train_loss, train_acc = run_epoch(model, train_loader, device, optimizer)
-        scheduler.step()
-        val_loss, val_acc = run_epoch(model, val_loader, device, None)
-        history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
-                            val_acc=val_acc, seconds=time.time() - start))
-        log.info("epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f", epoch, train_loss, train_acc, val_loss, val_acc)
-        if (val_acc, -val_loss) > (best[0], -best[1]):
-            best = (val_acc, val_loss)
-            settings = {"train": section_dict(train_config), **(preprocessing or {})}
-            save_checkpoint(checkpoint_path, model, modality, model_config, classes, epoch, val_acc, settings)
-    with atomic_path(history_path) as tmp:
+    for stage in stages:
+        last_epoch = stage.first_epoch + stage.epochs - 1
+        if last_epoch < start_epoch:
+            continue  # finished before the interruption
+        trainable = set_stage(model, stage)
+        network = model
+        if runtime.world_size > 1:  # wrapped per stage: DDP registers the parameters that need gradients
+            network = DistributedDataParallel(model, find_unused_parameters=True)
+        if train_config.compile:
+            network = torch.compile(network)
+        optimizer = make_optimizer(trainable, stage, train_config)
+        scheduler = make_scheduler(optimizer, stage, train_config)
+        if resumed is not None and start_epoch > stage.first_epoch:  # interrupted inside this stage
+            optimizer.load_state_dict(resumed["optimizer"])
+            scheduler.load_state_dict(resumed["scheduler"])
+            scaler.load_state_dict(resumed["scaler"])
+        for epoch in range(max(start_epoch, stage.first_epoch), last_epoch + 1):
+            start = time.time()
+            lr = optimizer.param_groups[0]["lr"]
+            train_set.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+            train_mode(model, stage)
+            train = run_epoch(network, train_loader, runtime, stage, train_config, optimizer, scaler)
+            scheduler.step()
+            model.eval()
+            val = run_epoch(model, val_loader, runtime, stage, train_config)
+            row = dict(epoch=epoch, stage=stage.name, lr=lr, train_loss=train["loss"], train_acc=train["acc"], val_loss=val["loss"],
+                       val_acc=val["acc"], seconds=time.time() - start, data_seconds=train["data_seconds"] + val["data_seconds"])
+            history.append(row)
+            log.info("epoch %d (%s, lr %.2g): train loss %.4f acc %.3f | val loss %.4f acc %.3f | %.1f s (data %.1f s)", epoch,
+                     stage.name, lr, row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"], row["seconds"], row["data_seconds"])
+            if not runtime.main:
+                continue
+            if tensorboard is not None:
+                for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+                    tensorboard.add_scalar(key, row[key], epoch)
+            if (row["val_acc"], -row["val_loss"]) > (best["val_acc"], -best["val_loss"]):
+                best = {"val_acc": row["val_acc"], "val_loss": row["val_loss"], "epoch": epoch}
+                save_checkpoint(resume_dir / "best.pt", model, modality, model_config, classes, epoch, row["val_acc"], settings)
+            _save_resume_state(resume_dir / "last.pt", run_key, model, optimizer, scheduler, scaler, epoch, history, best)
+
+    if runtime.world_size > 1:
+        dist.barrier()
+    if runtime.main:
+        _write_history(history, history_path)
+        with atomic_path(checkpoint_path) as tmp:
+            shutil.copyfile(resume_dir / "best.pt", tmp)
+        shutil.rmtree(resume_dir)
+        if tensorboard is not None:
+            tensorboard.close()
+    if runtime.world_size > 1:
+        dist.destroy_process_group()
+
+
+def _run_key(modality: str, model: ModelConfig, train: TrainConfig, *parts: object) -> str:
+    """Fingerprint of what determines a run: a saved state is resumed only by the same run."""
+    described = [modality, section_dict(model), section_dict(train)]
+    for part in parts:
+        described.append([item[1] for item in part.items] if isinstance(part, ShardClipDataset) else part)
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _load_resume_state(resume_dir: Path, run_key: str, runtime: Runtime) -> dict | None:
+    path = resume_dir / "last.pt"
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("run_key") != run_key:
+        log.info("ignoring %s: saved by a run with other settings, data or process count", path)
+        if runtime.world_size > 1:
+            dist.barrier()  # every process has read it before the main one starts over
+        if runtime.main:
+            shutil.rmtree(resume_dir)
+        return None
+    return state
+
+
+def _save_resume_state(path: Path, run_key: str, model: AttentionStream, optimizer: torch.optim.Optimizer,
+                       scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler,
+                       epoch: int, history: list[dict], best: dict) -> None:
+    state = {
+        "run_key": run_key,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": torch.get_rng_state(),
+        "epoch": epoch,
+        "history": history,
+        "best": best,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _write_history(history: list[dict], csv_path: Path) -> None:
+    """Per-epoch metrics as CSV and, beside it, as JSON."""
+    with atomic_path(csv_path) as tmp:
         pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(tmp, index=False)
+    write_text_atomic(csv_path.with_suffix(".json"), json.dumps(history, indent=1))
+
+
+def _tensorboard_writer(log_dir: Path):
+    """A TensorBoard writer when the tensorboard package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(log_dir))
 
 
 def save_checkpoint(

@@ -32,7 +32,8 @@ TINY_SETTINGS = {
     "flow": {"nscales": 2, "warps": 2, "epsilon": 0.05},
     "model": {"backbone": "small", "flow_stack": 2, "spatial_hidden": 16, "temporal_hidden": 16, "dropout": 0.0},
     "train": {
-        "epochs": 2, "batch_size": 4, "optimizer": "adam", "lr": 0.003, "train_frames": 3, "test_frames": 4,
+        "stages": [{"name": "joint", "epochs": 2, "lr": 0.003}], "batch_size": 4, "optimizer": "adam",
+        "train_frames": 3, "test_frames": 4,
         "crop_size": [40, 56], "flip": False, "val_fraction": 0.5, "num_workers": 0, "device": "cpu", "seed": 0,
     },
     "fusion": {"steps": 50},

@@ -73,18 +73,18 @@ def test_ablations_give_uniform_attention() -> None:
     torch.testing.assert_close(out.spatial_attention, torch.full((2, 4, 6, 8), 1 / 48))
     torch.testing.assert_close(out.temporal_attention, torch.full((2, 4), 0.25))
     assert out.cam_logits is None
-    assert model.parameter_groups()["spatial"] == []
+    assert list(model.parts()["spatial"].parameters()) == []
     averaged = model.backbone(clips.flatten(0, 1)).mean(dim=(2, 3)).view(2, 4, -1)
     torch.testing.assert_close(out.features, averaged)
     loss_without_cam = stream_loss(out, torch.tensor([1, 2]))
     assert torch.isfinite(loss_without_cam)
 
 
-def test_parameter_groups_cover_the_model_once() -> None:
+def test_parts_cover_the_model_once() -> None:
     model = AttentionStream(NUM_CLASSES, **SMALL)
-    groups = model.parameter_groups()
-    assert set(groups) == {"backbone", "spatial", "temporal", "frame_classifier"}
-    grouped = [id(p) for params in groups.values() for p in params]
+    parts = model.parts()
+    assert set(parts) == {"backbone", "spatial", "temporal", "frame_classifier"}
+    grouped = [id(p) for part in parts.values() for p in part.parameters()]
     assert sorted(grouped) == sorted(id(p) for p in model.parameters())
 
 

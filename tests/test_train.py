@@ -1,13 +1,25 @@
-"""Real training steps on the tiny shards, then scoring, fusion and evaluation."""
+"""Real training steps on the tiny shards (stages, resume after kill -9, two processes with gloo), then
+scoring, fusion and evaluation."""
 
+import dataclasses
 import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import DataLoader
 
+from conftest import tiny_settings
 from tclsta.data.manifest import class_names, read_manifest
 from tclsta.evaluate import evaluate, fuse_streams, score_stream
-from tclsta.train import load_checkpoint, train_stream
+from tclsta.train import (Runtime, build_model, clip_spec, load_checkpoint, make_optimizer, run_epoch, set_stage, split_dataset,
+                          train_mode, train_stream, training_stages)
 
 
 def test_train_score_fuse_evaluate(tiny_dataset, tmp_path):
@@ -46,5 +58,108 @@ def test_training_is_deterministic_on_cpu(tiny_dataset, tmp_path):
     for run in ("a", "b"):
         train_stream(tiny_dataset.shards, manifest, "rgb", config.model, config.train,
                      tmp_path / f"{run}.pt", tmp_path / f"{run}.csv")
-    a, b = (pd.read_csv(tmp_path / f"{run}.csv").drop(columns="seconds") for run in ("a", "b"))
+    a, b = (pd.read_csv(tmp_path / f"{run}.csv").drop(columns=["seconds", "data_seconds"]) for run in ("a", "b"))
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_three_stages_train_their_parts_only(tiny_dataset, tmp_path):
+    manifest = read_manifest(tiny_dataset.manifest_path)
+    config = tiny_dataset.config
+    stages = ({"name": "spatial", "epochs": 1, "lr": 0.003}, {"name": "temporal", "epochs": 2, "lr": 0.002},
+              {"name": "joint", "epochs": 1, "lr": 0.0001})
+    train_config = dataclasses.replace(config.train, stages=stages, lr_schedule="constant")
+    train_stream(tiny_dataset.shards, manifest, "rgb", config.model, train_config, tmp_path / "rgb.pt", tmp_path / "rgb.csv")
+    history = pd.read_csv(tmp_path / "rgb.csv")
+    assert history["stage"].tolist() == ["spatial", "temporal", "temporal", "joint"]
+    assert history["lr"].tolist() == [0.003, 0.002, 0.002, 0.0001]
+    assert json.loads((tmp_path / "rgb.json").read_text())[0]["stage"] == "spatial"
+    assert not (tmp_path / "rgb.pt.resume").exists()  # the resume state goes once training is over
+
+    # The temporal stage changes the temporal head only: backbone weights and BatchNorm statistics stay.
+    model = build_model(config.model, "rgb", 4)
+    trainable = set_stage(model, training_stages(train_config)[1])
+    assert {id(p) for p in trainable} == {id(p) for p in model.temporal.parameters()}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loader = DataLoader(split_dataset(manifest, ["train"], tiny_dataset.shards, clip_spec("rgb", config.model, train_config, True), 0),
+                        batch_size=4)
+    stage = training_stages(train_config)[1]
+    train_mode(model, stage)
+    optimizer = make_optimizer(trainable, stage, train_config)
+    run_epoch(model, loader, Runtime(torch.device("cpu")), stage, train_config, optimizer, torch.amp.GradScaler(enabled=False))
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("temporal.") for k in changed)
+
+
+def test_ten_crop_scores_average_mirrored_corner_crops(tiny_dataset, tmp_path):
+    manifest = read_manifest(tiny_dataset.manifest_path)
+    config = tiny_dataset.config
+    train_stream(tiny_dataset.shards, manifest, "flow", config.model, config.train, tmp_path / "flow.pt", tmp_path / "h.csv")
+    scores = {}
+    for crops in (1, 10):
+        train_config = dataclasses.replace(config.train, test_crops=crops)
+        spec = clip_spec("flow", config.model, train_config, False)
+        clip, _ = split_dataset(manifest, ["test"], tiny_dataset.shards, spec, 0)[0]
+        assert clip.shape == ((10,) if crops == 10 else ()) + (4, 4, 40, 56)
+        score_stream(tmp_path / "flow.pt", tiny_dataset.shards, manifest, train_config, tmp_path / f"{crops}.csv")
+        scores[crops] = pd.read_csv(tmp_path / f"{crops}.csv").filter(like="score_").to_numpy()
+    assert scores[1].shape == scores[10].shape and not np.allclose(scores[1], scores[10])
+    views = clip.numpy()  # the last one: 10 crops of a flow clip
+    torch.testing.assert_close(torch.from_numpy(views[5][:, 1::2]), torch.from_numpy(views[0][:, 1::2, :, ::-1].copy()))
+    torch.testing.assert_close(torch.from_numpy(views[5][:, 0::2]), -torch.from_numpy(views[0][:, 0::2, :, ::-1].copy()))
+
+
+def train_command(tiny_dataset, tmp_path: Path, name: str, stages: list[dict], launcher: list[str]) -> list[str]:
+    """The command the train_stream rule runs, on the tiny dataset."""
+    settings = tiny_settings(tiny_dataset.root)
+    settings["train"]["stages"] = stages
+    return [*launcher, "-m", "tclsta", "train", "--settings", json.dumps(settings), "--threads", "1", "--stream", "rgb",
+            "--manifest", str(tiny_dataset.manifest_path), "--shards", *map(str, tiny_dataset.shards),
+            "--checkpoint", str(tmp_path / f"{name}.pt"), "--history", str(tmp_path / f"{name}.csv")]
+
+
+def read_history(tmp_path: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(tmp_path / f"{name}.csv").drop(columns=["seconds", "data_seconds"])
+
+
+def test_training_killed_mid_epoch_resumes_to_the_same_result(tiny_dataset, tmp_path):
+    stages = [{"name": "spatial", "epochs": 3, "lr": 0.003}, {"name": "joint", "epochs": 5, "lr": 0.001}]
+    python = [sys.executable]
+    subprocess.run(train_command(tiny_dataset, tmp_path, "whole", stages, python), check=True, timeout=300)
+
+    rng, last = random.Random(0), tmp_path / "rgb.pt.resume" / "last.pt"
+    for _ in range(2):  # two interruptions, each at a random point of an epoch after one more epoch ended
+        saved = last.stat().st_mtime_ns if last.exists() else None
+        job = subprocess.Popen(train_command(tiny_dataset, tmp_path, "rgb", stages, python), stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while (last.stat().st_mtime_ns if last.exists() else None) == saved and job.poll() is None and time.time() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.05))
+        job.kill()
+        _, stderr = job.communicate()
+        assert job.returncode == -signal.SIGKILL, f"training ended before it was killed:\n{stderr[-2000:]}"
+        assert not (tmp_path / "rgb.pt").exists() and not (tmp_path / "rgb.csv").exists()
+    resumed = subprocess.run(train_command(tiny_dataset, tmp_path, "rgb", stages, python), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming after epoch" in resumed.stderr
+    pd.testing.assert_frame_equal(read_history(tmp_path, "whole"), read_history(tmp_path, "rgb"), check_exact=True)
+    whole, again = (torch.load(tmp_path / f"{name}.pt", weights_only=True) for name in ("whole", "rgb"))
+    assert whole["epoch"] == again["epoch"]
+    for key, value in whole["state_dict"].items():
+        assert torch.equal(value, again["state_dict"][key]), key
+
+
+def test_two_processes_with_gloo_match_one_process(tiny_dataset, tmp_path):
+    stages = [{"name": "joint", "epochs": 2, "lr": 0.003}]
+    subprocess.run(train_command(tiny_dataset, tmp_path, "one", stages, [sys.executable]), check=True, timeout=300)
+    torchrun = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", "2"]
+    two = subprocess.run(train_command(tiny_dataset, tmp_path, "two", stages, torchrun), capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "2 process(es)" in two.stderr
+    # Each process sees half of every batch of the same global sample order; only BatchNorm statistics
+    # (per process) and summation order differ.
+    one, two = read_history(tmp_path, "one"), read_history(tmp_path, "two")
+    pd.testing.assert_frame_equal(one[["epoch", "stage", "lr"]], two[["epoch", "stage", "lr"]])
+    for column in ("train_loss", "val_loss"):
+        np.testing.assert_allclose(one[column], two[column], rtol=0.1, err_msg=column)
+    np.testing.assert_allclose(one["val_acc"], two["val_acc"], atol=0.25)

@@ -1,6 +1,7 @@
 """A torch Dataset of clips read from HDF5 shards.
 
-Each item is ``(clip, label)`` with ``clip`` shaped (T, C, H, W) float32:
+Each item is ``(clip, label)`` with ``clip`` shaped (T, C, H, W) float32
+(with 10 test crops: (10, T, C, H, W)):
 T frames spread over the video in equal segments (TSN-style: a random frame
 per segment in training, the segment's centre at test time), C = 3 for the
 static (RGB) stream and C = 2L for the motion stream (L consecutive flow x/y
@@ -36,6 +37,7 @@ class ClipSpec:
     flow_stack: int = 5  # L, motion stream only
     train: bool = False
     flip: bool = False
+    test_crops: int = 1  # test time: 1 (centre) or 10 (4 corners + centre, each also mirrored)
 
     @property
     def channels(self) -> int:
@@ -111,7 +113,9 @@ class ShardClipDataset(Dataset):
             needed = sorted(set(np.concatenate(windows).tolist()))
             pairs = reader.flow_pairs(video_id, needed)  # only the pairs used
             clip = flow_clip(pairs, needed, windows)
-        return torch.from_numpy(crop_and_flip(clip, spec, generator)), label
+        if spec.train:
+            return torch.from_numpy(crop_and_flip(clip, spec, generator)), label
+        return torch.from_numpy(test_views(clip, spec)), label
 
 
 def rgb_clip(images: np.ndarray) -> np.ndarray:
@@ -132,12 +136,29 @@ def flow_clip(pairs: np.ndarray, pair_indices: list[int], windows: list[np.ndarr
     return np.stack(stacked).astype(np.float32) * (2.0 / 255.0) - 1.0
 
 
+def _mirror(clip: np.ndarray, modality: str) -> np.ndarray:
+    """Horizontal mirror of (T, C, H, W); mirrored x-flow changes sign."""
+    clip = clip[..., ::-1].copy()
+    if modality == "flow":
+        clip[:, 0::2] = -clip[:, 0::2]
+    return clip
+
+
+def test_views(clip: np.ndarray, spec: ClipSpec) -> np.ndarray:
+    """Test-time crops of (T, C, H, W): the centre crop (T, C, h, w), or with ``spec.test_crops == 10``
+    the four corner crops and the centre crop, each also mirrored: (10, T, C, h, w)."""
+    if spec.test_crops == 1:
+        return crop_and_flip(clip, spec, None)
+    (height, width), (ch, cw) = clip.shape[2:], (min(spec.crop_size[0], clip.shape[2]), min(spec.crop_size[1], clip.shape[3]))
+    corners = [(0, 0), (0, width - cw), (height - ch, 0), (height - ch, width - cw), crop_box(height, width, (ch, cw), None)]
+    crops = [clip[:, :, top : top + ch, left : left + cw] for top, left in corners]
+    return np.stack(crops + [_mirror(c, spec.modality) for c in crops])
+
+
 def crop_and_flip(clip: np.ndarray, spec: ClipSpec, generator: torch.Generator | None) -> np.ndarray:
     """Random (training) or centre crop of (T, C, H, W); random horizontal flip in training when enabled."""
     top, left = crop_box(clip.shape[2], clip.shape[3], spec.crop_size, generator)
     clip = clip[:, :, top : top + spec.crop_size[0], left : left + spec.crop_size[1]]
     if generator is not None and spec.flip and float(torch.rand(1, generator=generator)) < 0.5:
-        clip = clip[..., ::-1]
-        if spec.modality == "flow":
-            clip[:, 0::2] = -clip[:, 0::2]  # mirrored x-flow changes sign
+        return _mirror(clip, spec.modality)
     return np.ascontiguousarray(clip)

@@ -14,7 +14,7 @@ learned and mutually boosted":
    video-level logits are the stream's prediction.
 
 ``stream_loss`` sums the cross-entropy losses of the three heads;
-``AttentionStream.parameter_groups`` splits the parameters by head so that a
+``AttentionStream.parts`` splits the network by head so that a
 trainer can run the paper's three training stages.
 """
 
@@ -112,13 +112,13 @@ class AttentionStream(nn.Module):
             features=features,  # (B, T, D)
         )
 
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters by part, for freezing and unfreezing them stage by stage."""
+    def parts(self) -> dict[str, nn.Module]:
+        """The network by part, for freezing and unfreezing parts stage by stage."""
         return {
-            "backbone": list(self.backbone.parameters()),
-            "spatial": list(self.spatial.parameters()),
-            "temporal": list(self.temporal.parameters()),
-            "frame_classifier": list(self.frame_classifier.parameters()),
+            "backbone": self.backbone,
+            "spatial": self.spatial,
+            "temporal": self.temporal,
+            "frame_classifier": self.frame_classifier,
         }
 
 

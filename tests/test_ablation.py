@@ -1,0 +1,39 @@
+"""The ablation table from real small runs of every variant, laid out as the workflow lays them out."""
+
+import dataclasses
+
+from test_collaborative import TINY_COLLABORATIVE, train_collaborative_into, train_streams
+
+from tclsta.ablation import COLUMNS, VARIANTS, ablation_inputs, ablation_table
+from tclsta.evaluate import fuse_streams
+from tclsta.features import read_features
+
+
+def test_ablation_table_from_real_runs(tiny_dataset, tmp_path):
+    config = tiny_dataset.config
+    results = tmp_path / "results" / "tiny"
+    train_streams(tiny_dataset, results)
+    train_collaborative_into(results / "features", results)
+    fuse_streams(results / "scores" / "rgb.csv", results / "scores" / "flow.csv", config.fusion,
+                 read_features(results / "features" / "rgb.h5").classes, results / "fusion.json")
+    for variant in VARIANTS:
+        if not variant.overrides:
+            continue
+        if variant.retrains_streams:
+            train_streams(tiny_dataset, variant.streams_dir(results),
+                          dataclasses.replace(config.model, **variant.overrides["model"]))
+        collaborative = dataclasses.replace(TINY_COLLABORATIVE, **variant.overrides.get("collaborative", {}))
+        train_collaborative_into(variant.streams_dir(results) / "features", variant.run_dir(results), collaborative)
+    assert all(path.exists() for path in ablation_inputs(results))
+
+    table = ablation_table(results, config.fusion)
+    assert list(table.columns) == COLUMNS
+    assert table["variant"].tolist() == [v.name for v in VARIANTS]
+    assert (table["num_test_videos"] == 8).all()
+    accuracies = table.filter(like="_top1").join(table.filter(like="_mean_class_accuracy"))
+    assert accuracies.notna().all().all() and ((accuracies >= 0) & (accuracies <= 1)).all().all()
+    by_name = table.set_index("variant")
+    # Variants that reuse the full model's streams report the same stream accuracies.
+    for name in ("learned_fusion", "late_fusion", "no_mutual_guidance"):
+        assert by_name.loc[name, "rgb_top1"] == by_name.loc["full", "rgb_top1"]
+        assert by_name.loc[name, "flow_mean_class_accuracy"] == by_name.loc["full", "flow_mean_class_accuracy"]

@@ -25,7 +25,7 @@ rule features:
     shell:
         "python -m tclsta features --settings {params.settings:q} --threads {threads}"
         " --manifest {input.manifest} --shards {input.shards}"
-        " --checkpoint {input.checkpoint} {output} 2> {log}"
+        " --checkpoint {input.checkpoint} --output {output} 2> {log}"
 
 
 rule collaborative:

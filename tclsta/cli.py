@@ -239,7 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("frames", type=Path)
     sub.add_argument("flow", type=Path)
     sub.add_argument("output", type=Path)
-    for name, func, help in (("train", cmd_train, "train one stream"), ("score", cmd_score, "score val/test videos with a trained stream")):
+    for name, func, help in (
+        ("train", cmd_train, "train one stream"),
+        ("score", cmd_score, "score val/test videos with a trained stream"),
+        ("features", cmd_features, "cache a trained stream's frame features of every video (HDF5)"),
+    ):
         sub = stage(name, func, help)
         sub.add_argument("--threads", type=int, default=os.cpu_count() or 1)
         sub.add_argument("--manifest", type=Path, required=True)
@@ -262,12 +266,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--fusion", type=Path, required=True)
     sub.add_argument("--rejected", type=Path, help="rejected.csv of the dataset (videos left out)")
     sub.add_argument("--collaborative", type=Path, help="scores CSV of the collaborative model")
-    sub = stage("features", cmd_features, "cache a trained stream's frame features of every video (HDF5)")
-    sub.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    sub.add_argument("--manifest", type=Path, required=True)
-    sub.add_argument("--shards", type=Path, nargs="+", required=True)
-    sub.add_argument("--checkpoint", type=Path, required=True)
-    sub.add_argument("output", type=Path)
     sub = stage("collaborative", cmd_collaborative, "train the collaborative model on cached features; score val/test")
     sub.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     sub.add_argument("--rgb", type=Path, required=True, help="features file of the rgb stream")

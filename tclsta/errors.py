@@ -41,6 +41,15 @@ class BadShardError(FileError):
         super().__init__(path, f"{reason} (delete it and re-run the pipeline)")
 
 
+class ShardWriteError(FileError):
+    """A shard that could not be written (disk full, quota, I/O error); nothing is left under its name."""
+
+    what = "cannot write shard"
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(path, f"{reason} (nothing was kept under this name; free some space and re-run)")
+
+
 class BadConfigError(TclstaError):
     """A config value that is missing, of the wrong type or out of range."""
 

@@ -1,18 +1,29 @@
 """HDF5 shards: the one place that writes and reads packed videos.
 
-On-disk layout of a shard (``shard_<k>.h5``)::
+On-disk layout of a shard (``shard_<k>.h5``, HDF5's latest file format, whose
+metadata carries checksums)::
 
-    /                      attrs: format="tclsta-shard", version=1
+    /                      attrs: format="tclsta-shard", version=2, video_ids_crc32
     /video_ids             (N,) variable-length UTF-8 strings; entry i is stored in /videos/<i>
     /videos/<i>/           one group per video
         attrs              video_id, class_name, label (0-based), source_path, source_size
-                           (bytes), source_mtime (seconds), height, width, num_frames
+                           (bytes), source_mtime (seconds), height, width, num_frames,
+                           record_crc32
         frames             (num_frames,) variable-length uint8: one JPEG (RGB) per frame
-            attrs          settings: JSON of the extraction settings that made them
+            attrs          settings: JSON of the extraction settings that made them;
+                           crc32: (num_frames,) uint32, the CRC-32 of each JPEG
         flow               (num_frames - 1, 2, height, width) uint8: TV-L1 flow x/y between
                            frames t and t+1, clipped to +-bound and quantised as
-                           round((f + bound) * 255 / (2 * bound)); gzip, one chunk per pair
+                           round((f + bound) * 255 / (2 * bound)); gzip + Fletcher-32,
+                           one chunk per pair
             attrs          bound; settings: JSON of the TV-L1 settings that made it
+
+The CRC-32 attributes cover what HDF5 does not checksum itself (variable-length
+data lives in its unchecked global heap): ``video_ids_crc32`` the newline-joined
+ids, ``record_crc32`` the record's JSON (:meth:`VideoRecord.crc32`). A reader
+checks them, and HDF5 the Fletcher-32 and metadata checksums, on every read, so
+a damaged shard raises :class:`BadShardError` naming it instead of yielding
+wrong frames or flow.
 
 The extraction and flow stages write partial shards (``frames`` only, ``flow``
 only) with the same writer; the pack stage merges them. When a shard is
@@ -20,25 +31,39 @@ rebuilt (videos added), the stages copy what the previous shard already holds
 for unchanged videos (same source size and mtime, same settings) instead of
 recomputing it. Every shard is
 written to a temporary file and renamed when complete, so a file under the
-final name is always whole. Readers open files without HDF5 file locking
-(safe for read-only use, and needed on many shared filesystems).
+final name is always whole; a failed write (disk full) raises
+:class:`ShardWriteError` and leaves nothing. Readers open files without HDF5
+file locking (safe for read-only use, and needed on many shared filesystems).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import zlib
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import h5py
 import numpy as np
 
 from tclsta.atomic import atomic_path
-from tclsta.errors import BadShardError
+from tclsta.errors import BadShardError, ShardWriteError
 
 SHARD_FORMAT = "tclsta-shard"
-SHARD_VERSION = 1
+SHARD_VERSION = 2
+
+
+def crc32(data: bytes) -> int:
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def ids_crc32(video_ids: Sequence[str]) -> int:
+    """CRC-32 of a shard's video ids, newline-joined."""
+    return crc32("\n".join(video_ids).encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -60,6 +85,20 @@ class VideoRecord:
         keys = ("video_id", "class_name", "label", "source_path", "source_size", "source_mtime")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
+    def crc32(self) -> int:
+        """CRC-32 of the record as sorted-key JSON (floats round-trip exactly through ``repr``)."""
+        return crc32(json.dumps(asdict(self), sort_keys=True).encode("utf-8"))
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn an HDF5/OS write failure (disk full, quota) into ShardWriteError naming the shard."""
+    try:
+        yield
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ShardWriteError(path, reason) from exc
+
 
 class ShardWriter:
     """Write videos into a new shard; the file appears under ``path`` only on a clean close.
@@ -77,10 +116,15 @@ class ShardWriter:
 
     def __enter__(self) -> "ShardWriter":
         tmp = self._atomic.__enter__()
-        self._file = h5py.File(tmp, "w", locking=False)
-        self._file.attrs["format"] = SHARD_FORMAT
-        self._file.attrs["version"] = SHARD_VERSION
-        self._file.create_group("videos")
+        try:
+            with _writing(self.path):
+                self._file = h5py.File(tmp, "w", locking=False, libver="latest")
+                self._file.attrs["format"] = SHARD_FORMAT
+                self._file.attrs["version"] = SHARD_VERSION
+                self._file.create_group("videos")
+        except BaseException as exc:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def add(
@@ -97,20 +141,24 @@ class ShardWriter:
         run with other settings does not reuse them.
         """
         assert self._file is not None, "use ShardWriter as a context manager"
-        group = self._file["videos"].create_group(str(len(self._ids)))
-        group.attrs.update(asdict(record))
-        if frames is not None:
-            data = group.create_dataset("frames", (len(frames),), dtype=h5py.vlen_dtype(np.uint8))
-            for i, jpeg in enumerate(frames):
-                data[i] = np.frombuffer(jpeg, dtype=np.uint8)
-            data.attrs["settings"] = frame_settings
-        if flow is not None:
-            if flow.dtype != np.uint8 or flow.ndim != 4 or flow.shape[1] != 2:
-                raise ValueError(f"flow of {record.video_id} must be (T-1, 2, H, W) uint8, got {flow.shape} {flow.dtype}")
-            chunks = (1, *flow.shape[1:]) if len(flow) else None
-            data = group.create_dataset("flow", data=flow, chunks=chunks, compression="gzip", compression_opts=1)
-            data.attrs["bound"] = self.flow_bound
-            data.attrs["settings"] = flow_settings
+        if flow is not None and (flow.dtype != np.uint8 or flow.ndim != 4 or flow.shape[1] != 2):
+            raise ValueError(f"flow of {record.video_id} must be (T-1, 2, H, W) uint8, got {flow.shape} {flow.dtype}")
+        with _writing(self.path):
+            group = self._file["videos"].create_group(str(len(self._ids)))
+            group.attrs.update(asdict(record))
+            group.attrs["record_crc32"] = record.crc32()
+            if frames is not None:
+                data = group.create_dataset("frames", (len(frames),), dtype=h5py.vlen_dtype(np.uint8))
+                for i, jpeg in enumerate(frames):
+                    data[i] = np.frombuffer(jpeg, dtype=np.uint8)
+                data.attrs["settings"] = frame_settings
+                data.attrs["crc32"] = np.array([crc32(jpeg) for jpeg in frames], dtype=np.uint32)
+            if flow is not None:
+                chunks = (1, *flow.shape[1:]) if len(flow) else None
+                data = group.create_dataset("flow", data=flow, chunks=chunks, compression="gzip", compression_opts=1,
+                                            fletcher32=bool(len(flow)))
+                data.attrs["bound"] = self.flow_bound
+                data.attrs["settings"] = flow_settings
         self._ids.append(record.video_id)
 
     def __exit__(
@@ -118,59 +166,96 @@ class ShardWriter:
     ) -> None:
         assert self._file is not None
         try:
-            if exc_type is None:
-                self._file.create_dataset("video_ids", data=self._ids, dtype=h5py.string_dtype())
-        finally:
-            self._file.close()
-            self._atomic.__exit__(exc_type, exc, tb)
+            with _writing(self.path):
+                try:
+                    if exc is None:
+                        self._file.create_dataset("video_ids", data=self._ids, dtype=h5py.string_dtype())
+                        self._file.attrs["video_ids_crc32"] = ids_crc32(self._ids)
+                finally:
+                    self._file.close()  # data is flushed here: a full disk often shows up only now
+        except ShardWriteError as failure:
+            if exc is None:
+                self._atomic.__exit__(ShardWriteError, failure, failure.__traceback__)  # removes the temporary file
+                raise
+        self._atomic.__exit__(exc_type, exc, tb)
 
 
 class ShardReader:
-    """Random access to the videos of one shard (opened read-only, without file locking)."""
+    """Random access to the videos of one shard (opened read-only, without file locking).
+
+    Every read is checked (HDF5 checksums and the stored CRC-32s); a damaged or
+    unreadable shard raises :class:`BadShardError` naming the file.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        try:
+        with self._reading("cannot read"):
             self._file = h5py.File(self.path, "r", locking=False)
+        try:
+            self._index = self._check_index()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _check_index(self) -> dict[str, str]:
+        """Video id -> group name, after checking the format, version and ids' checksum."""
+        with self._reading("cannot read"):
             if self._file.attrs.get("format") != SHARD_FORMAT:
                 raise BadShardError(self.path, "not a TCLSTA shard (missing format attribute)")
+            if self._file.attrs.get("version") != SHARD_VERSION:
+                raise BadShardError(self.path, f"shard format version {self._file.attrs.get('version')}, "
+                                               f"this TCLSTA reads version {SHARD_VERSION}")
             ids = [v.decode("utf-8") if isinstance(v, bytes) else v for v in self._file["video_ids"][()]]
-        except (OSError, KeyError) as exc:
-            raise BadShardError(self.path, f"cannot read: {exc}") from exc
-        self._index = {video_id: str(i) for i, video_id in enumerate(ids)}
+            if ids_crc32(ids) != self._file.attrs["video_ids_crc32"]:
+                raise BadShardError(self.path, "video ids fail their checksum")
+        return {video_id: str(i) for i, video_id in enumerate(ids)}
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """Turn an HDF5 error (a checksum mismatch, damaged metadata) into BadShardError."""
+        try:
+            yield
+        except (OSError, KeyError, ValueError, UnicodeDecodeError) as exc:
+            raise BadShardError(self.path, f"{what}: {exc}") from exc
 
     @property
     def video_ids(self) -> list[str]:
         return list(self._index)
 
     def _group(self, video_id: str) -> h5py.Group:
-        try:
-            return self._file["videos"][self._index[video_id]]
-        except KeyError as exc:
-            raise BadShardError(self.path, f"video {video_id!r} missing") from exc
+        if video_id not in self._index:
+            raise BadShardError(self.path, f"video {video_id!r} missing")
+        return self._file["videos"][self._index[video_id]]
 
     def record(self, video_id: str) -> VideoRecord:
-        attrs = self._group(video_id).attrs
-        return VideoRecord(
-            video_id=str(attrs["video_id"]),
-            class_name=str(attrs["class_name"]),
-            label=int(attrs["label"]),
-            source_path=str(attrs["source_path"]),
-            height=int(attrs["height"]),
-            width=int(attrs["width"]),
-            num_frames=int(attrs["num_frames"]),
-            source_size=int(attrs.get("source_size", -1)),
-            source_mtime=float(attrs.get("source_mtime", -1.0)),
-        )
+        with self._reading(f"metadata of {video_id!r} unreadable"):
+            attrs = self._group(video_id).attrs
+            record = VideoRecord(
+                video_id=str(attrs["video_id"]),
+                class_name=str(attrs["class_name"]),
+                label=int(attrs["label"]),
+                source_path=str(attrs["source_path"]),
+                height=int(attrs["height"]),
+                width=int(attrs["width"]),
+                num_frames=int(attrs["num_frames"]),
+                source_size=int(attrs["source_size"]),
+                source_mtime=float(attrs["source_mtime"]),
+            )
+            if record.video_id != video_id or record.crc32() != attrs["record_crc32"]:
+                raise BadShardError(self.path, f"metadata of {video_id!r} fails its checksum")
+        return record
 
     def frames(self, video_id: str, indices: Sequence[int] | None = None) -> list[bytes]:
         """JPEG bytes of the frames at ``indices`` (all frames when None)."""
-        try:
+        with self._reading(f"frames of {video_id!r} unreadable"):
             data = self._group(video_id)["frames"]
+            checksums = data.attrs["crc32"]
             picked = range(len(data)) if indices is None else indices
-            return [data[i].tobytes() for i in picked]
-        except (OSError, KeyError) as exc:
-            raise BadShardError(self.path, f"frames of {video_id!r} unreadable: {exc}") from exc
+            jpegs = [data[i].tobytes() for i in picked]
+            for i, jpeg in zip(picked, jpegs):
+                if crc32(jpeg) != checksums[i]:
+                    raise BadShardError(self.path, f"frame {i} of {video_id!r} fails its checksum")
+        return jpegs
 
     def flow(self, video_id: str) -> np.ndarray:
         """All quantised flow pairs of a video as (T-1, 2, H, W) uint8."""
@@ -178,18 +263,18 @@ class ShardReader:
 
     def flow_pairs(self, video_id: str, indices: Sequence[int] | slice) -> np.ndarray:
         """Quantised flow pairs at increasing ``indices`` as (n, 2, H, W) uint8."""
-        try:
+        with self._reading(f"flow of {video_id!r} unreadable"):
             return self._group(video_id)["flow"][indices]
-        except (OSError, KeyError) as exc:
-            raise BadShardError(self.path, f"flow of {video_id!r} unreadable: {exc}") from exc
 
     def flow_bound(self, video_id: str) -> float:
-        return float(self._group(video_id)["flow"].attrs["bound"])
+        with self._reading(f"flow of {video_id!r} unreadable"):
+            return float(self._group(video_id)["flow"].attrs["bound"])
 
     def settings(self, video_id: str, kind: str) -> str | None:
         """The settings string stored with a video's ``frames`` or ``flow`` (None when absent)."""
-        group = self._group(video_id)
-        return str(group[kind].attrs.get("settings", "")) if kind in group else None
+        with self._reading(f"{kind} of {video_id!r} unreadable"):
+            group = self._group(video_id)
+            return str(group[kind].attrs.get("settings", "")) if kind in group else None
 
     def close(self) -> None:
         self._file.close()

@@ -1,28 +1,17 @@
 from pathlib import Path
 
-from tclsta.ablation import VARIANTS, VARIANTS_BY_NAME, ablation_inputs
+from tclsta.ablation import (
+    VARIANTS,
+    VARIANTS_BY_NAME,
+    ablation_inputs,
+    variant_settings,
+)
 
 ABLATION = "results/{dataset}/ablation/{variant}"
 
 
 wildcard_constraints:
     variant="|".join(v.name for v in VARIANTS if v.overrides),
-
-
-def variant_settings(wildcards, **sections):
-    """`settings` with the variant's config overrides applied to the sections the rule uses."""
-    chosen = json.loads(settings(wildcards.dataset, **sections))
-    for section, values in VARIANTS_BY_NAME[wildcards.variant].overrides.items():
-        if section in chosen:
-            chosen[section] = {**chosen[section], **values}
-    return json.dumps(chosen, sort_keys=True)
-
-
-def variant_features(wildcards):
-    """The features the variant's collaborative model trains on: its own streams' or the full model's."""
-    variant = VARIANTS_BY_NAME[wildcards.variant]
-    folder = variant.streams_dir(Path(f"results/{wildcards.dataset}"))
-    return {stream: f"{folder}/features/{stream}.h5" for stream in ("rgb", "flow")}
 
 
 use rule train_stream as ablation_train_stream with:
@@ -35,7 +24,8 @@ use rule train_stream as ablation_train_stream with:
         "results/{dataset}/benchmarks/ablation_train_stream/{dataset}_{variant}_{stream}.tsv"
     params:
         settings=lambda w: variant_settings(
-            w, preprocess=None, flow=None, model=None, train=None
+            settings(w.dataset, preprocess=None, flow=None, model=None, train=None),
+            w.variant,
         ),
 
 
@@ -67,7 +57,11 @@ use rule features as ablation_features with:
 
 use rule collaborative as ablation_collaborative with:
     input:
-        unpack(variant_features),
+        unpack(
+            lambda w: VARIANTS_BY_NAME[w.variant].features(
+                Path(f"results/{w.dataset}")
+            )
+        ),
     output:
         checkpoint=f"{ABLATION}/models/collaborative.pt",
         history=f"{ABLATION}/models/collaborative_history.csv",
@@ -77,7 +71,9 @@ use rule collaborative as ablation_collaborative with:
     benchmark:
         "results/{dataset}/benchmarks/ablation_collaborative/{dataset}_{variant}.tsv"
     params:
-        settings=lambda w: variant_settings(w, train=["device"], collaborative=None),
+        settings=lambda w: variant_settings(
+            settings(w.dataset, train=["device"], collaborative=None), w.variant
+        ),
 
 
 rule ablation:

@@ -12,13 +12,14 @@ fusion, as ``results/<dataset>/ablation.csv``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from tclsta.config import FusionConfig
-from tclsta.evaluate import aligned_logits, classification_metrics, paired_scores, read_fusion, read_scores
+from tclsta.evaluate import STREAMS, aligned_logits, classification_metrics, paired_scores, read_fusion, read_scores
 from tclsta.fusion import late_fusion
 
 FUSIONS = ("collaborative", "learned", "late")
@@ -50,13 +51,17 @@ class Variant:
         """The folder holding the stream models, features and scores this variant uses."""
         return self.run_dir(results) if self.retrains_streams else results
 
+    def features(self, results: Path) -> dict[str, Path]:
+        """The stream features its collaborative model trains on."""
+        return {stream: self.streams_dir(results) / "features" / f"{stream}.h5" for stream in STREAMS}
+
     def inputs(self, results: Path) -> dict[str, Path]:
         """The files its row is computed from: rgb and flow scores, and the fused scores or fusion weights."""
         fused = {
             "collaborative": self.run_dir(results) / "scores" / "collaborative.csv",
             "learned": results / "fusion.json",
         }
-        paths = {stream: self.streams_dir(results) / "scores" / f"{stream}.csv" for stream in ("rgb", "flow")}
+        paths = {stream: self.streams_dir(results) / "scores" / f"{stream}.csv" for stream in STREAMS}
         if self.fusion in fused:
             paths[self.fusion] = fused[self.fusion]
         return paths
@@ -74,6 +79,15 @@ VARIANTS = (
             "collaborative", {"collaborative": {"mutual_guidance": False}}),
 )
 VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
+
+
+def variant_settings(settings: str, variant: str) -> str:
+    """A stage's ``--settings`` JSON with ``variant``'s config overrides applied to the sections it holds."""
+    chosen = json.loads(settings)
+    for section, values in VARIANTS_BY_NAME[variant].overrides.items():
+        if section in chosen:
+            chosen[section] = {**chosen[section], **values}
+    return json.dumps(chosen, sort_keys=True)
 
 
 def ablation_inputs(results: Path) -> list[Path]:

@@ -1,10 +1,11 @@
 """The ablation table from real small runs of every variant, laid out as the workflow lays them out."""
 
 import dataclasses
+import json
 
 from test_collaborative import TINY_COLLABORATIVE, train_collaborative_into, train_streams
 
-from tclsta.ablation import COLUMNS, VARIANTS, ablation_inputs, ablation_table
+from tclsta.ablation import COLUMNS, VARIANTS, ablation_inputs, ablation_table, variant_settings
 from tclsta.evaluate import fuse_streams
 from tclsta.features import read_features
 
@@ -37,3 +38,10 @@ def test_ablation_table_from_real_runs(tiny_dataset, tmp_path):
     for name in ("learned_fusion", "late_fusion", "no_mutual_guidance"):
         assert by_name.loc[name, "rgb_top1"] == by_name.loc["full", "rgb_top1"]
         assert by_name.loc[name, "flow_mean_class_accuracy"] == by_name.loc["full", "flow_mean_class_accuracy"]
+
+
+def test_variant_settings_override_only_the_sections_a_stage_uses():
+    stage = json.dumps({"name": "tiny", "model": {"spatial_attention": True, "backbone": "small"}, "train": {"seed": 0}})
+    changed = json.loads(variant_settings(stage, "no_spatial_attention"))
+    assert changed["model"] == {"spatial_attention": False, "backbone": "small"} and changed["train"] == {"seed": 0}
+    assert "collaborative" not in json.loads(variant_settings(stage, "no_mutual_guidance"))

@@ -10,13 +10,14 @@ metadata carries checksums)::
                            (bytes), source_mtime (seconds), height, width, num_frames,
                            record_crc32
         frames             (num_frames,) variable-length uint8: one JPEG (RGB) per frame
-            attrs          settings: JSON of the extraction settings that made them;
+            attrs          settings: JSON of the extraction settings that made them
+                           (fixed-length UTF-8 bytes, so in checksummed metadata);
                            crc32: (num_frames,) uint32, the CRC-32 of each JPEG
         flow               (num_frames - 1, 2, height, width) uint8: TV-L1 flow x/y between
                            frames t and t+1, clipped to +-bound and quantised as
                            round((f + bound) * 255 / (2 * bound)); gzip + Fletcher-32,
                            one chunk per pair
-            attrs          bound; settings: JSON of the TV-L1 settings that made it
+            attrs          bound; settings: JSON of the TV-L1 settings that made it (as for frames)
 
 The CRC-32 attributes cover what HDF5 does not checksum itself (variable-length
 data lives in its unchecked global heap): ``video_ids_crc32`` the newline-joined
@@ -151,14 +152,14 @@ class ShardWriter:
                 data = group.create_dataset("frames", (len(frames),), dtype=h5py.vlen_dtype(np.uint8))
                 for i, jpeg in enumerate(frames):
                     data[i] = np.frombuffer(jpeg, dtype=np.uint8)
-                data.attrs["settings"] = frame_settings
+                data.attrs["settings"] = np.bytes_(frame_settings.encode("utf-8"))
                 data.attrs["crc32"] = np.array([crc32(jpeg) for jpeg in frames], dtype=np.uint32)
             if flow is not None:
                 chunks = (1, *flow.shape[1:]) if len(flow) else None
                 data = group.create_dataset("flow", data=flow, chunks=chunks, compression="gzip", compression_opts=1,
                                             fletcher32=bool(len(flow)))
                 data.attrs["bound"] = self.flow_bound
-                data.attrs["settings"] = flow_settings
+                data.attrs["settings"] = np.bytes_(flow_settings.encode("utf-8"))
         self._ids.append(record.video_id)
 
     def __exit__(
@@ -274,7 +275,7 @@ class ShardReader:
         """The settings string stored with a video's ``frames`` or ``flow`` (None when absent)."""
         with self._reading(f"{kind} of {video_id!r} unreadable"):
             group = self._group(video_id)
-            return str(group[kind].attrs.get("settings", "")) if kind in group else None
+            return group[kind].attrs["settings"].decode("utf-8") if kind in group else None
 
     def close(self) -> None:
         self._file.close()

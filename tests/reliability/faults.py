@@ -1,0 +1,61 @@
+"""Helpers of the fault-injection tests: run stages, kill them part-way, compare shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tclsta.data.shards import ShardReader
+
+VENV_ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def stage_command(stage: str, settings: dict, *args: str | Path) -> list[str]:
+    """``python -m tclsta <stage> --settings JSON args...``, as the workflow calls it."""
+    return [sys.executable, "-m", "tclsta", stage, "--settings", json.dumps(settings), *map(str, args)]
+
+
+def run_stage(stage: str, settings: dict, *args: str | Path, **popen) -> subprocess.CompletedProcess:
+    return subprocess.run(stage_command(stage, settings, *args), capture_output=True, text=True, timeout=300, **popen)
+
+
+def kill_midway(command: list[str], cwd: Path, started: Callable[[], bool], delay: float) -> int:
+    """Run ``command`` in its own process group; once ``started()`` holds, wait ``delay``
+    seconds and SIGKILL the whole group (workers included). Returns the exit status."""
+    process = subprocess.Popen(command, cwd=cwd, env=VENV_ENV, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not started() and process.poll() is None:
+        time.sleep(0.002)
+    time.sleep(delay)
+    os.killpg(process.pid, signal.SIGKILL)
+    return process.wait(timeout=60)
+
+
+def temp_files(folder: Path) -> list[Path]:
+    """The hidden ``.<name>.*.tmp.<ext>`` files of atomic writes in progress (or killed)."""
+    return sorted(folder.glob(".*.tmp*"))
+
+
+def shard_contents(path: Path, ignore: tuple[str, ...] = ()) -> dict[str, dict]:
+    """Everything a shard holds, video by video: metadata (less ``ignore``), JPEG bytes, flow, settings."""
+    with ShardReader(path) as reader:
+        contents = {}
+        for video_id in reader.video_ids:
+            record = {k: v for k, v in vars(reader.record(video_id)).items() if k not in ignore}
+            frames = reader.frames(video_id) if reader.settings(video_id, "frames") is not None else None
+            flow = reader.flow(video_id) if reader.settings(video_id, "flow") is not None else None
+            contents[video_id] = {
+                "record": record,
+                "frames": frames,
+                "flow": None if flow is None else (flow.shape, np.asarray(flow).tobytes(), reader.flow_bound(video_id)),
+                "settings": (reader.settings(video_id, "frames"), reader.settings(video_id, "flow")),
+            }
+    return contents

@@ -1,5 +1,6 @@
 """HDF5 shards: round trip, atomic writes, and corrupt files named in the error."""
 
+import h5py
 import numpy as np
 import pytest
 
@@ -61,3 +62,28 @@ def test_wrong_flow_shape_is_refused(tmp_path):
     with ShardWriter(tmp_path / "s.h5", flow_bound=20) as writer:
         with pytest.raises(ValueError, match="must be"):
             writer.add(record("a"), flow=np.zeros((2, 16, 24), np.uint8))
+
+
+def test_damaged_frame_fails_its_checksum(tmp_path):
+    path = tmp_path / "shard_1.h5"
+    frames, flow = sample_video(0)
+    with ShardWriter(path, flow_bound=20) as writer:
+        writer.add(record("a"), frames=frames, flow=flow)
+    data = bytearray(path.read_bytes())
+    offset = data.find(frames[1][-64:-32])  # inside the second JPEG, in HDF5's unchecked global heap
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with ShardReader(path) as reader:
+        assert reader.frames("a", [0]) == frames[:1]
+        with pytest.raises(BadShardError, match=r"shard_1.h5: frame 1 of 'a' fails its checksum.*delete it and re-run"):
+            reader.frames("a")
+
+
+def test_shard_of_another_format_version_is_named(tmp_path):
+    path = tmp_path / "shard_0.h5"
+    with ShardWriter(path, flow_bound=20) as writer:
+        writer.add(record("a"), *sample_video(0))
+    with h5py.File(path, "r+") as file:
+        file.attrs["version"] = 1
+    with pytest.raises(BadShardError, match="shard_0.h5: shard format version 1, this TCLSTA reads version 2"):
+        ShardReader(path)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zlib
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -96,9 +97,17 @@ def _writing(path: Path) -> Iterator[None]:
     """Turn an HDF5/OS write failure (disk full, quota) into ShardWriteError naming the shard."""
     try:
         yield
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise ShardWriteError(path, reason) from exc
+    except (OSError, RuntimeError) as exc:  # h5py raises either, depending on where HDF5 failed
+        raise ShardWriteError(path, _failure_reason(exc)) from exc
+
+
+def _failure_reason(exc: Exception) -> str:
+    """The system's reason for a failed HDF5 write ("No space left on device"), else HDF5's message."""
+    errno = getattr(exc, "errno", None)
+    if not errno:
+        match = re.search(r"errno = (\d+)", str(exc))  # HDF5 names the system error inside its message
+        errno = int(match.group(1)) if match else None
+    return os.strerror(errno) if errno else str(exc)
 
 
 class ShardWriter:
@@ -160,6 +169,7 @@ class ShardWriter:
                                             fletcher32=bool(len(flow)))
                 data.attrs["bound"] = self.flow_bound
                 data.attrs["settings"] = np.bytes_(flow_settings.encode("utf-8"))
+            self._file.flush()  # a full disk fails here, not later in a destructor that cannot report it
         self._ids.append(record.video_id)
 
     def __exit__(

@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import ffmpeg
 import numpy as np
 
 from tclsta.data.shards import ShardReader
+from tclsta.video import ffmpeg_binaries
 
 VENV_ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
@@ -59,3 +61,13 @@ def shard_contents(path: Path, ignore: tuple[str, ...] = ()) -> dict[str, dict]:
                 "settings": (reader.settings(video_id, "frames"), reader.settings(video_id, "flow")),
             }
     return contents
+
+
+def reencode(source: Path, target: Path, frames: int) -> None:
+    """Write the first ``frames`` frames of ``source`` to ``target`` with ffmpeg (MPEG-4 AVI)."""
+    (
+        ffmpeg.input(str(source))
+        .output(str(target), vframes=frames, vcodec="mpeg4")
+        .global_args("-loglevel", "error", "-y")
+        .run(cmd=ffmpeg_binaries()[0], capture_stdout=True, capture_stderr=True)
+    )

@@ -1,5 +1,7 @@
 """Config validation: the shipped config is valid; bad values fail naming the key."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,11 @@ def test_shipped_config_is_valid_and_overrides_merge():
         (lambda c: c["datasets"]["demo"]["preprocess"].update(short_side=-5), "datasets.demo.preprocess.short_side"),
         (lambda c: c["datasets"]["demo"].update(format="youtube"), "datasets.demo.format"),
         (lambda c: c.update(extra_section={}), "<top level>"),
+        (lambda c: c["train"].update(batch_size=4.0), "train.batch_size"),  # YAML float where code needs an int
+        (lambda c: c["train"].update(flip="yes"), "train.flip"),
+        (lambda c: c["train"].update(crop_size=[-1, 56]), "train.crop_size.0"),
+        (lambda c: c["datasets"]["demo"]["preprocess"].update(num_shards=0), "datasets.demo.preprocess.num_shards"),
+        (lambda c: c["datasets"]["demo"].update(roots="/data"), "datasets.demo"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, edit, key):
@@ -62,3 +69,13 @@ def test_unreadable_yaml_is_reported(tmp_path):
     path.write_text("datasets: [unclosed")
     with pytest.raises(BadConfigError, match="cannot read"):
         load_config(path)
+
+
+def test_cli_names_a_bad_value_without_traceback(tmp_path):
+    config = shipped()
+    config["datasets"]["demo"]["train"] = {"batch_size": -4}
+    result = subprocess.run([sys.executable, "-m", "tclsta", "manifest", "--config", str(write_config(tmp_path, config)),
+                             "--dataset", "demo", str(tmp_path / "manifest.csv")], capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "bad config value 'datasets.demo.train.batch_size': -4 is less than the minimum of 1" in result.stderr
+    assert not (tmp_path / "manifest.csv").exists()

@@ -1,5 +1,6 @@
 """Dataset layouts: HMDB51 split files, class-per-folder trees with a user CSV or a seeded split."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -51,12 +52,16 @@ def test_hmdb51_layout(tiny_videos, tmp_path):
     assert set(manifest["shard"]) <= {0, 1, 2}
 
 
-def test_hmdb51_bad_line_is_named(tiny_videos, tmp_path):
+@pytest.mark.parametrize(
+    "line, message",
+    [("extra.avi 7", "expected '<video> <0|1|2>'"), ("../../../etc/passwd 1", "points outside"), ("/etc/passwd 2", "points outside")],
+)
+def test_hmdb51_bad_line_is_named(tiny_videos, tmp_path, line, message):
     root = make_hmdb(tiny_videos, tmp_path / "hmdb")
     listing = root / "splits" / "redpatch_test_split1.txt"
-    listing.write_text(listing.read_text() + "extra.avi 7\n")
+    listing.write_text(listing.read_text() + line + "\n")
     config = parse_dataset(settings(root / "videos", "hmdb51", splits_dir=str(root / "splits"), split=1))
-    with pytest.raises(BadSplitFileError, match="redpatch_test_split1.txt.*line 7"):
+    with pytest.raises(BadSplitFileError, match=f"redpatch_test_split1.txt: line 7: .*{re.escape(message)}"):
         build_manifest(config)
 
 
@@ -101,6 +106,7 @@ def test_folder_with_user_csv_and_odd_names_extract(tiny_videos, tmp_path):
     "rows, message",
     [
         ({"path": ["../../etc/passwd"], "split": ["train"]}, "outside the dataset root"),
+        ({"path": ["/etc/passwd"], "split": ["test"]}, "row 2: '/etc/passwd' points outside the dataset root"),
         ({"path": ["DriftLeft/none.avi"], "split": ["train"]}, "not a video in a class folder"),
         ({"path": ["DriftLeft/v_DriftLeft_g01_c01.avi"], "split": ["holdout"]}, "must be train or test"),
         ({"video": ["x"]}, "needs columns"),
@@ -119,3 +125,10 @@ def test_empty_folder_dataset_is_refused(tmp_path):
     (tmp_path / "empty" / "ClassA").mkdir(parents=True)
     with pytest.raises(BadSplitFileError, match="no videos"):
         build_manifest(parse_dataset(settings(tmp_path / "empty", "folder")))
+
+
+def test_dataset_root_that_is_not_a_folder_is_refused(tmp_path):
+    root = tmp_path / "videos"
+    root.write_text("not a folder")
+    with pytest.raises(BadSplitFileError, match=f"{root}: cannot list the dataset folder"):
+        build_manifest(parse_dataset(settings(root, "folder")))

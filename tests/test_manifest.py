@@ -54,6 +54,8 @@ def test_missing_video_is_named(tiny_videos, tmp_path):
         ("/etc/passwd 1", "outside the dataset root"),
         ("NoSuchClass/v_x_g02_c01.avi 1", "not in classInd"),
         ("DriftLeft/v_DriftLeft_g02_c01.avi 1", "disagrees with classInd"),
+        ("DriftLeft/v_DriftLeft_g02_c01.avi 99", "disagrees with classInd"),  # label outside the class list
+        ("DriftLeft/../../../etc/passwd 1", "outside the dataset root"),
     ],
 )
 def test_bad_split_lines_are_refused(tiny_videos, tmp_path, line, message):
@@ -62,7 +64,8 @@ def test_bad_split_lines_are_refused(tiny_videos, tmp_path, line, message):
     trainlist.write_text(trainlist.read_text() + line + "\n")
     with pytest.raises(BadSplitFileError, match=message) as info:
         build(root)
-    assert "trainlist01.txt" in str(info.value)
+    lineno = len(trainlist.read_text().splitlines())
+    assert f"trainlist01.txt: line {lineno}: " in str(info.value)
 
 
 def test_duplicate_video_is_refused(tiny_videos, tmp_path):

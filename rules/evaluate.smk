@@ -70,15 +70,71 @@ rule evaluate:
         " --collaborative {input.collaborative} {output} 2> {log}"
 
 
+rule attention:
+    """Spatial and temporal attention of both streams on a few test videos, with the fused top-5."""
+    input:
+        manifest="results/{dataset}/manifest.csv",
+        shards=packed_shards,
+        rgb="results/{dataset}/models/rgb.pt",
+        flow="results/{dataset}/models/flow.pt",
+        fusion="results/{dataset}/fusion.json",
+    output:
+        json="results/{dataset}/attention.json",
+        png=report(
+            "results/{dataset}/plots/attention.png",
+            caption="../workflow/report/attention.rst",
+            category="Attention",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "attention"},
+        ),
+    log:
+        "logs/attention/{dataset}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/attention/{dataset}.tsv"
+    conda:
+        "../envs/report.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        # a few videos: the CPU is enough, and needs no GPU from the scheduler
+        "python -m tclsta attention results/{wildcards.dataset} --manifest {input.manifest} --shards {input.shards}"
+        " --device cpu --threads {threads} {output.json} {output.png} 2> {log}"
+
+
 rule report:
-    """The self-contained HTML report."""
+    """The self-contained HTML report, and its key figures as PNG files for `snakemake --report`."""
     input:
         metrics="results/{dataset}/metrics.json",
         manifest="results/{dataset}/manifest.csv",
         rgb_history="results/{dataset}/models/rgb_history.csv",
         flow_history="results/{dataset}/models/flow_history.csv",
+        attention_json="results/{dataset}/attention.json",
+        attention_png="results/{dataset}/plots/attention.png",
     output:
-        "results/{dataset}/report.html",
+        html="results/{dataset}/report.html",
+        confusion=report(
+            "results/{dataset}/plots/confusion.png",
+            caption="../workflow/report/confusion.rst",
+            category="Evaluation",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "confusion matrix"},
+        ),
+        fusion_weights=report(
+            "results/{dataset}/plots/fusion_weights.png",
+            caption="../workflow/report/fusion_weights.rst",
+            category="Evaluation",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "fusion weights"},
+        ),
+        training=report(
+            "results/{dataset}/plots/training.png",
+            caption="../workflow/report/training.rst",
+            category="Training",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "training curves"},
+        ),
     log:
         "logs/report/{dataset}.log",
     conda:
@@ -100,4 +156,7 @@ rule report:
     shell:
         "python -m tclsta report --settings {params.settings:q} --metrics {input.metrics} --manifest {input.manifest}"
         " --rgb-history {input.rgb_history} --flow-history {input.flow_history}"
-        " --benchmarks-dir results/{wildcards.dataset}/benchmarks {output} 2> {log}"
+        " --benchmarks-dir results/{wildcards.dataset}/benchmarks"
+        " --attention-json {input.attention_json} --attention-png {input.attention_png}"
+        " --plot confusion {output.confusion} --plot fusion_weights {output.fusion_weights}"
+        " --plot training {output.training} {output.html} 2> {log}"

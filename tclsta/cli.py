@@ -179,7 +179,19 @@ def cmd_report(args: argparse.Namespace) -> None:
     _, settings = resolve_settings(args)
     write_report(args.output, metrics_path=args.metrics, manifest_path=args.manifest,
                  history_paths={"rgb": args.rgb_history, "flow": args.flow_history}, config=settings,
-                 benchmark_paths=sorted(args.benchmarks_dir.glob("*/*.tsv")) if args.benchmarks_dir else [])
+                 benchmark_paths=sorted(args.benchmarks_dir.glob("*/*.tsv")) if args.benchmarks_dir else [],
+                 attention_json=args.attention_json, attention_png=args.attention_png, plot_paths=dict(args.plot))
+
+
+def cmd_attention(args: argparse.Namespace) -> None:
+    import torch
+
+    from tclsta.attention_view import write_attention
+    from tclsta.data.manifest import read_manifest
+
+    torch.set_num_threads(args.threads)
+    write_attention(args.model_dir, read_manifest(args.manifest), args.shards, args.json_output, args.png_output,
+                    args.videos, args.device)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -282,7 +294,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--rgb-history", type=Path, required=True)
     sub.add_argument("--flow-history", type=Path, required=True)
     sub.add_argument("--benchmarks-dir", type=Path, help="Snakemake benchmark files, <dir>/<rule>/<job>.tsv")
+    sub.add_argument("--attention-json", type=Path, help="attention.json of the attention stage (with --attention-png)")
+    sub.add_argument("--attention-png", type=Path, help="the attention figure of the attention stage")
+    sub.add_argument("--plot", nargs=2, action="append", default=[], metavar=("NAME", "PNG"),
+                     help="also save the report's figure NAME (confusion, confusion_streams, fusion_weights, training) as PNG")
     sub.add_argument("output", type=Path)
+    sub = stages.add_parser("attention", help="spatial and temporal attention of a few test videos (JSON and a PNG figure)")
+    sub.set_defaults(func=cmd_attention)
+    sub.add_argument("model_dir", type=Path, help="a dataset's results folder, e.g. results/demo")
+    sub.add_argument("--manifest", type=Path, required=True)
+    sub.add_argument("--shards", type=Path, nargs="+", required=True)
+    sub.add_argument("--videos", type=int, default=4, help="how many test videos (from different classes)")
+    sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    sub.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    sub.add_argument("json_output", type=Path)
+    sub.add_argument("png_output", type=Path)
     sub = stages.add_parser("predict", help="top-5 classes of new videos with a trained dataset's models")
     sub.set_defaults(func=cmd_predict)
     sub.add_argument("model_dir", type=Path, help="a dataset's results folder, e.g. results/demo")

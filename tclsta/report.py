@@ -2,7 +2,11 @@
 
 Everything is inlined (CSS, plots as base64 PNG) so the report opens offline and can be
 mailed or archived as a single file. Inputs are the pipeline's own outputs: ``metrics.json``,
-``manifest.csv``, per-stream ``history.csv``, the dataset config and Snakemake benchmark TSVs.
+``manifest.csv``, per-stream ``history.csv``, the dataset config, Snakemake benchmark TSVs and
+the attention of a few test videos (``attention.json`` and its figure, ``tclsta/attention_view.py``).
+
+The key figures are drawn once: embedded in the HTML and, when asked, saved as PNG files
+(``plot_paths``) for Snakemake's own ``snakemake --report``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
 
-from tclsta.atomic import write_text_atomic
+from tclsta.atomic import write_bytes_atomic, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ SPLITS = ("train", "val", "test")
 MANY_CLASSES = 30
 DISAGREEMENTS_SHOWN = 10
 PLOT_DPI = 100
+# Figures of the report that can also be saved as PNG files (write_report's plot_paths).
+PLOT_NAMES = ("confusion", "confusion_streams", "fusion_weights", "training")
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
@@ -88,21 +94,39 @@ def write_report(
     history_paths: dict[str, Path],
     config: dict,
     benchmark_paths: Sequence[Path] = (),
+    attention_json: Path | None = None,
+    attention_png: Path | None = None,
+    plot_paths: Mapping[str, Path] | None = None,
 ) -> None:
-    """Write the HTML report of one dataset to ``out_path`` atomically."""
+    """Write the HTML report of one dataset to ``out_path`` atomically.
+
+    ``attention_json`` and ``attention_png`` (``tclsta.attention_view.write_attention``) add the
+    attention section. ``plot_paths`` maps names of ``PLOT_NAMES`` to PNG files the figure is also
+    written to (atomically).
+    """
+    plot_paths = dict(plot_paths or {})
+    unknown = sorted(set(plot_paths) - set(PLOT_NAMES))
+    if unknown:
+        raise ValueError(f"unknown plot name(s) {unknown}; expected some of {PLOT_NAMES}")
     metrics = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
     manifest = pd.read_csv(manifest_path)
     histories = {stream: pd.read_csv(path) for stream, path in history_paths.items()}
     dataset = metrics["dataset"]
+    pngs = {name: figure_png(figure) for name, figure in key_figures(metrics, histories).items()}
+    for name, path in plot_paths.items():
+        write_bytes_atomic(path, pngs[name])
 
     sections = [
         ("summary", "Summary", _summary_body(metrics, manifest, config)),
         ("accuracy", "Accuracy (test split)", _accuracy_body(metrics)),
-        ("fusion", "Fusion weights", _fusion_body(metrics)),
-        ("confusion", "Confusion matrices (test split)", _confusion_body(metrics)),
+        ("fusion", "Fusion weights", _fusion_body(metrics, pngs["fusion_weights"])),
+        ("confusion", "Confusion matrices (test split)", _confusion_body(metrics, pngs)),
         ("per-class", "Per-class accuracy (test split)", _per_class_body(metrics)),
-        ("training", "Training curves", _training_body(histories)),
+        ("training", "Training curves", _png_img(pngs["training"], "training curves")),
     ]
+    if attention_json is not None and attention_png is not None:
+        attention = json.loads(Path(attention_json).read_text(encoding="utf-8"))
+        sections.append(("attention", "Attention (test videos)", _attention_body(attention, Path(attention_png).read_bytes())))
     if metrics.get("rejected"):
         sections.append(("rejected", "Rejected videos", _rejected_body(metrics["rejected"])))
     if benchmark_paths:
@@ -120,6 +144,15 @@ def write_report(
         f"<h1>{_esc(title)}</h1>\n<nav>{nav}</nav>\n{body}\n</body>\n</html>\n"
     )
     write_text_atomic(out_path, document)
+
+
+def key_figures(metrics: Mapping, histories: Mapping[str, pd.DataFrame]) -> dict[str, Figure]:
+    """The report's figures by name (``PLOT_NAMES``), from ``metrics.json`` and the training histories."""
+    return {
+        **_confusion_figures(metrics),
+        "fusion_weights": _per_class_weights_figure(metrics["classes"], metrics["fusion_weights"]["per_class"]),
+        "training": _training_figure(histories),
+    }
 
 
 # ---------------------------------------------------------------- sections
@@ -189,34 +222,27 @@ def _published_block() -> str:
     )
 
 
-def _fusion_body(metrics: dict) -> str:
-    """Global fusion weights and a grouped bar chart of the per-class weights."""
-    weights = metrics["fusion_weights"]
-    global_rows = [[stream, f"{weight:.3f}"] for stream, weight in weights["global"].items()]
-    return (
-        _table(["stream", "global weight"], global_rows, numeric_from=1)
-        + _png_img(_per_class_weights_figure(metrics["classes"], weights["per_class"]), "per-class fusion weights")
+def _fusion_body(metrics: dict, per_class_png: bytes) -> str:
+    """Global fusion weights and the grouped bar chart of the per-class weights."""
+    global_rows = [[stream, f"{weight:.3f}"] for stream, weight in metrics["fusion_weights"]["global"].items()]
+    return _table(["stream", "global weight"], global_rows, numeric_from=1) + _png_img(
+        per_class_png, "per-class fusion weights"
     )
 
 
-def _confusion_body(metrics: dict) -> str:
+def _confusion_body(metrics: dict, pngs: Mapping[str, bytes]) -> str:
     """Fused confusion matrix large, RGB and flow as small multiples, rows normalised for colour."""
-    classes = metrics["classes"]
-    matrices = {stream: np.asarray(metrics["confusion"][stream], dtype=float) for stream in STREAMS}
-    many = len(classes) > MANY_CLASSES
-    order = np.argsort(-_row_accuracy(matrices["fused"]), kind="stable") if many else np.arange(len(classes))
     note = (
-        f'<p class="note">{len(classes)} classes: sorted by fused accuracy (best first), cell counts omitted.</p>'
-        if many
+        f'<p class="note">{len(metrics["classes"])} classes: sorted by fused accuracy (best first), cell counts omitted.</p>'
+        if len(metrics["classes"]) > MANY_CLASSES
         else '<p class="note">Rows: true class, columns: predicted class. Numbers are video counts; '
         "colour is the fraction of the row.</p>"
     )
-    panel_inches = _confusion_inches(len(classes))
-    fused = _confusion_figure({"fused": matrices["fused"]}, classes, order, panel_inches=panel_inches)
-    streams = _confusion_figure(
-        {stream: matrices[stream] for stream in ("rgb", "flow")}, classes, order, panel_inches=0.75 * panel_inches
+    return (
+        note
+        + _png_img(pngs["confusion"], "fused confusion matrix")
+        + _png_img(pngs["confusion_streams"], "RGB and flow confusion matrices")
     )
-    return note + _png_img(fused, "fused confusion matrix") + _png_img(streams, "RGB and flow confusion matrices")
 
 
 def _per_class_body(metrics: dict) -> str:
@@ -250,22 +276,29 @@ def _per_class_body(metrics: dict) -> str:
     )
 
 
-def _training_body(histories: Mapping[str, pd.DataFrame]) -> str:
-    """Loss and accuracy against epoch, train solid and validation dashed, per stream."""
-    figure = Figure(figsize=(11, 4), dpi=PLOT_DPI, layout="constrained")
-    loss_axes, accuracy_axes = figure.subplots(1, 2)
-    for stream, history in histories.items():
-        color = STREAM_COLORS.get(stream)
-        for split, style in (("train", "-"), ("val", "--")):
-            loss_axes.plot(history["epoch"], history[f"{split}_loss"], style, color=color, label=f"{stream} {split}")
-            accuracy_axes.plot(history["epoch"], history[f"{split}_acc"], style, color=color, label=f"{stream} {split}")
-    for axes, quantity in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
-        axes.set_xlabel("epoch")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_ylabel(quantity)
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
-    return _png_img(figure, "training curves")
+def _attention_body(attention: Mapping, png: bytes) -> str:
+    """The attention figure of a few test videos and, per video, each stream's prediction and the fused top-5."""
+    rows = [
+        [
+            video["video_id"],
+            video["class_name"],
+            video["streams"]["rgb"]["prediction"],
+            video["streams"]["flow"]["prediction"],
+            ", ".join(f"{entry['class']} ({entry['score']:.2f})" for entry in video["top5"]),
+        ]
+        for video in attention["videos"]
+    ]
+    if not rows:
+        return '<p class="note">No test videos to show.</p>'
+    return (
+        '<p class="note">Test videos from different classes, at the test protocol\'s frames (centre crop). '
+        "Per video: the frames the static stream saw and the optical-flow magnitude the motion stream saw "
+        "(a sample of the frames), each with the stream's spatial attention as a heatmap (red: most weight); "
+        "the temporal attention of both streams over all the frames (dotted: uniform weights); "
+        "the top-5 classes of the fused prediction.</p>"
+        + _png_img(png, "spatial and temporal attention of test videos")
+        + _table(["video", "true class", "static (RGB) predicts", "motion (flow) predicts", "fused top-5"], rows)
+    )
 
 
 def _rejected_body(rejected: Sequence[Mapping[str, str]]) -> str:
@@ -311,6 +344,39 @@ def _runtime_body(benchmark_paths: Sequence[Path]) -> str:
 # ---------------------------------------------------------------- figures
 
 
+def _confusion_figures(metrics: Mapping) -> dict[str, Figure]:
+    """The fused confusion matrix (``confusion``) and the RGB and flow ones (``confusion_streams``)."""
+    classes = metrics["classes"]
+    matrices = {stream: np.asarray(metrics["confusion"][stream], dtype=float) for stream in STREAMS}
+    many = len(classes) > MANY_CLASSES
+    order = np.argsort(-_row_accuracy(matrices["fused"]), kind="stable") if many else np.arange(len(classes))
+    panel_inches = _confusion_inches(len(classes))
+    return {
+        "confusion": _confusion_figure({"fused": matrices["fused"]}, classes, order, panel_inches=panel_inches),
+        "confusion_streams": _confusion_figure(
+            {stream: matrices[stream] for stream in ("rgb", "flow")}, classes, order, panel_inches=0.75 * panel_inches
+        ),
+    }
+
+
+def _training_figure(histories: Mapping[str, pd.DataFrame]) -> Figure:
+    """Loss and accuracy against epoch, train solid and validation dashed, per stream."""
+    figure = Figure(figsize=(11, 4), dpi=PLOT_DPI, layout="constrained")
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    for stream, history in histories.items():
+        color = STREAM_COLORS.get(stream)
+        for split, style in (("train", "-"), ("val", "--")):
+            loss_axes.plot(history["epoch"], history[f"{split}_loss"], style, color=color, label=f"{stream} {split}")
+            accuracy_axes.plot(history["epoch"], history[f"{split}_acc"], style, color=color, label=f"{stream} {split}")
+    for axes, quantity in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
+        axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_ylabel(quantity)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    return figure
+
+
 def _per_class_weights_figure(classes: Sequence[str], per_class: Mapping[str, Sequence[float]]) -> Figure:
     """Horizontal grouped bars, one group per class, so long class names stay readable."""
     positions = np.arange(len(classes))
@@ -319,7 +385,7 @@ def _per_class_weights_figure(classes: Sequence[str], per_class: Mapping[str, Se
     axes = figure.subplots()
     for offset, stream in ((-bar_height / 2, "rgb"), (bar_height / 2, "flow")):
         axes.barh(positions + offset, per_class[stream], height=bar_height, color=STREAM_COLORS[stream], label=stream)
-    axes.set_yticks(positions, [_mpl_text(name) for name in classes], fontsize=_tick_fontsize(len(classes)))
+    axes.set_yticks(positions, [mpl_text(name) for name in classes], fontsize=_tick_fontsize(len(classes)))
     axes.invert_yaxis()
     axes.set_xlabel("fusion weight")
     axes.grid(axis="x", alpha=0.3)
@@ -332,7 +398,7 @@ def _confusion_figure(
 ) -> Figure:
     """One panel per matrix, classes in ``order``; counts written in cells only for few classes."""
     figure = Figure(figsize=(panel_inches * len(matrices), panel_inches), dpi=PLOT_DPI, layout="constrained")
-    labels = [_mpl_text(classes[index]) for index in order]
+    labels = [mpl_text(classes[index]) for index in order]
     all_axes = np.atleast_1d(figure.subplots(1, len(matrices)))
     for axes, (stream, matrix) in zip(all_axes, matrices.items()):
         image = _draw_confusion(axes, matrix[np.ix_(order, order)], labels)
@@ -360,11 +426,16 @@ def _draw_confusion(axes: Axes, counts: np.ndarray, labels: Sequence[str]) -> Ax
     return image
 
 
-def _png_img(figure: Figure, alt: str) -> str:
-    """Render ``figure`` with Agg and return an inline ``<img>`` tag."""
+def figure_png(figure: Figure) -> bytes:
+    """``figure`` rendered with Agg as PNG bytes."""
     buffer = io.BytesIO()
     FigureCanvasAgg(figure).print_png(buffer)
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
+
+
+def _png_img(png: bytes, alt: str) -> str:
+    """An inline ``<img>`` tag of PNG bytes."""
+    encoded = base64.b64encode(png).decode("ascii")
     return f'<img src="data:image/png;base64,{encoded}" alt="{_esc(alt)}">'
 
 
@@ -378,7 +449,7 @@ def _tick_fontsize(num_classes: int) -> float:
     return 8.0 if num_classes <= MANY_CLASSES else max(3.0, 8.0 * MANY_CLASSES / num_classes)
 
 
-def _mpl_text(text: str) -> str:
+def mpl_text(text: str) -> str:
     """Escape ``$`` so matplotlib shows class names literally instead of parsing mathtext."""
     return text.replace("$", r"\$")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tclsta.report import write_report
+from tclsta.report import PLOT_NAMES, write_report
 
 CLASSES = ["DriftRight", "DriftLeft", "Zoom<&>\"In\"", "ZoomOut", "Spin", "Blink", "Pulse", "Still"]
 SECTION_IDS = ("summary", "accuracy", "fusion", "confusion", "per-class", "training", "rejected", "runtime")
@@ -57,7 +57,8 @@ def _metrics(dataset: str, classes: list[str], *, demo_extras: bool) -> dict:
 def make_report(tmp_path: Path):
     """Write realistic pipeline outputs for ``dataset`` and return the path of the rendered report."""
 
-    def make(dataset: str = "demo", classes: list[str] = CLASSES, *, demo_extras: bool = True) -> Path:
+    def make(dataset: str = "demo", classes: list[str] = CLASSES, *, demo_extras: bool = True,
+             plot_paths: dict[str, Path] | None = None) -> Path:
         inputs = tmp_path / "inputs"
         inputs.mkdir(exist_ok=True)
         metrics_path = inputs / "metrics.json"
@@ -102,7 +103,8 @@ def make_report(tmp_path: Path):
         }
         out_path = tmp_path / "report" / "report.html"
         write_report(out_path, metrics_path=metrics_path, manifest_path=manifest_path,
-                     history_paths=history_paths, config=config, benchmark_paths=benchmark_paths)
+                     history_paths=history_paths, config=config, benchmark_paths=benchmark_paths,
+                     plot_paths=plot_paths)
         return out_path
 
     return make
@@ -159,3 +161,19 @@ def test_write_is_atomic(make_report) -> None:
     out_path = make_report()
     make_report()  # overwrite in place
     assert [path.name for path in out_path.parent.iterdir()] == ["report.html"]
+
+
+def test_plots_are_saved_as_the_pngs_embedded(make_report, tmp_path) -> None:
+    plot_paths = {name: tmp_path / "plots" / f"{name}.png" for name in PLOT_NAMES}
+    text = make_report(plot_paths=plot_paths).read_text(encoding="utf-8")
+    embedded = {base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)}
+    for path in plot_paths.values():
+        png = path.read_bytes()
+        assert png.startswith(PNG_SIGNATURE) and png in embedded  # drawn once: the same bytes in both places
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(f"{name}.png" for name in PLOT_NAMES)
+
+
+def test_unknown_plot_name_is_refused(make_report, tmp_path) -> None:
+    with pytest.raises(ValueError, match="unknown plot name"):
+        make_report(plot_paths={"confusoin": tmp_path / "x.png"})
+    assert not (tmp_path / "x.png").exists()

@@ -1,0 +1,231 @@
+"""Attention made visible: where and when each trained stream looks, on a few test videos.
+
+Peng, Zhao, Zhang, "Two-stream Collaborative Learning with Spatial-Temporal
+Attention for Video Classification", arXiv 1711.03273, Sec. III-A: each stream
+weights the positions of every frame's feature map (spatial-level attention)
+and the frames of the video (temporal-level attention). For a few test videos,
+chosen deterministically from different classes, this module runs both trained
+streams on the test-time clips (the ``train.test_frames`` frames of the test
+protocol, centre crop) read from the shards, and keeps
+
+* the frames the static stream saw, with its spatial attention (h, w) over each;
+* the optical-flow magnitude the motion stream saw, with its spatial attention;
+* the temporal attention (T,) of both streams over the frames;
+* the top-5 classes of the fusion with the learned weights.
+
+``write_attention`` stores the numbers as JSON (``results/<dataset>/attention.json``)
+and draws them as one PNG figure, which the HTML report and Snakemake's
+``--report`` both show.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure, SubFigure
+
+from tclsta.atomic import write_bytes_atomic, write_text_atomic
+from tclsta.data.dataset import IMAGENET_MEAN, IMAGENET_STD, flow_windows, segment_indices
+from tclsta.predict import Predictor
+from tclsta.report import PLOT_DPI, STREAM_COLORS, figure_png, mpl_text
+from tclsta.train import split_dataset
+
+__all__ = ["AttentionView", "attention_figure", "attention_views", "choose_videos", "write_attention"]
+
+STREAM_NAMES = {"rgb": "static", "flow": "motion"}
+# Frames drawn per stream and video; the temporal attention bars always show all T.
+FRAMES_SHOWN = 8
+HEATMAP_ALPHA = 0.45
+
+
+@dataclass
+class AttentionView:
+    """Both streams' attention on one test video (T frames of the test protocol, centre crop h x w)."""
+
+    video_id: str
+    class_name: str
+    label: int
+    rgb_images: np.ndarray
+    """(T, h, w, 3) float32 in [0, 1]: the frames the static stream saw."""
+    flow_magnitude: np.ndarray
+    """(T, h, w) float32: flow magnitude (in units of the flow bound), mean over the L stacked pairs."""
+    frame_indices: dict[str, list[int]]
+    """Per stream, the (T,) frame of the video at each step (motion: the first frame of the flow stack)."""
+    spatial: dict[str, np.ndarray]
+    """Per stream, (T, h', w') attention over feature-map positions, summing to 1 per frame."""
+    temporal: dict[str, np.ndarray]
+    """Per stream, (T,) attention over the frames, summing to 1."""
+    stream_top1: dict[str, str]
+    """Per stream, the class it predicts on its own."""
+    top5: list[tuple[str, float]]
+    """(class, fused probability), best first."""
+
+    def as_dict(self) -> dict:
+        """The numbers of the view (no images), for JSON."""
+        return {
+            "video_id": self.video_id,
+            "class_name": self.class_name,
+            "label": self.label,
+            "top5": [{"class": name, "score": round(score, 6)} for name, score in self.top5],
+            "streams": {
+                stream: {
+                    "prediction": self.stream_top1[stream],
+                    "frames": self.frame_indices[stream],
+                    "temporal_attention": np.round(self.temporal[stream], 6).tolist(),
+                    "spatial_attention": np.round(self.spatial[stream], 6).tolist(),
+                }
+                for stream in STREAM_NAMES
+            },
+        }
+
+
+def choose_videos(videos: Sequence[tuple[str, int]], count: int) -> list[int]:
+    """Positions of ``count`` of the (video id, label) ``videos``, from as many classes as possible.
+
+    The classes are spread evenly over the sorted labels (so that, e.g., both kinds of
+    demo classes appear); each contributes its videos in id order, one per round.
+    """
+    labels = sorted({label for _, label in videos})
+    classes = labels if count >= len(labels) else [labels[i * len(labels) // count] for i in range(count)]
+    class_position = {label: position for position, label in enumerate(classes)}
+    ranked = sorted(
+        (rank, class_position[label], video_id, index)
+        for label in classes
+        for rank, (video_id, index) in enumerate(
+            sorted((video_id, index) for index, (video_id, other) in enumerate(videos) if other == label)
+        )
+    )
+    return [index for *_, index in ranked[:count]]
+
+
+@torch.no_grad()
+def attention_views(
+    model_dir: Path, manifest: pd.DataFrame, shards: Sequence[Path], count: int, device: str = "auto"
+) -> list[AttentionView]:
+    """Run both trained streams of ``model_dir`` (a dataset's results folder) on ``count`` test videos."""
+    predictor = Predictor(model_dir, device)
+    models = {"rgb": predictor.rgb, "flow": predictor.flow}
+    # Attention is shown on the centre crop, whatever train.test_crops says.
+    specs = {
+        "rgb": dataclasses.replace(predictor.rgb_spec, test_crops=1),
+        "flow": dataclasses.replace(predictor.flow_spec, test_crops=1),
+    }
+    datasets = {stream: split_dataset(manifest, ["test"], shards, spec, 0) for stream, spec in specs.items()}
+    items = datasets["rgb"].items  # (shard, video_id, label, num_frames); the same videos in the same order for flow
+    chosen = choose_videos([(video_id, label) for _, video_id, label, _ in items], count)
+    if not chosen:
+        return []
+    clips = {stream: torch.stack([datasets[stream][i][0] for i in chosen]) for stream in models}  # (B, T, C, h, w)
+    outputs = {stream: models[stream](clips[stream].to(predictor.device)) for stream in models}
+    fused = predictor.fusion.fuse(outputs["rgb"].logits.cpu(), outputs["flow"].logits.cpu())  # (B, K)
+    top = fused.softmax(1).topk(min(5, len(predictor.classes)))
+
+    views = []
+    for row, index in enumerate(chosen):
+        _, video_id, label, num_frames = items[index]
+        rgb = clips["rgb"][row].numpy()  # (T, 3, h, w), ImageNet-normalised
+        flow = clips["flow"][row].numpy()  # (T, 2L, h, w) in [-1, 1]
+        views.append(
+            AttentionView(
+                video_id=video_id,
+                class_name=predictor.classes[label],
+                label=label,
+                rgb_images=(rgb.transpose(0, 2, 3, 1) * IMAGENET_STD + IMAGENET_MEAN).clip(0.0, 1.0),  # (T, h, w, 3)
+                flow_magnitude=np.hypot(flow[:, 0::2], flow[:, 1::2]).mean(1),  # (T, h, w)
+                frame_indices={
+                    "rgb": segment_indices(num_frames, specs["rgb"].num_frames, None),
+                    "flow": [int(window[0]) for window in flow_windows(num_frames, specs["flow"], None)],
+                },
+                spatial={stream: output.spatial_attention[row].cpu().numpy() for stream, output in outputs.items()},
+                temporal={stream: output.temporal_attention[row].cpu().numpy() for stream, output in outputs.items()},
+                stream_top1={
+                    stream: predictor.classes[int(output.logits[row].argmax())] for stream, output in outputs.items()
+                },
+                top5=[(predictor.classes[int(i)], float(p)) for p, i in zip(top.values[row], top.indices[row])],
+            )
+        )
+    return views
+
+
+def write_attention(
+    model_dir: Path,
+    manifest: pd.DataFrame,
+    shards: Sequence[Path],
+    json_path: Path,
+    png_path: Path,
+    count: int,
+    device: str = "auto",
+) -> None:
+    """Write the attention of ``count`` test videos as JSON and as a PNG figure, both atomically."""
+    views = attention_views(model_dir, manifest, shards, count, device)
+    write_bytes_atomic(png_path, figure_png(attention_figure(views)))
+    write_text_atomic(json_path, json.dumps({"videos": [view.as_dict() for view in views]}, indent=1))
+
+
+# ---------------------------------------------------------------- figure
+
+
+def attention_figure(views: Sequence[AttentionView]) -> Figure:
+    """One block per video: frames with the spatial attention of each stream, temporal attention, fused top-5."""
+    steps = max((len(view.rgb_images) for view in views), default=0)
+    columns = min(FRAMES_SHOWN, steps)
+    figure = Figure(figsize=(1.3 * max(columns, 4) + 3.5, 4.4 * max(len(views), 1)), dpi=PLOT_DPI, layout="constrained")
+    if not views:
+        figure.text(0.5, 0.5, "no test videos", ha="center", va="center")
+        return figure
+    for subfigure, view in zip(np.atleast_1d(figure.subfigures(len(views), 1)), views):
+        _draw_view(subfigure, view, columns)
+    return figure
+
+
+def _draw_view(subfigure: SubFigure, view: AttentionView, columns: int) -> None:
+    """Two rows of frames with heatmaps (static, motion), the temporal attention bars, the top-5 bars."""
+    steps = len(view.rgb_images)
+    shown = np.linspace(0, steps - 1, columns).round().astype(int)
+    grid = subfigure.add_gridspec(3, columns + 1, height_ratios=(1.0, 1.0, 0.9), width_ratios=(*[1.0] * columns, 2.6))
+    backgrounds = {"rgb": (view.rgb_images, {}), "flow": (view.flow_magnitude, {"cmap": "gray", "vmin": 0.0})}
+    for row, (stream, (images, style)) in enumerate(backgrounds.items()):
+        attention = view.spatial[stream]  # (T, h', w')
+        for column, step in enumerate(shown):
+            axes = subfigure.add_subplot(grid[row, column])
+            height, width = images.shape[1:3]
+            axes.imshow(images[step], **style)
+            axes.imshow(
+                attention[step], cmap="jet", alpha=HEATMAP_ALPHA, vmin=0.0, vmax=float(attention.max()),
+                extent=(-0.5, width - 0.5, height - 0.5, -0.5), interpolation="bilinear",
+            )
+            axes.set_xticks([])
+            axes.set_yticks([])
+            axes.set_title(f"t={step} · frame {view.frame_indices[stream][step]}", fontsize=7)
+            if column == 0:
+                axes.set_ylabel(STREAM_NAMES[stream], fontsize=9)
+
+    bars = subfigure.add_subplot(grid[2, :columns])
+    positions = np.arange(steps)
+    for offset, stream in ((-0.2, "rgb"), (0.2, "flow")):
+        bars.bar(positions + offset, view.temporal[stream], width=0.4, color=STREAM_COLORS[stream],
+                 label=STREAM_NAMES[stream])
+    bars.axhline(1.0 / steps, color="grey", linestyle=":", linewidth=1, label="uniform")
+    bars.set_xticks(positions)
+    bars.tick_params(labelsize=7)
+    bars.set_xlabel("step t", fontsize=8)
+    bars.set_ylabel("temporal attention", fontsize=8)
+    bars.legend(fontsize=7, ncols=3)
+
+    top5 = subfigure.add_subplot(grid[:, columns])
+    names = [name for name, _ in view.top5]
+    top5.barh(np.arange(len(names)), [score for _, score in view.top5],
+              color=[STREAM_COLORS["fused"] if name == view.class_name else "lightgrey" for name in names])
+    top5.set_yticks(np.arange(len(names)), [mpl_text(name) for name in names], fontsize=8)
+    top5.invert_yaxis()
+    top5.set_xlim(0.0, 1.0)
+    top5.set_xlabel("fused probability", fontsize=8)
+    top5.set_title("fused top-5 (green: true class)", fontsize=8)
+    subfigure.suptitle(mpl_text(f"{view.video_id}: true class {view.class_name}"), fontsize=10)

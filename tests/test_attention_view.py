@@ -1,0 +1,112 @@
+"""The attention view on real tiny trained streams: videos chosen, attention shapes and sums, JSON, figure."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from io import BytesIO
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tclsta.attention_view import attention_figure, attention_views, choose_videos
+from tclsta.data.dataset import IMAGENET_MEAN, IMAGENET_STD
+from tclsta.data.manifest import read_manifest
+from tclsta.evaluate import read_scores
+from tclsta.predict import Predictor
+from tclsta.report import figure_png
+from tiny_results import build_tiny_results
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tiny_dataset, tmp_path_factory):
+    return build_tiny_results(tiny_dataset, tmp_path_factory.mktemp("tiny_results"))
+
+
+def test_choose_videos_spreads_over_classes_deterministically() -> None:
+    videos = [(f"c{label}/v{clip}", label) for clip in (2, 1, 0) for label in range(8)]
+    chosen = choose_videos(videos, 4)
+    assert [videos[i] for i in chosen] == [("c0/v0", 0), ("c2/v0", 2), ("c4/v0", 4), ("c6/v0", 6)]
+    assert choose_videos(list(reversed(videos)), 4) != chosen  # positions follow the input order...
+    assert [videos[::-1][i] for i in choose_videos(videos[::-1], 4)] == [videos[i] for i in chosen]  # ...ids do not
+    more = [videos[i] for i in choose_videos(videos, 10)]
+    assert [label for _, label in more] == [*range(8), 0, 1]  # every class once, then second videos
+    assert more[8] == ("c0/v1", 0)
+    assert choose_videos(videos, 0) == [] and choose_videos([], 4) == []
+
+
+def test_attention_views_of_tiny_trained_streams(tiny_dataset, tiny_results) -> None:
+    manifest = read_manifest(tiny_results / "manifest.csv")
+    views = attention_views(tiny_results, manifest, tiny_dataset.shards, 3, device="cpu")
+    config = tiny_dataset.config
+    steps, (height, width) = config.train.test_frames, config.train.crop_size
+
+    test = manifest[manifest["split"] == "test"].set_index("video_id")
+    assert len(views) == 3 and len({view.class_name for view in views}) == 3
+    for view in views:
+        assert test.loc[view.video_id, "class_name"] == view.class_name
+        assert view.rgb_images.shape == (steps, height, width, 3)
+        assert 0 <= view.rgb_images.min() and view.rgb_images.max() <= 1 and view.rgb_images.std() > 0.01
+        assert view.flow_magnitude.shape == (steps, height, width) and view.flow_magnitude.min() >= 0
+        for stream in ("rgb", "flow"):
+            spatial, temporal = view.spatial[stream], view.temporal[stream]
+            assert spatial.ndim == 3 and spatial.shape[0] == steps
+            np.testing.assert_allclose(spatial.sum(axis=(1, 2)), 1.0, atol=1e-5)
+            assert temporal.shape == (steps,)
+            np.testing.assert_allclose(temporal.sum(), 1.0, atol=1e-5)
+            assert view.frame_indices[stream] == sorted(view.frame_indices[stream])
+            assert len(view.frame_indices[stream]) == steps
+        scores = [score for _, score in view.top5]
+        assert len(view.top5) == 4 and scores == sorted(scores, reverse=True) and abs(sum(scores) - 1) < 1e-4
+
+    # The logits behind the views are those the score_stream stage wrote for the same videos.
+    predictor = Predictor(tiny_results, "cpu")
+    logits = {stream: read_scores(tiny_results / "scores" / f"{stream}.csv").set_index("video_id") for stream in ("rgb", "flow")}
+    ids = [view.video_id for view in views]
+    fused = predictor.fusion.fuse(*(torch.tensor(logits[s].loc[ids].filter(like="score_").to_numpy(), dtype=torch.float32)
+                                    for s in ("rgb", "flow"))).softmax(1)
+    for view, probabilities in zip(views, fused):
+        top = probabilities.topk(4)
+        assert [name for name, _ in view.top5] == [predictor.classes[i] for i in top.indices]
+        np.testing.assert_allclose([score for _, score in view.top5], top.values.numpy(), atol=1e-4)
+
+    # The images shown are the frames the static stream saw: the same attention comes out of them again.
+    normalised = (views[0].rgb_images - IMAGENET_MEAN) / IMAGENET_STD
+    with torch.no_grad():
+        output = predictor.rgb(torch.from_numpy(normalised.transpose(0, 3, 1, 2).astype(np.float32))[None])
+    np.testing.assert_allclose(output.temporal_attention[0].numpy(), views[0].temporal["rgb"], atol=1e-4)
+    np.testing.assert_allclose(output.spatial_attention[0].numpy(), views[0].spatial["rgb"], atol=1e-4)
+
+
+def test_attention_command_writes_json_and_png(tiny_dataset, tiny_results, tmp_path) -> None:
+    json_path, png_path = tmp_path / "attention.json", tmp_path / "plots" / "attention.png"
+    command = [sys.executable, "-m", "tclsta", "attention", str(tiny_results), "--manifest", str(tiny_results / "manifest.csv"),
+               "--shards", *map(str, tiny_dataset.shards), "--videos", "4", "--device", "cpu", "--threads", "2",
+               str(json_path), str(png_path)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+
+    videos = json.loads(json_path.read_text())["videos"]
+    assert len(videos) == 4 and len({video["class_name"] for video in videos}) == 4  # the tiny dataset's 4 classes
+    for video in videos:
+        assert set(video["streams"]) == {"rgb", "flow"}
+        for stream in video["streams"].values():
+            assert abs(sum(stream["temporal_attention"]) - 1) < 1e-4
+            assert abs(np.sum(stream["spatial_attention"]) - len(stream["temporal_attention"])) < 1e-3
+        assert len(video["top5"]) == 4
+    png = png_path.read_bytes()
+    assert png.startswith(PNG_SIGNATURE)
+    image = np.asarray(Image.open(BytesIO(png)).convert("RGB"), dtype=float)
+    assert image.shape[0] > 4 * 300  # one block per video
+    saturation = image.max(axis=2) - image.min(axis=2)
+    assert (saturation > 100).mean() > 0.05  # the heatmaps are drawn
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["attention.json", "attention.png", "plots"]  # no temp files left
+
+
+def test_attention_figure_without_videos() -> None:
+    assert figure_png(attention_figure([])).startswith(PNG_SIGNATURE)

@@ -190,15 +190,17 @@ def _draw_view(subfigure: SubFigure, view: AttentionView, columns: int) -> None:
     steps = len(view.rgb_images)
     shown = np.linspace(0, steps - 1, columns).round().astype(int)
     grid = subfigure.add_gridspec(3, columns + 1, height_ratios=(1.0, 1.0, 0.9), width_ratios=(*[1.0] * columns, 2.6))
-    backgrounds = {"rgb": (view.rgb_images, {}), "flow": (view.flow_magnitude, {"cmap": "gray", "vmin": 0.0})}
+    flow_style = {"cmap": "gray", "vmin": 0.0, "vmax": max(float(view.flow_magnitude.max()), 1e-6)}  # one scale per video
+    backgrounds = {"rgb": (view.rgb_images, {}), "flow": (view.flow_magnitude, flow_style)}
     for row, (stream, (images, style)) in enumerate(backgrounds.items()):
         attention = view.spatial[stream]  # (T, h', w')
+        low, high = float(attention.min()), float(attention.max())  # one colour scale per stream and video
         for column, step in enumerate(shown):
             axes = subfigure.add_subplot(grid[row, column])
             height, width = images.shape[1:3]
             axes.imshow(images[step], **style)
             axes.imshow(
-                attention[step], cmap="jet", alpha=HEATMAP_ALPHA, vmin=0.0, vmax=float(attention.max()),
+                attention[step], cmap="jet", alpha=HEATMAP_ALPHA, vmin=low, vmax=high,
                 extent=(-0.5, width - 0.5, height - 0.5, -0.5), interpolation="bilinear",
             )
             axes.set_xticks([])
@@ -217,7 +219,8 @@ def _draw_view(subfigure: SubFigure, view: AttentionView, columns: int) -> None:
     bars.tick_params(labelsize=7)
     bars.set_xlabel("step t", fontsize=8)
     bars.set_ylabel("temporal attention", fontsize=8)
-    bars.legend(fontsize=7, ncols=3)
+    bars.set_ylim(0.0, 1.45 * max(float(view.temporal["rgb"].max()), float(view.temporal["flow"].max()), 1.0 / steps))
+    bars.legend(fontsize=7, ncols=3, loc="upper right")
 
     top5 = subfigure.add_subplot(grid[:, columns])
     names = [name for name, _ in view.top5]

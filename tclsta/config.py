@@ -139,6 +139,7 @@ class DatasetConfig:
     split: int = 1
     split_csv: str | None = None
     test_fraction: float = 0.3
+    ablation: bool = False
     demo: DemoConfig = field(default_factory=DemoConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)

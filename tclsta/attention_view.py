@@ -224,11 +224,13 @@ def _draw_view(subfigure: SubFigure, view: AttentionView, columns: int) -> None:
 
     top5 = subfigure.add_subplot(grid[:, columns])
     names = [name for name, _ in view.top5]
-    top5.barh(np.arange(len(names)), [score for _, score in view.top5],
-              color=[STREAM_COLORS["fused"] if name == view.class_name else "lightgrey" for name in names])
+    scores = top5.barh(np.arange(len(names)), [score for _, score in view.top5],
+                       color=[STREAM_COLORS["fused"] if name == view.class_name else "lightgrey" for name in names])
+    top5.bar_label(scores, fmt="%.2f", fontsize=7, padding=2)
     top5.set_yticks(np.arange(len(names)), [mpl_text(name) for name in names], fontsize=8)
     top5.invert_yaxis()
-    top5.set_xlim(0.0, 1.0)
+    top5.set_xlim(0.0, 1.2)  # room for the labels
+    top5.set_xticks(np.linspace(0.0, 1.0, 6))
     top5.set_xlabel("fused probability", fontsize=8)
     top5.set_title("fused top-5 (green: true class)", fontsize=8)
     subfigure.suptitle(mpl_text(f"{view.video_id}: true class {view.class_name}"), fontsize=10)

@@ -21,6 +21,7 @@ and draws them as one PNG figure, which the HTML report and Snakemake's
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,17 +93,13 @@ def choose_videos(videos: Sequence[tuple[str, int]], count: int) -> list[int]:
     The classes are spread evenly over the sorted labels (so that, e.g., both kinds of
     demo classes appear); each contributes its videos in id order, one per round.
     """
-    labels = sorted({label for _, label in videos})
+    by_class: dict[int, list[int]] = {}
+    for index in sorted(range(len(videos)), key=lambda i: videos[i][0]):  # id order within each class
+        by_class.setdefault(videos[index][1], []).append(index)
+    labels = sorted(by_class)
     classes = labels if count >= len(labels) else [labels[i * len(labels) // count] for i in range(count)]
-    class_position = {label: position for position, label in enumerate(classes)}
-    ranked = sorted(
-        (rank, class_position[label], video_id, index)
-        for label in classes
-        for rank, (video_id, index) in enumerate(
-            sorted((video_id, index) for index, (video_id, other) in enumerate(videos) if other == label)
-        )
-    )
-    return [index for *_, index in ranked[:count]]
+    rounds = itertools.zip_longest(*(by_class[label] for label in classes))  # first of each class, then second, ...
+    return [index for videos_of_round in rounds for index in videos_of_round if index is not None][:count]
 
 
 @torch.no_grad()

@@ -293,7 +293,8 @@ def _attention_body(attention: Mapping, png: bytes) -> str:
     return (
         '<p class="note">Test videos from different classes, at the test protocol\'s frames (centre crop). '
         "Per video: the frames the static stream saw and the optical-flow magnitude the motion stream saw "
-        "(a sample of the frames), each with the stream's spatial attention as a heatmap (red: most weight); "
+        "(a sample of the frames), each with the stream's spatial attention as a heatmap (one colour scale per stream and video: "
+        "blue the least weight, red the most); "
         "the temporal attention of both streams over all the frames (dotted: uniform weights); "
         "the top-5 classes of the fused prediction.</p>"
         + _png_img(png, "spatial and temporal attention of test videos")

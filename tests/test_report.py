@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tclsta.report import PLOT_NAMES, write_report
+from tclsta.attention_view import attention_figure
+from tclsta.report import PLOT_NAMES, figure_png, write_report
 
 CLASSES = ["DriftRight", "DriftLeft", "Zoom<&>\"In\"", "ZoomOut", "Spin", "Blink", "Pulse", "Still"]
 SECTION_IDS = ("summary", "accuracy", "fusion", "confusion", "per-class", "training", "rejected", "runtime")
@@ -58,7 +59,7 @@ def make_report(tmp_path: Path):
     """Write realistic pipeline outputs for ``dataset`` and return the path of the rendered report."""
 
     def make(dataset: str = "demo", classes: list[str] = CLASSES, *, demo_extras: bool = True,
-             plot_paths: dict[str, Path] | None = None) -> Path:
+             plot_paths: dict[str, Path] | None = None, attention: tuple[Path, Path] | None = None) -> Path:
         inputs = tmp_path / "inputs"
         inputs.mkdir(exist_ok=True)
         metrics_path = inputs / "metrics.json"
@@ -104,7 +105,8 @@ def make_report(tmp_path: Path):
         out_path = tmp_path / "report" / "report.html"
         write_report(out_path, metrics_path=metrics_path, manifest_path=manifest_path,
                      history_paths=history_paths, config=config, benchmark_paths=benchmark_paths,
-                     plot_paths=plot_paths)
+                     plot_paths=plot_paths, attention_json=attention[0] if attention else None,
+                     attention_png=attention[1] if attention else None)
         return out_path
 
     return make
@@ -177,3 +179,19 @@ def test_unknown_plot_name_is_refused(make_report, tmp_path) -> None:
     with pytest.raises(ValueError, match="unknown plot name"):
         make_report(plot_paths={"confusoin": tmp_path / "x.png"})
     assert not (tmp_path / "x.png").exists()
+
+
+def test_attention_section_embeds_the_figure_and_escapes_names(make_report, tmp_path) -> None:
+    png_path = tmp_path / "attention.png"
+    png_path.write_bytes(figure_png(attention_figure([])))
+    json_path = tmp_path / "attention.json"
+    streams = {"rgb": {"prediction": CLASSES[2]}, "flow": {"prediction": "Spin"}}
+    top5 = [{"class": CLASSES[2], "score": 0.75}, {"class": "Spin", "score": 0.25}]
+    json_path.write_text(json.dumps({"videos": [{"video_id": "v<1>", "class_name": CLASSES[2], "streams": streams, "top5": top5}]}))
+
+    text = make_report(attention=(json_path, png_path)).read_text(encoding="utf-8")
+    section = text[text.index('<section id="attention">'):]
+    section = section[: section.index("</section>")]
+    assert base64.b64encode(png_path.read_bytes()).decode("ascii") in section
+    assert "v&lt;1&gt;" in section and "Zoom&lt;&amp;&gt;&quot;In&quot; (0.75), Spin (0.25)" in section
+    assert 'id="attention"' not in make_report().read_text(encoding="utf-8")

@@ -187,7 +187,8 @@ def _draw_view(subfigure: SubFigure, view: AttentionView, columns: int) -> None:
     steps = len(view.rgb_images)
     shown = np.linspace(0, steps - 1, columns).round().astype(int)
     grid = subfigure.add_gridspec(3, columns + 1, height_ratios=(1.0, 1.0, 0.9), width_ratios=(*[1.0] * columns, 2.6))
-    flow_style = {"cmap": "gray", "vmin": 0.0, "vmax": max(float(view.flow_magnitude.max()), 1e-6)}  # one scale per video
+    # One grey scale per video for the flow magnitude, so that still frames look still.
+    flow_style = {"cmap": "gray", "vmin": 0.0, "vmax": max(float(view.flow_magnitude.max()), 1e-6)}
     backgrounds = {"rgb": (view.rgb_images, {}), "flow": (view.flow_magnitude, flow_style)}
     for row, (stream, (images, style)) in enumerate(backgrounds.items()):
         attention = view.spatial[stream]  # (T, h', w')

@@ -126,7 +126,8 @@ def write_report(
     ]
     if attention_json is not None and attention_png is not None:
         attention = json.loads(Path(attention_json).read_text(encoding="utf-8"))
-        sections.append(("attention", "Attention (test videos)", _attention_body(attention, Path(attention_png).read_bytes())))
+        attention_body = _attention_body(attention, Path(attention_png).read_bytes())
+        sections.append(("attention", "Attention (test videos)", attention_body))
     if metrics.get("rejected"):
         sections.append(("rejected", "Rejected videos", _rejected_body(metrics["rejected"])))
     if benchmark_paths:
@@ -232,9 +233,10 @@ def _fusion_body(metrics: dict, per_class_png: bytes) -> str:
 
 def _confusion_body(metrics: dict, pngs: Mapping[str, bytes]) -> str:
     """Fused confusion matrix large, RGB and flow as small multiples, rows normalised for colour."""
+    num_classes = len(metrics["classes"])
     note = (
-        f'<p class="note">{len(metrics["classes"])} classes: sorted by fused accuracy (best first), cell counts omitted.</p>'
-        if len(metrics["classes"]) > MANY_CLASSES
+        f'<p class="note">{num_classes} classes: sorted by fused accuracy (best first), cell counts omitted.</p>'
+        if num_classes > MANY_CLASSES
         else '<p class="note">Rows: true class, columns: predicted class. Numbers are video counts; '
         "colour is the fraction of the row.</p>"
     )
@@ -293,8 +295,8 @@ def _attention_body(attention: Mapping, png: bytes) -> str:
     return (
         '<p class="note">Test videos from different classes, at the test protocol\'s frames (centre crop). '
         "Per video: the frames the static stream saw and the optical-flow magnitude the motion stream saw "
-        "(a sample of the frames), each with the stream's spatial attention as a heatmap (one colour scale per stream and video: "
-        "blue the least weight, red the most); "
+        "(a sample of the frames), each with the stream's spatial attention as a heatmap "
+        "(one colour scale per stream and video: blue the least weight, red the most); "
         "the temporal attention of both streams over all the frames (dotted: uniform weights); "
         "the top-5 classes of the fused prediction.</p>"
         + _png_img(png, "spatial and temporal attention of test videos")

@@ -15,7 +15,7 @@ from PIL import Image
 from tclsta.attention_view import attention_figure, attention_views, choose_videos
 from tclsta.data.dataset import IMAGENET_MEAN, IMAGENET_STD
 from tclsta.data.manifest import read_manifest
-from tclsta.evaluate import read_scores
+from tclsta.evaluate import aligned_logits, read_scores
 from tclsta.predict import Predictor
 from tclsta.report import figure_png
 from tiny_results import build_tiny_results
@@ -66,10 +66,9 @@ def test_attention_views_of_tiny_trained_streams(tiny_dataset, tiny_results) -> 
 
     # The logits behind the views are those the score_stream stage wrote for the same videos.
     predictor = Predictor(tiny_results, "cpu")
-    logits = {stream: read_scores(tiny_results / "scores" / f"{stream}.csv").set_index("video_id") for stream in ("rgb", "flow")}
     ids = [view.video_id for view in views]
-    fused = predictor.fusion.fuse(*(torch.tensor(logits[s].loc[ids].filter(like="score_").to_numpy(), dtype=torch.float32)
-                                    for s in ("rgb", "flow"))).softmax(1)
+    paths = [tiny_results / "scores" / f"{stream}.csv" for stream in ("rgb", "flow")]
+    fused = predictor.fusion.fuse(*(aligned_logits(read_scores(path), ids, path) for path in paths)).softmax(1)
     for view, probabilities in zip(views, fused):
         top = probabilities.topk(4)
         assert [name for name, _ in view.top5] == [predictor.classes[i] for i in top.indices]
@@ -85,8 +84,8 @@ def test_attention_views_of_tiny_trained_streams(tiny_dataset, tiny_results) -> 
 
 def test_attention_command_writes_json_and_png(tiny_dataset, tiny_results, tmp_path) -> None:
     json_path, png_path = tmp_path / "attention.json", tmp_path / "plots" / "attention.png"
-    command = [sys.executable, "-m", "tclsta", "attention", str(tiny_results), "--manifest", str(tiny_results / "manifest.csv"),
-               "--shards", *map(str, tiny_dataset.shards), "--videos", "4", "--device", "cpu", "--threads", "2",
+    command = [sys.executable, "-m", "tclsta", "attention", str(tiny_results),
+               "--manifest", str(tiny_results / "manifest.csv"), "--shards", *map(str, tiny_dataset.shards), "--videos", "4", "--device", "cpu", "--threads", "2",
                str(json_path), str(png_path)]
     run = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
@@ -105,7 +104,8 @@ def test_attention_command_writes_json_and_png(tiny_dataset, tiny_results, tmp_p
     assert image.shape[0] > 4 * 300  # one block per video
     saturation = image.max(axis=2) - image.min(axis=2)
     assert (saturation > 100).mean() > 0.05  # the heatmaps are drawn
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["attention.json", "attention.png", "plots"]  # no temp files left
+    # Written atomically: no temporary files left beside the outputs.
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["attention.json", "attention.png", "plots"]
 
 
 def test_attention_figure_without_videos() -> None:

@@ -187,7 +187,8 @@ def test_attention_section_embeds_the_figure_and_escapes_names(make_report, tmp_
     json_path = tmp_path / "attention.json"
     streams = {"rgb": {"prediction": CLASSES[2]}, "flow": {"prediction": "Spin"}}
     top5 = [{"class": CLASSES[2], "score": 0.75}, {"class": "Spin", "score": 0.25}]
-    json_path.write_text(json.dumps({"videos": [{"video_id": "v<1>", "class_name": CLASSES[2], "streams": streams, "top5": top5}]}))
+    video = {"video_id": "v<1>", "class_name": CLASSES[2], "streams": streams, "top5": top5}
+    json_path.write_text(json.dumps({"videos": [video]}))
 
     text = make_report(attention=(json_path, png_path)).read_text(encoding="utf-8")
     section = text[text.index('<section id="attention">'):]

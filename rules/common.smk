@@ -51,6 +51,12 @@ def flow_gpus(wildcards):
     return 1 if backend in ("torch", "opencv-cuda") else 0
 
 
+def ablation_for_report(wildcards):
+    """The ablation table, for datasets whose entry sets `ablation: true`."""
+    wanted = dataset_settings(config, wildcards.dataset).get("ablation", False)
+    return [f"results/{wildcards.dataset}/ablation.csv"] if wanted else []
+
+
 def manifest_inputs(wildcards):
     """What a manifest is built from: the split files (made by the demo rule for demo
     datasets), or for folder datasets the class folders, whose mtimes change when

@@ -112,6 +112,7 @@ rule report:
         flow_history="results/{dataset}/models/flow_history.csv",
         attention_json="results/{dataset}/attention.json",
         attention_png="results/{dataset}/plots/attention.png",
+        ablation=ablation_for_report,
     output:
         html="results/{dataset}/report.html",
         confusion=report(
@@ -158,5 +159,6 @@ rule report:
         " --rgb-history {input.rgb_history} --flow-history {input.flow_history}"
         " --benchmarks-dir results/{wildcards.dataset}/benchmarks"
         " --attention-json {input.attention_json} --attention-png {input.attention_png}"
+        " --ablation {input.ablation}"
         " --plot confusion {output.confusion} --plot fusion_weights {output.fusion_weights}"
         " --plot training {output.training} {output.html} 2> {log}"

@@ -180,7 +180,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     write_report(args.output, metrics_path=args.metrics, manifest_path=args.manifest,
                  history_paths={"rgb": args.rgb_history, "flow": args.flow_history}, config=settings,
                  benchmark_paths=sorted(args.benchmarks_dir.glob("*/*.tsv")) if args.benchmarks_dir else [],
-                 attention_json=args.attention_json, attention_png=args.attention_png, plot_paths=dict(args.plot))
+                 attention_json=args.attention_json, attention_png=args.attention_png, plot_paths=dict(args.plot),
+                 ablation_csv=args.ablation[0] if args.ablation else None)
 
 
 def cmd_attention(args: argparse.Namespace) -> None:
@@ -296,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--benchmarks-dir", type=Path, help="Snakemake benchmark files, <dir>/<rule>/<job>.tsv")
     sub.add_argument("--attention-json", type=Path, help="attention.json of the attention stage (with --attention-png)")
     sub.add_argument("--attention-png", type=Path, help="the attention figure of the attention stage")
+    sub.add_argument("--ablation", type=Path, nargs="*", default=[], help="the dataset's ablation.csv, if any")
     sub.add_argument("--plot", nargs=2, action="append", default=[], metavar=("NAME", "PNG"),
                      help="also save the report's figure NAME (confusion, confusion_streams, fusion_weights, training) as PNG")
     sub.add_argument("output", type=Path)

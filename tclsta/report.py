@@ -55,6 +55,7 @@ RESULT_LABELS: dict[str, str] = {
     "flow": "motion (flow)",
     "fused": "fused (learned weights)",
     "late_fusion": "late fusion 1:1.5",
+    "collaborative": "collaborative model (co-attention)",
 }
 STREAMS = ("rgb", "flow", "fused")
 STREAM_COLORS = {"rgb": "tab:orange", "flow": "tab:blue", "fused": "tab:green"}
@@ -97,11 +98,12 @@ def write_report(
     attention_json: Path | None = None,
     attention_png: Path | None = None,
     plot_paths: Mapping[str, Path] | None = None,
+    ablation_csv: Path | None = None,
 ) -> None:
     """Write the HTML report of one dataset to ``out_path`` atomically.
 
     ``attention_json`` and ``attention_png`` (``tclsta.attention_view.write_attention``) add the
-    attention section. ``plot_paths`` maps names of ``PLOT_NAMES`` to PNG files the figure is also
+    attention section, ``ablation_csv`` (``tclsta.ablation.ablation_table``) the ablation table. ``plot_paths`` maps names of ``PLOT_NAMES`` to PNG files the figure is also
     written to (atomically).
     """
     plot_paths = dict(plot_paths or {})
@@ -119,6 +121,10 @@ def write_report(
     sections = [
         ("summary", "Summary", _summary_body(metrics, manifest, config)),
         ("accuracy", "Accuracy (test split)", _accuracy_body(metrics)),
+    ]
+    if ablation_csv is not None:
+        sections.append(("ablation", "Ablation (test split)", _ablation_body(pd.read_csv(ablation_csv))))
+    sections += [
         ("fusion", "Fusion weights", _fusion_body(metrics, pngs["fusion_weights"])),
         ("confusion", "Confusion matrices (test split)", _confusion_body(metrics, pngs)),
         ("per-class", "Per-class accuracy (test split)", _per_class_body(metrics)),
@@ -195,6 +201,8 @@ def _accuracy_body(metrics: dict) -> str:
         header.append("expected ceiling (%)")
     rows = []
     for key, label in RESULT_LABELS.items():
+        if key not in results:
+            continue
         result = results[key]
         row = [label, _pct(result["top1"]), _pct(result["top5"]), _pct(result["mean_class_accuracy"])]
         if ceilings:
@@ -209,6 +217,16 @@ def _accuracy_body(metrics: dict) -> str:
     if metrics["dataset"].lower().startswith(PUBLISHED_DATASET_PREFIXES):
         parts.append(_published_block())
     return "\n".join(parts)
+
+
+def _ablation_body(table: pd.DataFrame) -> str:
+    """Each component switched off in turn: per-stream and fused accuracy of every variant."""
+    header = ["variant", "changed", "fusion", "rgb top-1 (%)", "flow top-1 (%)", "fused top-1 (%)", "fused mean class acc. (%)"]
+    rows = [[row.variant, row.description, row.fusion, _pct(row.rgb_top1), _pct(row.flow_top1), _pct(row.fused_top1),
+             _pct(row.fused_mean_class_accuracy)] for row in table.itertuples()]
+    note = ('<p class="note">Variants that change a stream retrain both streams with that component off; the others '
+            "reuse the full model's streams and change only the fusion.</p>")
+    return _table(header, rows, numeric_from=3, highlight={0}) + "\n" + note
 
 
 def _published_block() -> str:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tclsta.ablation import COLUMNS, VARIANTS
 from tclsta.attention_view import attention_figure
 from tclsta.report import PLOT_NAMES, figure_png, write_report
 
@@ -59,7 +60,8 @@ def make_report(tmp_path: Path):
     """Write realistic pipeline outputs for ``dataset`` and return the path of the rendered report."""
 
     def make(dataset: str = "demo", classes: list[str] = CLASSES, *, demo_extras: bool = True,
-             plot_paths: dict[str, Path] | None = None, attention: tuple[Path, Path] | None = None) -> Path:
+             plot_paths: dict[str, Path] | None = None, attention: tuple[Path, Path] | None = None,
+             ablation: Path | None = None) -> Path:
         inputs = tmp_path / "inputs"
         inputs.mkdir(exist_ok=True)
         metrics_path = inputs / "metrics.json"
@@ -106,7 +108,7 @@ def make_report(tmp_path: Path):
         write_report(out_path, metrics_path=metrics_path, manifest_path=manifest_path,
                      history_paths=history_paths, config=config, benchmark_paths=benchmark_paths,
                      plot_paths=plot_paths, attention_json=attention[0] if attention else None,
-                     attention_png=attention[1] if attention else None)
+                     attention_png=attention[1] if attention else None, ablation_csv=ablation)
         return out_path
 
     return make
@@ -196,3 +198,20 @@ def test_attention_section_embeds_the_figure_and_escapes_names(make_report, tmp_
     assert base64.b64encode(png_path.read_bytes()).decode("ascii") in section
     assert "v&lt;1&gt;" in section and "Zoom&lt;&amp;&gt;&quot;In&quot; (0.75), Spin (0.25)" in section
     assert 'id="attention"' not in make_report().read_text(encoding="utf-8")
+
+
+def test_ablation_table_lists_every_variant(make_report, tmp_path) -> None:
+    rows = [
+        {"variant": variant.name, "description": variant.description, "fusion": variant.fusion, "num_test_videos": 32,
+         "rgb_top1": 0.6875, "rgb_mean_class_accuracy": 0.6875, "flow_top1": 0.5 + 0.03 * i,
+         "flow_mean_class_accuracy": 0.5, "fused_top1": 1.0 - 0.05 * i, "fused_mean_class_accuracy": 0.9}
+        for i, variant in enumerate(VARIANTS)
+    ]
+    path = tmp_path / "ablation.csv"
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(path, index=False)
+    html = make_report(ablation=path).read_text()
+    section = html[html.index('id="ablation"'):html.index('id="fusion"')]
+    for variant in VARIANTS:
+        assert f"<td>{variant.name}</td>" in section
+    assert '<td class="num">85.0</td>' in section  # fused top-1 of the fourth variant, as a percentage
+    assert 'id="ablation"' not in make_report().read_text()  # no table without the file

@@ -36,10 +36,11 @@ def test_demo_dag_end_to_end_then_nothing_to_do(workdir):
     run = snakemake(workdir, TARGET)
     assert run.returncode == 0, run.stderr[-3000:]
     report = (workdir / TARGET).read_text()
-    for section in ('id="summary"', 'id="accuracy"', 'id="confusion"', 'id="runtime"', "data:image/png;base64,"):
+    for section in ('id="summary"', 'id="accuracy"', 'id="confusion"', 'id="attention"', 'id="runtime"', "data:image/png;base64,"):
         assert section in report
     metrics = json.loads((workdir / "results/tiny/metrics.json").read_text())
     assert metrics["num_test_videos_scored"] == 8
+    assert set(metrics["results"]) == {"rgb", "flow", "fused", "late_fusion", "collaborative"}
     assert metrics["expected_ceilings"] == {"rgb": 0.75, "flow": 0.75, "fused": 1.0}
     assert sorted(p.name for p in (workdir / "results/tiny/shards").iterdir()) == ["shard_0.h5", "shard_1.h5"]
     assert not (workdir / "results/tiny/work").exists() or not any((workdir / "results/tiny/work").iterdir())

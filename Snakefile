@@ -1,5 +1,7 @@
 """TCLSTA: labelled videos -> two-stream attention classifier -> results/<dataset>/report.html."""
 
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -9,6 +11,15 @@ configfile: "config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
+
+# Many jobs read the same shards, often on a shared filesystem (NFS, Lustre) where HDF5's file
+# locks fail or serialise readers; a shard is written once under a temporary name and renamed,
+# so no reader needs a lock. Passed on to every job, local or remote.
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+
+
+envvars:
+    "HDF5_USE_FILE_LOCKING",
 
 
 report: "workflow/report/workflow.rst"

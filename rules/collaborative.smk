@@ -14,7 +14,7 @@ rule features:
         "../envs/train.yaml"
     threads: 8
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=240,
         gpu=1,
     params:
@@ -45,7 +45,7 @@ rule collaborative:
         "../envs/train.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=120,
     params:
         settings=lambda w: settings(w.dataset, train=["device"], collaborative=None),

@@ -43,7 +43,7 @@ rule extract_frames:
         "../envs/preprocess.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=120,
     params:
         settings=lambda w: settings(w.dataset, preprocess=None),
@@ -69,7 +69,7 @@ rule flow:
         "../envs/preprocess.yaml"
     threads: 8
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=720,
         gpu=flow_gpus,
     params:
@@ -95,7 +95,7 @@ rule pack:
         "../envs/preprocess.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=60,
     params:
         settings=lambda w: settings(w.dataset, flow=["bound"]),

@@ -16,7 +16,7 @@ rule train_stream:
         "../envs/train.yaml"
     threads: 8
     resources:
-        mem_mb=16000,
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
         runtime=1440,
         gpu=1,
     params:
@@ -47,7 +47,7 @@ rule score_stream:
         "../envs/train.yaml"
     threads: 8
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=240,
         gpu=1,
     params:

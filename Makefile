@@ -22,7 +22,7 @@ $(STAMP): requirements.txt pyproject.toml
 # System packages from Debian when run as root (apt-get), one "command:package" pair each:
 # ffmpeg (with ffprobe) for decoding. Without root, tclsta falls back to the ffmpeg
 # binary shipped by the imageio-ffmpeg package (see README).
-SYSTEM_PACKAGES := ffprobe:ffmpeg chromium:chromium
+SYSTEM_PACKAGES := ffprobe:ffmpeg chromium:chromium sinfo:slurm-client slurmctld:slurmctld slurmd:slurmd munge:munge
 system-packages:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
 		command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; \

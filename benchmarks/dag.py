@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -57,8 +58,9 @@ def make_workflow(workdir: Path, data: Path, shards: int) -> None:
 
 def snakemake(workdir: Path, *args: str) -> float:
     """Wall time of one ``snakemake`` call, which must succeed."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # jobs' python
     start = time.perf_counter()
-    run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=workdir,
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=workdir, env=env,
                          capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if run.returncode != 0:

@@ -23,7 +23,7 @@ rule features:
             train=["test_frames", "crop_size", "batch_size", "num_workers", "device"],
         ),
     shell:
-        "python -m tclsta features --settings {params.settings:q} --threads {threads}"
+        "python -m tclsta.gpus {resources.gpu} -- python -m tclsta features --settings {params.settings:q} --threads {threads}"
         " --manifest {input.manifest} --shards {input.shards}"
         " --checkpoint {input.checkpoint} --output {output} 2> {log}"
 

@@ -76,7 +76,7 @@ rule flow:
         settings=lambda w: settings(w.dataset, flow=None),
         previous="results/{dataset}/shards/shard_{shard}.h5",
     shell:
-        "python -m tclsta flow --settings {params.settings:q} --workers {threads}"
+        "python -m tclsta.gpus {resources.gpu} -- python -m tclsta flow --settings {params.settings:q} --workers {threads}"
         " --previous {params.previous} {input} {output} 2> {log}"
 
 

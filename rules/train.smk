@@ -25,7 +25,9 @@ rule train_stream:
         ),
     shell:
         # more than one GPU: one process per GPU, started by torchrun (DistributedDataParallel)
-        "$([ {resources.gpu} -gt 1 ] && echo 'torchrun --standalone --nproc_per_node {resources.gpu}' || echo python)"
+        # its own GPUs on a workstation (tclsta.gpus; unchanged under SLURM and without GPUs)
+        "python -m tclsta.gpus {resources.gpu} --"
+        " $([ {resources.gpu} -gt 1 ] && echo 'torchrun --standalone --nproc_per_node {resources.gpu}' || echo python)"
         " -m tclsta train --settings {params.settings:q} --threads {threads} --stream {wildcards.stream}"
         " --manifest {input.manifest} --shards {input.shards}"
         " --checkpoint {output.checkpoint} --history {output.history} 2> {log}"
@@ -56,6 +58,6 @@ rule score_stream:
             train=["test_frames", "crop_size", "batch_size", "num_workers", "device"],
         ),
     shell:
-        "python -m tclsta score --settings {params.settings:q} --threads {threads}"
+        "python -m tclsta.gpus {resources.gpu} -- python -m tclsta score --settings {params.settings:q} --threads {threads}"
         " --manifest {input.manifest} --shards {input.shards}"
         " --checkpoint {input.checkpoint} --output {output} 2> {log}"

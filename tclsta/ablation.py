@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from tclsta.config import FusionConfig
-from tclsta.evaluate import STREAMS, aligned_logits, classification_metrics, paired_scores, read_fusion, read_scores
-from tclsta.fusion import late_fusion
+
+STREAMS = ("rgb", "flow")
 
 FUSIONS = ("collaborative", "learned", "late")
 COLUMNS = ["variant", "description", "fusion", "num_test_videos", "rgb_top1", "rgb_mean_class_accuracy",
@@ -101,6 +101,10 @@ def ablation_table(results: Path, fusion: FusionConfig) -> pd.DataFrame:
     ``results`` is a dataset's results folder (``results/<dataset>``); ``fusion``
     gives the fixed late-fusion weights. One row per :data:`VARIANTS` entry, columns :data:`COLUMNS`.
     """
+    # here, not at the top: the workflow imports this module, and every job would pay for importing torch
+    from tclsta.evaluate import aligned_logits, classification_metrics, paired_scores, read_fusion, read_scores
+    from tclsta.fusion import late_fusion
+
     rows = []
     for variant in VARIANTS:
         paths = variant.inputs(results)

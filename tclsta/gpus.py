@@ -7,8 +7,8 @@ N GPUs that no other job started this way holds. A GPU is held through an exclus
 Snakemake's ``resources: gpu`` limit (workflow/profiles/local) keeps the sum of N within the
 machine's GPUs; a job finding too few free (others' jobs) waits for them.
 
-The command runs unchanged for N = 0 and under SLURM (``SLURM_JOB_ID`` set), where SLURM has
-already chosen the job's GPUs.
+The command runs unchanged for N = 0, on a machine without GPUs (the job runs on the CPU), and
+under SLURM (``SLURM_JOB_ID`` set), where SLURM has already chosen the job's GPUs.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command given")
-    if args.count > 0 and "SLURM_JOB_ID" not in os.environ:
+    if args.count > 0 and visible_gpus() and "SLURM_JOB_ID" not in os.environ:
         held = claim(args.count)
         for fd in held.values():
             os.set_inheritable(fd, True)

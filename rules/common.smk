@@ -47,7 +47,8 @@ def settings(dataset, **sections):
 def flow_gpus(wildcards):
     """GPUs the flow job asks the scheduler for: one for an explicit GPU backend.
     ("auto" asks for none and uses a GPU only where the job happens to see one.)"""
-    backend = dataset_settings(config, wildcards.dataset).get("flow", {}).get("backend", "auto")
+    flow = dataset_settings(config, wildcards.dataset).get("flow", {})
+    backend = flow.get("backend", "auto")
     return 1 if backend in ("torch", "opencv-cuda") else 0
 
 

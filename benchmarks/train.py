@@ -32,7 +32,8 @@ from tclsta.data.manifest import build_ucf_manifest
 from tclsta.demo import make_demo_dataset
 from tclsta.models import stream_loss
 from tclsta.preprocess import extract_shard, flow_shard, pack_shard
-from tclsta.train import build_model, clip_spec, split_dataset
+from tclsta.inference import build_model, split_dataset
+from tclsta.train import train_clip_spec
 
 
 def make_shard(workdir: Path, videos: int, dataset) -> tuple[Path, object]:
@@ -95,7 +96,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         shard, manifest = make_shard(Path(tmp), args.videos, dataset)
         for modality in ("rgb", "flow"):
-            spec = clip_spec(modality, dataset.model, dataset.train, training=True)
+            spec = train_clip_spec(modality, dataset.model.flow_stack, dataset.train)
             data = split_dataset(manifest, ["train", "val"], [shard], spec, 0)
             loader = DataLoader(data, batch_size=dataset.train.batch_size, shuffle=True, drop_last=True,
                                 num_workers=args.workers, persistent_workers=args.workers > 0)

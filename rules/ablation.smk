@@ -24,7 +24,7 @@ use rule train_stream as ablation_train_stream with:
         "results/{dataset}/benchmarks/ablation_train_stream/{dataset}_{variant}_{stream}.tsv"
     params:
         settings=lambda w: variant_settings(
-            settings(w.dataset, preprocess=None, flow=None, model=None, train=None),
+            settings(w.dataset, "train"),
             w.variant,
         ),
 
@@ -71,9 +71,7 @@ use rule collaborative as ablation_collaborative with:
     benchmark:
         "results/{dataset}/benchmarks/ablation_collaborative/{dataset}_{variant}.tsv"
     params:
-        settings=lambda w: variant_settings(
-            settings(w.dataset, train=["device"], collaborative=None), w.variant
-        ),
+        settings=lambda w: variant_settings(settings(w.dataset, "collaborative"), w.variant),
 
 
 rule ablation:
@@ -93,6 +91,6 @@ rule ablation:
         mem_mb=2000,
         runtime=10,
     params:
-        settings=lambda w: settings(w.dataset, fusion=None),
+        settings=lambda w: settings(w.dataset, "ablation"),
     shell:
-        "python -m tclsta ablation --settings {params.settings:q} results/{wildcards.dataset} {output} 2> {log}"
+        "python -m tclsta ablation --settings {params.settings:q} --results results/{wildcards.dataset} --output {output} 2> {log}"

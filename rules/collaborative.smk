@@ -18,10 +18,7 @@ rule features:
         runtime=240,
         gpu=1,
     params:
-        settings=lambda w: settings(
-            w.dataset,
-            train=["test_frames", "crop_size", "batch_size", "num_workers", "device"],
-        ),
+        settings=lambda w: settings(w.dataset, "features"),
     shell:
         "python -m tclsta.gpus {resources.gpu} -- python -m tclsta features --settings {params.settings:q} --threads {threads}"
         " --manifest {input.manifest} --shards {input.shards}"
@@ -48,8 +45,8 @@ rule collaborative:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=120,
     params:
-        settings=lambda w: settings(w.dataset, train=["device"], collaborative=None),
+        settings=lambda w: settings(w.dataset, "collaborative"),
     shell:
         "python -m tclsta collaborative --settings {params.settings:q} --threads {threads}"
-        " --rgb {input.rgb} --flow {input.flow} --checkpoint {output.checkpoint}"
+        " --rgb {input.rgb} --flow {input.flow} --model {output.checkpoint}"
         " --history {output.history} --output {output.scores} 2> {log}"

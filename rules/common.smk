@@ -1,21 +1,12 @@
 import functools
 import glob
 import hashlib
-import json
 import os
 
 from tclsta.config import dataset_settings
 from tclsta.data.manifest import read_manifest
+from tclsta.settings import stage_settings_json
 
-IDENTITY_KEYS = (
-    "name",
-    "format",
-    "root",
-    "splits_dir",
-    "split",
-    "split_csv",
-    "test_fraction",
-)
 DATASETS = list(config["datasets"])
 DEMO_DATASETS = [d for d in DATASETS if config["datasets"][d]["format"] == "demo"] or [
     "__none__"
@@ -28,20 +19,10 @@ wildcard_constraints:
     stream="rgb|flow",
 
 
-def settings(dataset, **sections):
-    """The dataset's settings as JSON for `--settings`: identity keys plus the named sections.
-
-    A section maps to None (all its keys) or a list of keys, so that a rule is
-    re-run (Snakemake's params trigger) only when a setting it uses changes.
-    """
-    resolved = dataset_settings(config, dataset)
-    chosen = {key: resolved[key] for key in IDENTITY_KEYS if key in resolved}
-    for section, keys in sections.items():
-        values = resolved.get(section, {})
-        chosen[section] = (
-            values if keys is None else {k: values[k] for k in keys if k in values}
-        )
-    return json.dumps(chosen, sort_keys=True)
+def settings(dataset, stage):
+    """`--settings` of a rule running `python -m tclsta <stage>`: the config keys that stage
+    declares (tclsta/settings.py), so the rule re-runs when one of them changes, and only then."""
+    return stage_settings_json(config, dataset, stage)
 
 
 def flow_gpus(wildcards):

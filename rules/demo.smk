@@ -17,6 +17,6 @@ rule demo_dataset:
         mem_mb=1000,
         runtime=30,
     params:
-        settings=lambda w: settings(w.dataset, demo=None),
+        settings=lambda w: settings(w.dataset, "demo"),
     shell:
         "python -m tclsta demo --settings {params.settings:q} 2> {log}"

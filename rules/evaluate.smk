@@ -17,10 +17,10 @@ rule fuse:
         mem_mb=2000,
         runtime=10,
     params:
-        settings=lambda w: settings(w.dataset, fusion=None),
+        settings=lambda w: settings(w.dataset, "fuse"),
     shell:
         "python -m tclsta fuse --settings {params.settings:q} --manifest {input.manifest}"
-        " --rgb {input.rgb} --flow {input.flow} {output} 2> {log}"
+        " --rgb {input.rgb} --flow {input.flow} --output {output} 2> {log}"
 
 
 rule collect_rejected:
@@ -38,7 +38,7 @@ rule collect_rejected:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m tclsta rejected {output} {input} 2> {log}"
+        "python -m tclsta rejected --output {output} {input} 2> {log}"
 
 
 rule evaluate:
@@ -63,11 +63,11 @@ rule evaluate:
         mem_mb=2000,
         runtime=10,
     params:
-        settings=lambda w: settings(w.dataset, demo=None, fusion=None),
+        settings=lambda w: settings(w.dataset, "evaluate"),
     shell:
         "python -m tclsta evaluate --settings {params.settings:q} --manifest {input.manifest}"
         " --rgb {input.rgb} --flow {input.flow} --fusion {input.fusion} --rejected {input.rejected}"
-        " --collaborative {input.collaborative} {output} 2> {log}"
+        " --collaborative {input.collaborative} --output {output} 2> {log}"
 
 
 rule attention:
@@ -99,8 +99,8 @@ rule attention:
         runtime=30,
     shell:
         # a few videos: the CPU is enough, and needs no GPU from the scheduler
-        "python -m tclsta attention results/{wildcards.dataset} --manifest {input.manifest} --shards {input.shards}"
-        " --device cpu --threads {threads} {output.json} {output.png} 2> {log}"
+        "python -m tclsta attention --results results/{wildcards.dataset} --manifest {input.manifest} --shards {input.shards}"
+        " --device cpu --threads {threads} --output {output.json} --png {output.png} 2> {log}"
 
 
 rule report:
@@ -145,15 +145,7 @@ rule report:
         mem_mb=2000,
         runtime=10,
     params:
-        settings=lambda w: settings(
-            w.dataset,
-            demo=None,
-            preprocess=None,
-            flow=None,
-            model=None,
-            train=None,
-            fusion=None,
-        ),
+        settings=lambda w: settings(w.dataset, "report"),
     shell:
         "python -m tclsta report --settings {params.settings:q} --metrics {input.metrics} --manifest {input.manifest}"
         " --rgb-history {input.rgb_history} --flow-history {input.flow_history}"
@@ -161,4 +153,4 @@ rule report:
         " --attention-json {input.attention_json} --attention-png {input.attention_png}"
         " --ablation {input.ablation}"
         " --plot confusion {output.confusion} --plot fusion_weights {output.fusion_weights}"
-        " --plot training {output.training} {output.html} 2> {log}"
+        " --plot training {output.training} --output {output.html} 2> {log}"

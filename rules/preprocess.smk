@@ -15,13 +15,9 @@ checkpoint manifest:
         mem_mb=2000,
         runtime=10,
     params:
-        settings=lambda w: settings(
-            w.dataset,
-            preprocess=["num_shards", "on_bad_video"],
-            train=["val_fraction", "seed"],
-        ),
+        settings=lambda w: settings(w.dataset, "manifest"),
     shell:
-        "python -m tclsta manifest --settings {params.settings:q} {output} 2> {log}"
+        "python -m tclsta manifest --settings {params.settings:q} --output {output} 2> {log}"
 
 
 rule extract_frames:
@@ -46,13 +42,13 @@ rule extract_frames:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=120,
     params:
-        settings=lambda w: settings(w.dataset, preprocess=None),
+        settings=lambda w: settings(w.dataset, "extract"),
         manifest="results/{dataset}/manifest.csv",
         fingerprint=shard_fingerprint,
         previous="results/{dataset}/shards/shard_{shard}.h5",
     shell:
-        "python -m tclsta extract --settings {params.settings:q} --shard {wildcards.shard}"
-        " --previous {params.previous} {params.manifest} {output.frames} {output.rejected} 2> {log}"
+        "python -m tclsta extract --settings {params.settings:q} --manifest {params.manifest} --shard {wildcards.shard}"
+        " --previous {params.previous} --output {output.frames} --rejected {output.rejected} 2> {log}"
 
 
 rule flow:
@@ -73,11 +69,11 @@ rule flow:
         runtime=720,
         gpu=flow_gpus,
     params:
-        settings=lambda w: settings(w.dataset, flow=None),
+        settings=lambda w: settings(w.dataset, "flow"),
         previous="results/{dataset}/shards/shard_{shard}.h5",
     shell:
         "python -m tclsta.gpus {resources.gpu} -- python -m tclsta flow --settings {params.settings:q} --workers {threads}"
-        " --previous {params.previous} {input} {output} 2> {log}"
+        " --frames {input} --previous {params.previous} --output {output} 2> {log}"
 
 
 rule pack:
@@ -98,6 +94,6 @@ rule pack:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=60,
     params:
-        settings=lambda w: settings(w.dataset, flow=["bound"]),
+        settings=lambda w: settings(w.dataset, "pack"),
     shell:
-        "python -m tclsta pack --settings {params.settings:q} {input.frames} {input.flow} {output} 2> {log}"
+        "python -m tclsta pack --settings {params.settings:q} --frames {input.frames} --flow {input.flow} --output {output} 2> {log}"

@@ -20,9 +20,7 @@ rule train_stream:
         runtime=1440,
         gpu=1,
     params:
-        settings=lambda w: settings(
-            w.dataset, preprocess=None, flow=None, model=None, train=None
-        ),
+        settings=lambda w: settings(w.dataset, "train"),
     shell:
         # more than one GPU: one process per GPU, started by torchrun (DistributedDataParallel)
         # its own GPUs on a workstation (tclsta.gpus; unchanged under SLURM and without GPUs)
@@ -30,7 +28,7 @@ rule train_stream:
         " $([ {resources.gpu} -gt 1 ] && echo 'torchrun --standalone --nproc_per_node {resources.gpu}' || echo python)"
         " -m tclsta train --settings {params.settings:q} --threads {threads} --stream {wildcards.stream}"
         " --manifest {input.manifest} --shards {input.shards}"
-        " --checkpoint {output.checkpoint} --history {output.history} 2> {log}"
+        " --output {output.checkpoint} --history {output.history} 2> {log}"
 
 
 rule score_stream:
@@ -53,10 +51,7 @@ rule score_stream:
         runtime=240,
         gpu=1,
     params:
-        settings=lambda w: settings(
-            w.dataset,
-            train=["test_frames", "crop_size", "batch_size", "num_workers", "device"],
-        ),
+        settings=lambda w: settings(w.dataset, "score"),
     shell:
         "python -m tclsta.gpus {resources.gpu} -- python -m tclsta score --settings {params.settings:q} --threads {threads}"
         " --manifest {input.manifest} --shards {input.shards}"

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from tclsta.config import FusionConfig
+from tclsta.settings import StageSettings
 
 STREAMS = ("rgb", "flow")
 
@@ -79,6 +80,7 @@ VARIANTS = (
             "collaborative", {"collaborative": {"mutual_guidance": False}}),
 )
 VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
+ABLATION_SETTINGS = StageSettings("ablation", fusion=("late_fusion_weights",))
 
 
 def variant_settings(settings: str, variant: str) -> str:

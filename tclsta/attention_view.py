@@ -34,9 +34,9 @@ from matplotlib.figure import Figure, SubFigure
 
 from tclsta.atomic import write_bytes_atomic, write_text_atomic
 from tclsta.data.dataset import IMAGENET_MEAN, IMAGENET_STD, flow_windows, segment_indices
+from tclsta.inference import split_dataset
 from tclsta.predict import Predictor
 from tclsta.report import PLOT_DPI, STREAM_COLORS, figure_png, mpl_text
-from tclsta.train import split_dataset
 
 __all__ = ["AttentionView", "attention_figure", "attention_views", "choose_videos", "write_attention"]
 

@@ -1,9 +1,14 @@
 """Command line: one subcommand per pipeline stage (``python -m tclsta <stage> ...``).
 
-Snakemake rules, tests and users call the same code. Every stage takes its
-settings either from a config file (``--config config.yaml --dataset NAME``)
-or as the JSON the workflow passes (``--settings '{...}'``); stages that
-need none take neither.
+Snakemake rules, tests and users call the same code. A stage that reads config
+takes its settings either from a config file (``--config config.yaml --dataset
+NAME``) or as the JSON the workflow passes (``--settings '{...}'``), and sees
+only the keys it declares (:mod:`tclsta.settings`). Every file a stage writes
+is an option: ``--output`` for its main result, other outputs named for what
+they hold (``--history``, ``--rejected``, ``--model``, ``--png``).
+
+Errors a user can cause (:class:`tclsta.errors.TclstaError`) end the command
+with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -18,46 +23,42 @@ from pathlib import Path
 import pandas as pd
 
 from tclsta.atomic import atomic_path
-from tclsta.config import DatasetConfig, dataset_settings, load_config, parse_dataset, section_dict, validate_config
+from tclsta.config import DatasetConfig, dataset_settings, load_config, validate_settings
 from tclsta.errors import BadConfigError, TclstaError
+from tclsta.settings import StageSettings, declared_settings
 
 log = logging.getLogger("tclsta")
+CPUS = os.cpu_count() or 1
 
 
-def resolve_settings(args: argparse.Namespace) -> tuple[DatasetConfig, dict]:
-    """The dataset's typed config and the plain dict it came from."""
+def resolve_settings(args: argparse.Namespace, declared: StageSettings) -> tuple[DatasetConfig, dict]:
+    """The stage's typed settings (only its declared keys) and the plain dict they came from."""
     if args.settings:
         try:
             settings = json.loads(args.settings)
         except json.JSONDecodeError as exc:
             raise BadConfigError("--settings", f"not valid JSON: {exc}") from exc
+        source = "--settings"
     elif args.config and args.dataset:
-        settings = dataset_settings(load_config(args.config), args.dataset)
+        settings = declared.select(dataset_settings(load_config(args.config), args.dataset))
+        source = str(args.config)
     else:
         raise BadConfigError("--config/--dataset", "give --config FILE --dataset NAME, or --settings JSON")
-    name = settings.get("name", "dataset")
-    body = {k: v for k, v in settings.items() if k != "name"}
-    validate_config({"datasets": {name: body}}, "--settings" if args.settings else str(args.config))
-    return parse_dataset(settings), settings
+    validate_settings(settings, source)
+    return declared.parse(settings), settings
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from tclsta.demo import make_demo_dataset
+    from tclsta.demo import demo_dataset
 
-    dataset, _ = resolve_settings(args)
-    root, splits = Path(dataset.root), Path(dataset.splits_dir)
-    if splits.parent != root.parent or root.name != "videos" or splits.name != "splits":
-        raise BadConfigError(f"datasets.{dataset.name}", "a demo dataset needs root: <dir>/videos and splits_dir: <dir>/splits")
-    demo = dataset.demo
-    make_demo_dataset(root.parent, classes_per_kind=demo.classes_per_kind, groups=demo.groups,
-                      clips_per_group=demo.clips_per_group, num_frames=demo.num_frames,
-                      width=demo.width, height=demo.height, seed=demo.seed)
+    dataset, _ = resolve_settings(args, declared_settings("demo"))
+    demo_dataset(dataset)
 
 
 def cmd_manifest(args: argparse.Namespace) -> None:
     from tclsta.data.manifest import build_manifest
 
-    dataset, _ = resolve_settings(args)
+    dataset, _ = resolve_settings(args, declared_settings("manifest"))
     manifest = build_manifest(dataset)
     with atomic_path(args.output) as tmp:
         manifest.to_csv(tmp, index=False)
@@ -68,21 +69,21 @@ def cmd_extract(args: argparse.Namespace) -> None:
     from tclsta.data.manifest import read_manifest
     from tclsta.preprocess import extract_shard
 
-    dataset, _ = resolve_settings(args)
+    dataset, _ = resolve_settings(args, declared_settings("extract"))
     extract_shard(read_manifest(args.manifest), args.shard, dataset.preprocess, args.output, args.rejected, args.previous)
 
 
 def cmd_flow(args: argparse.Namespace) -> None:
     from tclsta.preprocess import flow_shard
 
-    dataset, _ = resolve_settings(args)
+    dataset, _ = resolve_settings(args, declared_settings("flow"))
     flow_shard(args.frames, dataset.flow, args.output, args.workers, args.previous)
 
 
 def cmd_pack(args: argparse.Namespace) -> None:
     from tclsta.preprocess import pack_shard
 
-    dataset, _ = resolve_settings(args)
+    dataset, _ = resolve_settings(args, declared_settings("pack"))
     pack_shard(args.frames, args.flow, args.output, dataset.flow.bound)
 
 
@@ -98,31 +99,53 @@ def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
     from tclsta.data.manifest import read_manifest
+    from tclsta.predict import PREDICT_SETTINGS
     from tclsta.train import train_stream
 
-    dataset, _ = resolve_settings(args)
+    dataset, settings = resolve_settings(args, declared_settings("train"))
     torch.set_num_threads(args.threads)
-    preprocessing = {"preprocess": section_dict(dataset.preprocess), "flow": section_dict(dataset.flow)}
     train_stream(args.shards, read_manifest(args.manifest), args.stream, dataset.model, dataset.train,
-                 args.checkpoint, args.history, preprocessing)
+                 args.output, args.history, PREDICT_SETTINGS.select(settings))
 
 
 def cmd_score(args: argparse.Namespace) -> None:
     import torch
 
     from tclsta.data.manifest import read_manifest
-    from tclsta.evaluate import score_stream
+    from tclsta.inference import score_stream
 
-    dataset, _ = resolve_settings(args)
+    dataset, _ = resolve_settings(args, declared_settings("score"))
     torch.set_num_threads(args.threads)
     score_stream(args.checkpoint, args.shards, read_manifest(args.manifest), dataset.train, args.output)
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    import torch
+
+    from tclsta.data.manifest import read_manifest
+    from tclsta.features import extract_features
+
+    dataset, _ = resolve_settings(args, declared_settings("features"))
+    torch.set_num_threads(args.threads)
+    extract_features(args.checkpoint, args.shards, read_manifest(args.manifest), dataset.train, args.output)
+
+
+def cmd_collaborative(args: argparse.Namespace) -> None:
+    import torch
+
+    from tclsta.collaborative import train_collaborative
+
+    dataset, _ = resolve_settings(args, declared_settings("collaborative"))
+    torch.set_num_threads(args.threads)
+    train_collaborative(args.rgb, args.flow, dataset.collaborative, dataset.train.device, args.model,
+                        args.history, args.output)
 
 
 def cmd_fuse(args: argparse.Namespace) -> None:
     from tclsta.data.manifest import class_names, read_manifest
     from tclsta.evaluate import fuse_streams
 
-    dataset, _ = resolve_settings(args)
+    dataset, _ = resolve_settings(args, declared_settings("fuse"))
     fuse_streams(args.rgb, args.flow, dataset.fusion, class_names(read_manifest(args.manifest)), args.output)
 
 
@@ -130,7 +153,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from tclsta.data.manifest import read_manifest
     from tclsta.evaluate import evaluate
 
-    dataset, _ = resolve_settings(args)
+    dataset, _ = resolve_settings(args, declared_settings("evaluate"))
     extra: dict = {}
     if dataset.format == "demo":
         from tclsta.demo import expected_ceilings
@@ -142,32 +165,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
              args.collaborative)
 
 
-def cmd_features(args: argparse.Namespace) -> None:
-    import torch
-
-    from tclsta.data.manifest import read_manifest
-    from tclsta.features import extract_features
-
-    dataset, _ = resolve_settings(args)
-    torch.set_num_threads(args.threads)
-    extract_features(args.checkpoint, args.shards, read_manifest(args.manifest), dataset.train, args.output)
-
-
-def cmd_collaborative(args: argparse.Namespace) -> None:
-    import torch
-
-    from tclsta.collaborative import train_collaborative
-
-    dataset, _ = resolve_settings(args)
-    torch.set_num_threads(args.threads)
-    train_collaborative(args.rgb, args.flow, dataset.collaborative, dataset.train.device, args.checkpoint,
-                        args.history, args.output)
-
-
 def cmd_ablation(args: argparse.Namespace) -> None:
     from tclsta.ablation import ablation_table
 
-    dataset, _ = resolve_settings(args)
+    dataset, _ = resolve_settings(args, declared_settings("ablation"))
     table = ablation_table(args.results, dataset.fusion)
     with atomic_path(args.output) as tmp:
         table.to_csv(tmp, index=False, float_format="%.4f")
@@ -176,7 +177,7 @@ def cmd_ablation(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from tclsta.report import write_report
 
-    _, settings = resolve_settings(args)
+    _, settings = resolve_settings(args, declared_settings("report"))
     write_report(args.output, metrics_path=args.metrics, manifest_path=args.manifest,
                  history_paths={"rgb": args.rgb_history, "flow": args.flow_history}, config=settings,
                  benchmark_paths=sorted(args.benchmarks_dir.glob("*/*.tsv")) if args.benchmarks_dir else [],
@@ -191,14 +192,13 @@ def cmd_attention(args: argparse.Namespace) -> None:
     from tclsta.data.manifest import read_manifest
 
     torch.set_num_threads(args.threads)
-    write_attention(args.model_dir, read_manifest(args.manifest), args.shards, args.json_output, args.png_output,
-                    args.videos, args.device)
+    write_attention(args.results, read_manifest(args.manifest), args.shards, args.output, args.png, args.videos, args.device)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from tclsta.predict import Predictor
 
-    predictor = Predictor(args.model_dir, args.device)
+    predictor = Predictor(args.results, args.device)
     results, failed = [], 0
     for video in args.videos:
         try:
@@ -218,78 +218,120 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def add_settings_options(parser: argparse.ArgumentParser) -> None:
+    """Where a stage that reads config gets it from."""
+    parser.add_argument("--config", type=Path, help="config YAML (with --dataset)")
+    parser.add_argument("--dataset", help="dataset name in the config")
+    parser.add_argument("--settings", help="the stage's settings as JSON (what the workflow passes)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tclsta", description=__doc__.splitlines()[0])
     stages = parser.add_subparsers(dest="stage", required=True)
 
-    def stage(name: str, func, help: str) -> argparse.ArgumentParser:
-        sub = stages.add_parser(name, help=help)
-        sub.add_argument("--config", type=Path, help="config YAML (with --dataset)")
-        sub.add_argument("--dataset", help="dataset name in the config")
-        sub.add_argument("--settings", help="the dataset's resolved settings as JSON (what the workflow passes)")
-        sub.set_defaults(func=func)
-        return sub
+    sub = stages.add_parser("demo", help="generate the synthetic demo dataset (where its config entry says)")
+    add_settings_options(sub)
+    sub.set_defaults(func=cmd_demo)
 
-    stage("demo", cmd_demo, "generate the synthetic demo dataset")
-    sub = stage("manifest", cmd_manifest, "build the video manifest from the split files")
-    sub.add_argument("output", type=Path)
-    sub = stage("extract", cmd_extract, "decode and resize the videos of one shard")
+    sub = stages.add_parser("manifest", help="build the video manifest from the split files")
+    add_settings_options(sub)
+    sub.add_argument("--output", type=Path, required=True, help="manifest CSV")
+    sub.set_defaults(func=cmd_manifest)
+
+    sub = stages.add_parser("extract", help="decode and resize the videos of one shard")
+    add_settings_options(sub)
+    sub.add_argument("--manifest", type=Path, required=True)
     sub.add_argument("--shard", type=int, required=True)
     sub.add_argument("--previous", type=Path, help="the shard an earlier run packed: unchanged videos are copied from it")
-    sub.add_argument("manifest", type=Path)
-    sub.add_argument("output", type=Path)
-    sub.add_argument("rejected", type=Path, help="CSV listing videos left out (on_bad_video: skip)")
-    sub = stage("flow", cmd_flow, "TV-L1 optical flow of a frames shard")
-    sub.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    sub.add_argument("--output", type=Path, required=True, help="frames HDF5 of the shard")
+    sub.add_argument("--rejected", type=Path, required=True, help="CSV listing videos left out (on_bad_video: skip)")
+    sub.set_defaults(func=cmd_extract)
+
+    sub = stages.add_parser("flow", help="TV-L1 optical flow of a frames shard")
+    add_settings_options(sub)
+    sub.add_argument("--frames", type=Path, required=True, help="frames HDF5 of the shard")
     sub.add_argument("--previous", type=Path, help="the shard an earlier run packed: unchanged flow is copied from it")
-    sub.add_argument("frames", type=Path)
-    sub.add_argument("output", type=Path)
+    sub.add_argument("--workers", type=int, default=CPUS)
+    sub.add_argument("--output", type=Path, required=True, help="flow HDF5 of the shard")
+    sub.set_defaults(func=cmd_flow)
+
+    sub = stages.add_parser("pack", help="merge frames and flow into the final shard")
+    add_settings_options(sub)
+    sub.add_argument("--frames", type=Path, required=True)
+    sub.add_argument("--flow", type=Path, required=True)
+    sub.add_argument("--output", type=Path, required=True, help="the packed shard")
+    sub.set_defaults(func=cmd_pack)
+
     sub = stages.add_parser("rejected", help="collect the per-shard lists of rejected videos into one CSV")
+    sub.add_argument("--output", type=Path, required=True)
+    sub.add_argument("inputs", type=Path, nargs="+", help="the shards' rejected-video CSVs")
     sub.set_defaults(func=cmd_rejected)
-    sub.add_argument("output", type=Path)
-    sub.add_argument("inputs", type=Path, nargs="+")
-    sub = stage("pack", cmd_pack, "merge frames and flow into the final shard")
-    sub.add_argument("frames", type=Path)
-    sub.add_argument("flow", type=Path)
-    sub.add_argument("output", type=Path)
-    for name, func, help in (
-        ("train", cmd_train, "train one stream"),
-        ("score", cmd_score, "score val/test videos with a trained stream"),
-        ("features", cmd_features, "cache a trained stream's frame features of every video (HDF5)"),
-    ):
-        sub = stage(name, func, help)
-        sub.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-        sub.add_argument("--manifest", type=Path, required=True)
-        sub.add_argument("--shards", type=Path, nargs="+", required=True)
-        if name == "train":
-            sub.add_argument("--stream", choices=["rgb", "flow"], required=True)
-            sub.add_argument("--history", type=Path, required=True)
-        else:
-            sub.add_argument("--output", type=Path, required=True)
-        sub.add_argument("--checkpoint", type=Path, required=True)
-    for name, func, help in (
-        ("fuse", cmd_fuse, "learn the fusion weights on validation scores"),
-        ("evaluate", cmd_evaluate, "test-split metrics of each stream and the fusions"),
-    ):
-        sub = stage(name, func, help)
-        sub.add_argument("--manifest", type=Path, required=True)
-        sub.add_argument("--rgb", type=Path, required=True, help="scores CSV of the rgb stream")
-        sub.add_argument("--flow", type=Path, required=True, help="scores CSV of the flow stream")
-        sub.add_argument("output", type=Path)
-    sub.add_argument("--fusion", type=Path, required=True)
-    sub.add_argument("--rejected", type=Path, help="rejected.csv of the dataset (videos left out)")
-    sub.add_argument("--collaborative", type=Path, help="scores CSV of the collaborative model")
-    sub = stage("collaborative", cmd_collaborative, "train the collaborative model on cached features; score val/test")
-    sub.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+
+    sub = stages.add_parser("train", help="train one stream")
+    add_settings_options(sub)
+    sub.add_argument("--stream", choices=["rgb", "flow"], required=True)
+    sub.add_argument("--manifest", type=Path, required=True)
+    sub.add_argument("--shards", type=Path, nargs="+", required=True)
+    sub.add_argument("--threads", type=int, default=CPUS)
+    sub.add_argument("--output", type=Path, required=True, help="the trained stream's checkpoint")
+    sub.add_argument("--history", type=Path, required=True, help="per-epoch metrics CSV (and JSON beside it)")
+    sub.set_defaults(func=cmd_train)
+
+    sub = stages.add_parser("score", help="score val/test videos with a trained stream")
+    add_settings_options(sub)
+    sub.add_argument("--checkpoint", type=Path, required=True, help="the trained stream")
+    sub.add_argument("--manifest", type=Path, required=True)
+    sub.add_argument("--shards", type=Path, nargs="+", required=True)
+    sub.add_argument("--threads", type=int, default=CPUS)
+    sub.add_argument("--output", type=Path, required=True, help="scores CSV")
+    sub.set_defaults(func=cmd_score)
+
+    sub = stages.add_parser("features", help="cache a trained stream's frame features of every video (HDF5)")
+    add_settings_options(sub)
+    sub.add_argument("--checkpoint", type=Path, required=True, help="the trained stream")
+    sub.add_argument("--manifest", type=Path, required=True)
+    sub.add_argument("--shards", type=Path, nargs="+", required=True)
+    sub.add_argument("--threads", type=int, default=CPUS)
+    sub.add_argument("--output", type=Path, required=True, help="features HDF5")
+    sub.set_defaults(func=cmd_features)
+
+    sub = stages.add_parser("collaborative", help="train the collaborative model on cached features; score val/test")
+    add_settings_options(sub)
     sub.add_argument("--rgb", type=Path, required=True, help="features file of the rgb stream")
     sub.add_argument("--flow", type=Path, required=True, help="features file of the flow stream")
-    sub.add_argument("--checkpoint", type=Path, required=True)
-    sub.add_argument("--history", type=Path, required=True)
+    sub.add_argument("--threads", type=int, default=CPUS)
+    sub.add_argument("--model", type=Path, required=True, help="the trained collaborative model")
+    sub.add_argument("--history", type=Path, required=True, help="per-epoch metrics CSV")
     sub.add_argument("--output", type=Path, required=True, help="scores CSV")
-    sub = stage("ablation", cmd_ablation, "tabulate the ablation variants' test accuracy")
-    sub.add_argument("results", type=Path, help="the dataset's results folder, e.g. results/demo")
-    sub.add_argument("output", type=Path)
-    sub = stage("report", cmd_report, "write the self-contained HTML report")
+    sub.set_defaults(func=cmd_collaborative)
+
+    sub = stages.add_parser("fuse", help="learn the fusion weights on validation scores")
+    add_settings_options(sub)
+    sub.add_argument("--manifest", type=Path, required=True)
+    sub.add_argument("--rgb", type=Path, required=True, help="scores CSV of the rgb stream")
+    sub.add_argument("--flow", type=Path, required=True, help="scores CSV of the flow stream")
+    sub.add_argument("--output", type=Path, required=True, help="fusion weights JSON")
+    sub.set_defaults(func=cmd_fuse)
+
+    sub = stages.add_parser("evaluate", help="test-split metrics of each stream and the fusions")
+    add_settings_options(sub)
+    sub.add_argument("--manifest", type=Path, required=True)
+    sub.add_argument("--rgb", type=Path, required=True, help="scores CSV of the rgb stream")
+    sub.add_argument("--flow", type=Path, required=True, help="scores CSV of the flow stream")
+    sub.add_argument("--fusion", type=Path, required=True, help="fusion weights JSON")
+    sub.add_argument("--rejected", type=Path, help="rejected.csv of the dataset (videos left out)")
+    sub.add_argument("--collaborative", type=Path, help="scores CSV of the collaborative model")
+    sub.add_argument("--output", type=Path, required=True, help="metrics JSON")
+    sub.set_defaults(func=cmd_evaluate)
+
+    sub = stages.add_parser("ablation", help="tabulate the ablation variants' test accuracy")
+    add_settings_options(sub)
+    sub.add_argument("--results", type=Path, required=True, help="the dataset's results folder, e.g. results/demo")
+    sub.add_argument("--output", type=Path, required=True, help="ablation CSV")
+    sub.set_defaults(func=cmd_ablation)
+
+    sub = stages.add_parser("report", help="write the self-contained HTML report")
+    add_settings_options(sub)
     sub.add_argument("--metrics", type=Path, required=True)
     sub.add_argument("--manifest", type=Path, required=True)
     sub.add_argument("--rgb-history", type=Path, required=True)
@@ -300,23 +342,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--ablation", type=Path, nargs="*", default=[], help="the dataset's ablation.csv, if any")
     sub.add_argument("--plot", nargs=2, action="append", default=[], metavar=("NAME", "PNG"),
                      help="also save the report's figure NAME (confusion, confusion_streams, fusion_weights, training) as PNG")
-    sub.add_argument("output", type=Path)
+    sub.add_argument("--output", type=Path, required=True, help="the HTML report")
+    sub.set_defaults(func=cmd_report)
+
     sub = stages.add_parser("attention", help="spatial and temporal attention of a few test videos (JSON and a PNG figure)")
-    sub.set_defaults(func=cmd_attention)
-    sub.add_argument("model_dir", type=Path, help="a dataset's results folder, e.g. results/demo")
+    sub.add_argument("--results", type=Path, required=True, help="a dataset's results folder, e.g. results/demo")
     sub.add_argument("--manifest", type=Path, required=True)
     sub.add_argument("--shards", type=Path, nargs="+", required=True)
     sub.add_argument("--videos", type=int, default=4, help="how many test videos (from different classes)")
     sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    sub.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    sub.add_argument("json_output", type=Path)
-    sub.add_argument("png_output", type=Path)
+    sub.add_argument("--threads", type=int, default=CPUS)
+    sub.add_argument("--output", type=Path, required=True, help="attention JSON")
+    sub.add_argument("--png", type=Path, required=True, help="attention figure")
+    sub.set_defaults(func=cmd_attention)
+
     sub = stages.add_parser("predict", help="top-5 classes of new videos with a trained dataset's models")
-    sub.set_defaults(func=cmd_predict)
-    sub.add_argument("model_dir", type=Path, help="a dataset's results folder, e.g. results/demo")
+    sub.add_argument("results", type=Path, help="a dataset's results folder, e.g. results/demo")
     sub.add_argument("videos", type=Path, nargs="+")
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    sub.set_defaults(func=cmd_predict)
     return parser
 
 
@@ -326,5 +371,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except TclstaError as exc:
-        log.error("%s", exc)
-        return 1
+        message = str(exc).replace("\n", "; ")
+        print(f"tclsta {args.stage}: error: {message}", file=sys.stderr)
+        return 2

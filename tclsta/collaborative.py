@@ -24,10 +24,12 @@ import torch.nn.functional as F
 
 from tclsta.atomic import atomic_path
 from tclsta.config import CollaborativeConfig, build_section, section_dict
-from tclsta.evaluate import write_scores
 from tclsta.features import StreamFeatures, read_features
+from tclsta.inference import pick_device, write_scores
 from tclsta.models import CollaborativeModel
-from tclsta.train import pick_device
+from tclsta.settings import StageSettings, section_keys
+
+COLLABORATIVE_SETTINGS = StageSettings("collaborative", train=("device",), collaborative=section_keys("collaborative"))
 
 log = logging.getLogger(__name__)
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]

@@ -11,7 +11,7 @@ defaults (taken from the paper where it states them).
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -172,6 +172,22 @@ def validate_config(config: dict, source: str = "config") -> None:
         raise BadConfigError(key, f"{error.message} (in {source})")
 
 
+def validate_settings(settings: dict, source: str) -> None:
+    """Raise BadConfigError naming the key when part of one dataset's settings (what a stage is given) breaks the schema."""
+    schema = _schema()
+    properties = schema["$defs"]["dataset"]["properties"]
+    for key, value in settings.items():
+        if key == "name":
+            continue
+        if key not in properties:
+            raise BadConfigError(key, f"unknown key (in {source})")
+        errors = sorted(_Validator({"$defs": schema["$defs"], **properties[key]}).iter_errors(value),
+                        key=lambda e: list(e.absolute_path))
+        if errors:
+            path = ".".join(str(p) for p in (key, *errors[0].absolute_path))
+            raise BadConfigError(path, f"{errors[0].message} (in {source})")
+
+
 def load_config(path: str | Path) -> dict:
     """Read and validate a YAML config file."""
     path = Path(path)
@@ -200,15 +216,19 @@ def dataset_settings(config: dict, name: str) -> dict[str, Any]:
 T = TypeVar("T")
 
 
+def yaml_key(field_name: str) -> str:
+    """The config file's name of a dataclass field (``lambda`` is a Python keyword: the field is ``lambda_``)."""
+    return "lambda" if field_name == "lambda_" else field_name
+
+
 def build_section(cls: type[T], values: dict, key: str) -> T:
     """Dataclass from a dict; YAML's ``lambda`` maps to ``lambda_``, lists to tuples."""
-    names = {f.name for f in fields(cls)}
+    names = {yaml_key(f.name): f.name for f in fields(cls)}
     kwargs = {}
     for k, v in values.items():
-        attr = "lambda_" if k == "lambda" else k
-        if attr not in names:
+        if k not in names:
             raise BadConfigError(f"{key}.{k}", "unknown key")
-        kwargs[attr] = tuple(v) if isinstance(v, list) else v
+        kwargs[names[k]] = tuple(v) if isinstance(v, list) else v
     return cls(**kwargs)
 
 
@@ -233,5 +253,7 @@ def parse_dataset(settings: dict[str, Any]) -> DatasetConfig:
 
 
 def section_dict(section: Any) -> dict:
-    """A config dataclass back as a YAML-style dict (``lambda_`` -> ``lambda``)."""
-    return {("lambda" if k == "lambda_" else k): v for k, v in asdict(section).items()}
+    """A config section back as a YAML-style dict (``lambda_`` -> ``lambda``): the keys its stage declares
+    (:mod:`tclsta.settings`), or all of them."""
+    names = getattr(section, "__declared__", [f.name for f in fields(section)])
+    return {yaml_key(name): copy.deepcopy(getattr(section, name)) for name in names}

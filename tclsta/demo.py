@@ -34,6 +34,9 @@ import ffmpeg
 import numpy as np
 
 from tclsta.atomic import atomic_path, write_text_atomic
+from tclsta.config import DatasetConfig
+from tclsta.errors import BadConfigError
+from tclsta.settings import StageSettings, section_keys
 from tclsta.errors import BadConfigError
 from tclsta.video import ffmpeg_binaries, last_stderr_line
 
@@ -232,6 +235,20 @@ def _check_arguments(
     for key, value in (("width", width), ("height", height)):
         if value < 32 or value % 2:
             raise BadConfigError(key, f"must be even and at least 32 (yuv420p), got {value}")
+
+
+DEMO_SETTINGS = StageSettings("demo", entry=("root", "splits_dir"), demo=section_keys("demo"))
+
+
+def demo_dataset(dataset: DatasetConfig) -> None:
+    """Generate a demo dataset where its entry says: ``root: <dir>/videos``, ``splits_dir: <dir>/splits``."""
+    root, splits = Path(dataset.root), Path(dataset.splits_dir)
+    if splits.parent != root.parent or root.name != "videos" or splits.name != "splits":
+        raise BadConfigError(f"datasets.{dataset.name}", "a demo dataset needs root: <dir>/videos and splits_dir: <dir>/splits")
+    demo = dataset.demo
+    make_demo_dataset(root.parent, classes_per_kind=demo.classes_per_kind, groups=demo.groups,
+                      clips_per_group=demo.clips_per_group, num_frames=demo.num_frames,
+                      width=demo.width, height=demo.height, seed=demo.seed)
 
 
 def make_demo_dataset(

@@ -57,3 +57,26 @@ class BadConfigError(TclstaError):
         self.key = key
         self.reason = reason
         super().__init__(f"bad config value '{key}': {reason}")
+
+
+class MissingFileError(FileError):
+    """An input file or folder that is not there."""
+
+    what = "no such file"
+
+
+class BadTableError(FileError):
+    """A CSV file with a missing column or a value of the wrong kind."""
+
+    what = "bad CSV"
+
+
+class DeviceError(BadConfigError):
+    """A device that was asked for but is not there (``cuda`` without a visible GPU)."""
+
+
+class PretrainedWeightsError(BadConfigError):
+    """``model.pretrained`` weights that are missing, unreachable or not a backbone's state dict."""
+
+    def __init__(self, reason: str):
+        super().__init__("model.pretrained", reason)

@@ -1,9 +1,4 @@
-"""Scoring the streams on held-out videos, fusing them, and the accuracy metrics.
-
-Scores CSV (one per stream): ``video_id, split, label`` then one column per
-class (``score_0 ... score_{K-1}``) holding the video-level logits, for the
-validation and test videos.
-"""
+"""Fusing the streams' scores (``tclsta.inference`` writes them) and the accuracy metrics of the test split."""
 
 from __future__ import annotations
 
@@ -14,54 +9,17 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
-from tclsta.atomic import atomic_path, write_text_atomic
-from tclsta.config import FusionConfig, TrainConfig
+from tclsta.atomic import write_text_atomic
+from tclsta.config import FusionConfig
 from tclsta.data.manifest import class_names
 from tclsta.fusion import FusionWeights, late_fusion, learn_fusion
-from tclsta.train import clip_spec, load_checkpoint, pick_device, split_dataset
+from tclsta.inference import read_scores
+from tclsta.settings import StageSettings
 
-STREAMS = ("rgb", "flow")
-
-
-def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFrame, train_config: TrainConfig, out_path: Path) -> None:
-    """Video-level logits of a trained stream on the val and test videos (test protocol: ``test_frames``
-    frames spread uniformly, centre crop or 10 crops)."""
-    device = pick_device(train_config.device)
-    model, model_config, state = load_checkpoint(checkpoint, device)
-    dataset = split_dataset(manifest, ["val", "test"], shards, clip_spec(state["modality"], model_config, train_config, False), 0)
-    loader = DataLoader(dataset, batch_size=train_config.batch_size, num_workers=train_config.num_workers)
-    logits = []
-    with torch.no_grad():
-        for clips, _ in loader:
-            logits.append(video_logits(model, clips.to(device)).float().cpu())
-    scores = torch.cat(logits).numpy() if logits else np.zeros((0, len(state["classes"])))
-    split_of = manifest.set_index("video_id")["split"]
-    video_ids = [item[1] for item in dataset.items]
-    write_scores(out_path, video_ids, [split_of[v] for v in video_ids], [item[2] for item in dataset.items], scores)
-
-
-def write_scores(out_path: Path, video_ids: Sequence[str], splits: Sequence[str], labels: Sequence[int], scores: np.ndarray) -> None:
-    """Write a scores CSV (the format in the module docstring) for videos with (N, K) logits ``scores``."""
-    table = pd.DataFrame(scores, columns=[f"score_{k}" for k in range(scores.shape[1])])
-    table.insert(0, "video_id", list(video_ids))
-    table.insert(1, "split", list(splits))
-    table.insert(2, "label", list(labels))
-    with atomic_path(out_path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-
-
-def video_logits(model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
-    """(B, K) logits of clips (B, T, C, H, W), or of test crops (B, N, T, C, H, W) averaged over the N crops."""
-    if clips.dim() == 6:
-        b, n = clips.shape[:2]
-        return model(clips.flatten(0, 1)).logits.view(b, n, -1).mean(1)
-    return model(clips).logits
-
-
-def read_scores(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"video_id": str, "split": str})
+FUSE_SETTINGS = StageSettings("fuse", fusion=("steps", "lr", "per_class_penalty"))
+# The demo's expected accuracy ceilings depend on its format and classes.
+EVALUATE_SETTINGS = StageSettings("evaluate", entry=("format",), demo=("classes_per_kind",), fusion=("late_fusion_weights",))
 
 
 def paired_scores(rgb: pd.DataFrame, flow: pd.DataFrame, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:

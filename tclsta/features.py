@@ -4,8 +4,8 @@ The collaborative model (``tclsta/models/collaborative.py``) trains on the
 attended frame features (``StreamOutput.features``) of both streams. Running
 the backbones once per video and caching the result keeps its training to
 seconds. Features follow the test protocol (``train.test_frames`` frames
-spread uniformly over the video, centre crop) for every train, val and test
-video, so the collaborative model sees the same kind of input in training as
+spread uniformly over the video, centre crop or the mean over 10 crops) for
+every train, val and test video, so the collaborative model sees the same kind of input in training as
 at test time.
 
 On-disk layout of a features file (``results/<dataset>/features/<stream>.h5``)::
@@ -36,11 +36,13 @@ from torch.utils.data import DataLoader
 from tclsta.atomic import atomic_path
 from tclsta.config import TrainConfig
 from tclsta.errors import FileError
-from tclsta.train import clip_spec, load_checkpoint, pick_device, split_dataset
+from tclsta.inference import SCORE_SETTINGS, load_checkpoint, pick_device, split_dataset, inference_clip_spec
+from tclsta.settings import StageSettings
 
 FEATURES_FORMAT = "tclsta-features"
 FEATURES_VERSION = 1
 SPLITS = ("train", "val", "test")
+FEATURES_SETTINGS = StageSettings("features", **SCORE_SETTINGS.sections)  # what scoring reads: test clips and batches
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,13 @@ def extract_features(checkpoint: Path, shards: Sequence[Path], manifest: pd.Data
     """Run a trained stream over every train/val/test video (test protocol) and cache its frame features."""
     device = pick_device(train_config.device)
     model, model_config, state = load_checkpoint(checkpoint, device)
-    spec = clip_spec(state["modality"], model_config, train_config, False)
+    spec = inference_clip_spec(state["modality"], model_config.flow_stack, train_config)
     dataset = split_dataset(manifest, list(SPLITS), shards, spec, 0)
     loader = DataLoader(dataset, batch_size=train_config.batch_size, num_workers=train_config.num_workers)
     batches = []
     with torch.no_grad():
         for clips, _ in loader:
-            batches.append(model(clips.to(device)).features.float().cpu())  # (B, T, D)
+            batches.append(frame_features(model, clips.to(device)).float().cpu())  # (B, T, D)
     features = torch.cat(batches).numpy() if batches else np.zeros((0, spec.num_frames, 0), np.float32)
     split_of = manifest.set_index("video_id")["split"]
     video_ids = [item[1] for item in dataset.items]
@@ -83,6 +85,15 @@ def extract_features(checkpoint: Path, shards: Sequence[Path], manifest: pd.Data
         file.create_dataset("splits", data=[split_of[v] for v in video_ids], dtype=strings)
         file.create_dataset("labels", data=np.array([item[2] for item in dataset.items], np.int64))
         file.create_dataset("features", data=features.astype(np.float32))
+
+
+def frame_features(model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
+    """(B, T, D) attended frame features of clips (B, T, C, H, W), or of test crops (B, N, T, C, H, W) averaged over N."""
+    if clips.dim() == 6:
+        b, n = clips.shape[:2]
+        features = model(clips.flatten(0, 1)).features  # (B * N, T, D)
+        return features.view(b, n, *features.shape[1:]).mean(1)
+    return model(clips).features
 
 
 def read_features(path: Path) -> StreamFeatures:

@@ -21,6 +21,9 @@ import numpy as np
 
 from tclsta.config import FlowConfig
 from tclsta.errors import BadConfigError
+from tclsta.settings import StageSettings, section_keys
+
+FLOW_SETTINGS = StageSettings("flow", flow=section_keys("flow"))
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(prev, next) greyscale uint8 (H, W) -> flow (H, W, 2) float32."""

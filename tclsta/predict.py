@@ -8,7 +8,6 @@ with the learned weights.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,14 +15,22 @@ import cv2
 import numpy as np
 import torch
 
-from tclsta.config import FlowConfig, PreprocessConfig, TrainConfig, build_section
+from tclsta.config import yaml_key
 from tclsta.data.dataset import flow_clip, flow_windows, rgb_clip, segment_indices, test_views
 from tclsta.errors import BadVideoError, FileError
-from tclsta.evaluate import video_logits
-from tclsta.flow import create_tvl1, quantise_flow
-from tclsta.fusion import FusionWeights
-from tclsta.train import clip_spec, load_checkpoint, pick_device
+from tclsta.evaluate import read_fusion
+from tclsta.flow import TVL1_PARAMETERS, create_tvl1, quantise_flow
+from tclsta.inference import TEST_PROTOCOL, load_checkpoint, pick_device, inference_clip_spec, video_logits
+from tclsta.settings import StageSettings
 from tclsta.video import decode_frames
+
+PREDICT_SETTINGS = StageSettings(
+    "predict",
+    preprocess=("short_side",),
+    flow=("backend", "bound", *map(yaml_key, TVL1_PARAMETERS)),
+    train=TEST_PROTOCOL,
+)
+"""What prediction repeats: the dataset's decoding, flow and test protocol, recorded in each stream's checkpoint."""
 
 
 @dataclass
@@ -37,7 +44,7 @@ class Predictor:
 
     def __init__(self, model_dir: Path, device: str = "auto"):
         model_dir = Path(model_dir)
-        self.device = pick_device(device)
+        self.device = pick_device(device, "--device")
         paths = [model_dir / "models" / "rgb.pt", model_dir / "models" / "flow.pt", model_dir / "fusion.json"]
         for path in paths:
             if not path.is_file():
@@ -45,15 +52,12 @@ class Predictor:
         self.rgb, rgb_config, state = load_checkpoint(paths[0], self.device)
         self.flow, flow_config, _ = load_checkpoint(paths[1], self.device)
         self.classes: list[str] = state["classes"]
-        settings = state["settings"]
-        self.preprocess = build_section(PreprocessConfig, settings["preprocess"], "preprocess")
-        train = build_section(TrainConfig, settings["train"], "train")
-        self.rgb_spec = clip_spec("rgb", rgb_config, train, training=False)
-        self.flow_spec = clip_spec("flow", flow_config, train, training=False)
-        flow_settings = build_section(FlowConfig, settings["flow"], "flow")
-        self.tvl1, self.bound = create_tvl1(flow_settings), flow_settings.bound
-        fusion = json.loads(paths[2].read_text())
-        self.fusion = FusionWeights(torch.tensor(fusion["raw_per_class"]), torch.tensor(fusion["raw_global"]))
+        settings = PREDICT_SETTINGS.parse(state["settings"])
+        self.short_side = settings.preprocess.short_side
+        self.rgb_spec = inference_clip_spec("rgb", rgb_config.flow_stack, settings.train)
+        self.flow_spec = inference_clip_spec("flow", flow_config.flow_stack, settings.train)
+        self.tvl1, self.bound = create_tvl1(settings.flow), settings.flow.bound
+        self.fusion = read_fusion(paths[2])
 
     def clips(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Test-time clips of decoded frames (N, H, W, 3): RGB (1, [crops,] T, 3, h, w) and flow (1, [crops,] T, 2L, h, w)."""
@@ -69,7 +73,7 @@ class Predictor:
     @torch.no_grad()
     def predict(self, video: Path) -> Prediction:
         """Top-5 classes of one video by fused probability."""
-        frames = decode_frames(Path(video), self.preprocess.short_side)
+        frames = decode_frames(Path(video), self.short_side)
         if len(frames) < 2:
             raise BadVideoError(video, f"{len(frames)} frame(s): optical flow needs at least 2")
         rgb, flow = self.clips(frames)

@@ -24,10 +24,13 @@ from tclsta.atomic import atomic_path
 from tclsta.config import FlowConfig, PreprocessConfig
 from tclsta.data.shards import ShardReader, ShardWriter, VideoRecord
 from tclsta.errors import BadShardError, BadVideoError
+from tclsta.settings import StageSettings
 from tclsta.flow import batched_video_flow, create_tvl1, create_tvl1_batch, resolve_backend, torch_device, video_flow
 from tclsta.video import decode_frames, decode_jpeg, encode_jpeg
 
 log = logging.getLogger(__name__)
+EXTRACT_SETTINGS = StageSettings("extract", preprocess=("short_side", "jpeg_quality", "min_frames", "on_bad_video"))
+PACK_SETTINGS = StageSettings("pack", flow=("bound",))
 REJECTED_COLUMNS = ["video_id", "path", "reason"]
 
 

@@ -30,6 +30,7 @@ from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
 
 from tclsta.atomic import write_bytes_atomic, write_text_atomic
+from tclsta.settings import ENTRY_KEYS, SECTION_TYPES, StageSettings, section_keys
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,10 @@ tr.highlight td { background: #fff3cd; }
 .published { border: 1px dashed #aaa; padding: 0.4em 1em; background: #fcfcfc; }
 img { max-width: 100%; height: auto; display: block; margin: 0.5em 0; }
 """
+
+
+REPORT_SETTINGS = StageSettings("report", ENTRY_KEYS, **{name: section_keys(name) for name in SECTION_TYPES})
+"""The summary lists the dataset's whole config."""
 
 
 def write_report(

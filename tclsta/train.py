@@ -45,12 +45,20 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from tclsta.atomic import atomic_path, write_text_atomic
-from tclsta.config import ModelConfig, TrainConfig, build_section, section_dict
+from tclsta.config import ModelConfig, TrainConfig, section_dict
 from tclsta.data.dataset import ClipSpec, ShardClipDataset
 from tclsta.data.manifest import class_names
+from tclsta.inference import build_model, pick_device, save_checkpoint, split_dataset, inference_clip_spec
 from tclsta.models import AttentionStream, stream_loss
+from tclsta.predict import PREDICT_SETTINGS
+from tclsta.settings import StageSettings, section_keys
 
 log = logging.getLogger(__name__)
+# Every model key; every train key but the validation split's size (the manifest's); and what prediction repeats,
+# recorded in the checkpoint.
+TRAIN_SETTINGS = StageSettings(
+    "train", model=section_keys("model"), train=[key for key in section_keys("train") if key != "val_fraction"]
+).including(PREDICT_SETTINGS)
 HISTORY_COLUMNS = ["epoch", "stage", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "data_seconds"]
 
 # What each stage trains, and the weights of the three losses (frame, CAM, temporal) in it.
@@ -96,15 +104,6 @@ class Runtime:
         return self.rank == 0
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto`` is CUDA when a GPU is visible, else the CPU."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but torch sees no CUDA device")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def start_runtime(device_name: str) -> Runtime:
     """One process, or one of the processes ``torchrun`` started (WORLD_SIZE > 1)."""
     device = pick_device(device_name)
@@ -118,40 +117,10 @@ def start_runtime(device_name: str) -> Runtime:
     return Runtime(device, dist.get_rank(), world_size)
 
 
-def build_model(model: ModelConfig, modality: str, num_classes: int) -> AttentionStream:
-    """The stream network for ``modality`` (3 input channels for RGB, 2L for flow)."""
-    channels = 3 if modality == "rgb" else 2 * model.flow_stack
-    return AttentionStream(
-        backbone=model.backbone,
-        in_channels=channels,
-        num_classes=num_classes,
-        spatial=model.spatial_attention,
-        temporal=model.temporal_attention,
-        spatial_hidden=model.spatial_hidden,
-        temporal_hidden=model.temporal_hidden,
-        class_source=model.class_source,
-        dropout=model.dropout,
-        pretrained=model.pretrained,
-    )
-
-
-def clip_spec(modality: str, model: ModelConfig, train: TrainConfig, training: bool) -> ClipSpec:
-    """Training clips: ``train_frames`` random segments, random crops; test clips: ``test_frames``, ``test_crops`` crops."""
-    return ClipSpec(
-        modality=modality,
-        num_frames=train.train_frames if training else train.test_frames,
-        crop_size=tuple(train.crop_size),
-        flow_stack=model.flow_stack,
-        train=training,
-        flip=train.flip and training,
-        test_crops=1 if training else train.test_crops,
-    )
-
-
-def split_dataset(manifest: pd.DataFrame, splits: Sequence[str], shards: Sequence[Path], spec: ClipSpec, seed: int) -> ShardClipDataset:
-    """Dataset of the manifest's videos in ``splits`` that the shards hold (skipped bad videos are absent)."""
-    rows = manifest[manifest["split"].isin(splits)]
-    return ShardClipDataset(shards, rows["video_id"].tolist(), rows["label"].tolist(), spec, seed)
+def train_clip_spec(modality: str, flow_stack: int, train: TrainConfig) -> ClipSpec:
+    """Training clips: ``train_frames`` random segments, random crops (and flips when ``train.flip``)."""
+    return ClipSpec(modality=modality, num_frames=train.train_frames, crop_size=tuple(train.crop_size),
+                    flow_stack=flow_stack, train=True, flip=train.flip)
 
 
 def set_stage(model: AttentionStream, stage: Stage) -> list[torch.nn.Parameter]:
@@ -243,19 +212,20 @@ def train_stream(
     train_config: TrainConfig,
     checkpoint_path: Path,
     history_path: Path,
-    preprocessing: dict | None = None,
+    recorded: dict | None = None,
 ) -> None:
     """Train one stream; write its best checkpoint and its per-epoch history (CSV, and JSON beside it).
 
-    ``preprocessing`` (the ``preprocess`` and ``flow`` settings) is stored in the
-    checkpoint so that prediction on new videos repeats it exactly.
+    ``recorded`` (the settings of ``PREDICT_SETTINGS``: preprocessing, flow and test protocol) is
+    stored in the checkpoint so that prediction on new videos repeats them exactly.
     """
     checkpoint_path, history_path = Path(checkpoint_path), Path(history_path)
     runtime = start_runtime(train_config.device)
     torch.manual_seed(train_config.seed)
     classes = class_names(manifest)
-    train_set = split_dataset(manifest, ["train"], shards, clip_spec(modality, model_config, train_config, True), train_config.seed)
-    val_spec = dataclasses.replace(clip_spec(modality, model_config, train_config, False), test_crops=1)  # model selection: centre crop
+    train_set = split_dataset(manifest, ["train"], shards, train_clip_spec(modality, model_config.flow_stack, train_config),
+                              train_config.seed)
+    val_spec = dataclasses.replace(inference_clip_spec(modality, model_config.flow_stack, train_config), test_crops=1)  # model selection: centre crop
     val_set = split_dataset(manifest, ["val"], shards, val_spec, train_config.seed)
     if not len(train_set) or not len(val_set):
         raise RuntimeError(f"{modality} stream: {len(train_set)} training and {len(val_set)} validation videos in the shards; need both")
@@ -271,7 +241,6 @@ def train_stream(
         model = model.to(memory_format=torch.channels_last)
     scaler = torch.amp.GradScaler(enabled=train_config.amp and runtime.device.type == "cuda" and not torch.cuda.is_bf16_supported())
     stages = training_stages(train_config)
-    settings = {"train": section_dict(train_config), **(preprocessing or {})}
     resume_dir = checkpoint_path.with_name(checkpoint_path.name + ".resume")
     run_key = _run_key(modality, model_config, train_config, train_set, val_set, runtime.world_size)
     history, best, start_epoch, resumed = [], {"val_acc": -1.0, "val_loss": math.inf}, 1, _load_resume_state(resume_dir, run_key, runtime)
@@ -322,7 +291,7 @@ def train_stream(
                     tensorboard.add_scalar(key, row[key], epoch)
             if (row["val_acc"], -row["val_loss"]) > (best["val_acc"], -best["val_loss"]):
                 best = {"val_acc": row["val_acc"], "val_loss": row["val_loss"], "epoch": epoch}
-                save_checkpoint(resume_dir / "best.pt", model, modality, model_config, classes, epoch, row["val_acc"], settings)
+                save_checkpoint(resume_dir / "best.pt", model, modality, model_config, classes, epoch, row["val_acc"], recorded or {})
             _save_resume_state(resume_dir / "last.pt", run_key, model, optimizer, scheduler, scaler, epoch, history, best)
 
     if runtime.world_size > 1:
@@ -393,39 +362,3 @@ def _tensorboard_writer(log_dir: Path):
     except ImportError:
         return None
     return SummaryWriter(str(log_dir))
-
-
-def save_checkpoint(
-    path: Path,
-    model: AttentionStream,
-    modality: str,
-    model_config: ModelConfig,
-    classes: list[str],
-    epoch: int,
-    val_acc: float,
-    settings: dict,
-) -> None:
-    """Weights plus what is needed to rebuild the model; plain types only, so it loads with weights_only=True."""
-    state = {
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "modality": modality,
-        "model_config": section_dict(model_config),
-        "classes": classes,
-        "epoch": epoch,
-        "val_acc": val_acc,
-        "settings": settings,
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path, device: torch.device) -> tuple[AttentionStream, ModelConfig, dict]:
-    """Rebuild a trained stream from its checkpoint (never unpickles arbitrary objects).
-
-    Returns the model in eval mode, its config, and the checkpoint's other entries.
-    """
-    state = torch.load(path, map_location=device, weights_only=True)
-    config = build_section(ModelConfig, state["model_config"], "model")
-    model = build_model(config, state["modality"], len(state["classes"]))
-    model.load_state_dict(state.pop("state_dict"))
-    return model.to(device).eval(), config, state

@@ -15,7 +15,8 @@ from PIL import Image
 from tclsta.attention_view import attention_figure, attention_views, choose_videos
 from tclsta.data.dataset import IMAGENET_MEAN, IMAGENET_STD
 from tclsta.data.manifest import read_manifest
-from tclsta.evaluate import aligned_logits, read_scores
+from tclsta.evaluate import aligned_logits
+from tclsta.inference import read_scores
 from tclsta.predict import Predictor
 from tclsta.report import figure_png
 from tiny_results import build_tiny_results
@@ -84,9 +85,9 @@ def test_attention_views_of_tiny_trained_streams(tiny_dataset, tiny_results) -> 
 
 def test_attention_command_writes_json_and_png(tiny_dataset, tiny_results, tmp_path) -> None:
     json_path, png_path = tmp_path / "attention.json", tmp_path / "plots" / "attention.png"
-    command = [sys.executable, "-m", "tclsta", "attention", str(tiny_results),
+    command = [sys.executable, "-m", "tclsta", "attention", "--results", str(tiny_results),
                "--manifest", str(tiny_results / "manifest.csv"), "--shards", *map(str, tiny_dataset.shards), "--videos", "4", "--device", "cpu", "--threads", "2",
-               str(json_path), str(png_path)]
+               "--output", str(json_path), "--png", str(png_path)]
     run = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
 

@@ -13,7 +13,8 @@ import torch
 from tclsta.collaborative import load_collaborative, train_collaborative
 from tclsta.config import CollaborativeConfig, DatasetConfig, ModelConfig
 from tclsta.data.manifest import read_manifest
-from tclsta.evaluate import evaluate, fuse_streams, read_scores, score_stream
+from tclsta.evaluate import evaluate, fuse_streams
+from tclsta.inference import read_scores, score_stream
 from tclsta.features import extract_features, read_features
 from tclsta.models import CollaborativeModel
 from tclsta.train import train_stream

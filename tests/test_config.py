@@ -75,7 +75,7 @@ def test_cli_names_a_bad_value_without_traceback(tmp_path):
     config = shipped()
     config["datasets"]["demo"]["train"] = {"batch_size": -4}
     result = subprocess.run([sys.executable, "-m", "tclsta", "manifest", "--config", str(write_config(tmp_path, config)),
-                             "--dataset", "demo", str(tmp_path / "manifest.csv")], capture_output=True, text=True)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+                             "--dataset", "demo", "--output", str(tmp_path / "manifest.csv")], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "bad config value 'datasets.demo.train.batch_size': -4 is less than the minimum of 1" in result.stderr
     assert not (tmp_path / "manifest.csv").exists()

@@ -10,6 +10,7 @@ import torch
 import torchvision
 from torchvision.models import ResNet18_Weights, resnet18
 
+from tclsta.errors import PretrainedWeightsError
 from tclsta.models import (
     AttentionStream,
     SpatialAttention,
@@ -121,7 +122,7 @@ def test_local_motion_weights_load_as_saved(tmp_path: Path) -> None:
 
 
 def test_missing_local_weights_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(PretrainedWeightsError, match="missing.pth"):
         build_backbone("resnet18", 3, pretrained=str(tmp_path / "missing.pth"))
 
 
@@ -133,7 +134,7 @@ def test_imagenet_download_failure_says_what_to_do(tmp_path: Path, monkeypatch: 
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(RuntimeError, match="could not be downloaded.*local weights file path"):
+    with pytest.raises(PretrainedWeightsError, match="could not be downloaded.*local weights file path"):
         build_backbone("resnet18", 3, pretrained="imagenet")
 
 
@@ -153,7 +154,7 @@ def test_imagenet_weights_from_hub_cache(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_small_backbone_has_no_imagenet_weights() -> None:
-    with pytest.raises(ValueError, match="no ImageNet weights"):
+    with pytest.raises(PretrainedWeightsError, match="no ImageNet weights"):
         build_backbone("small", 3, pretrained="imagenet")
 
 

@@ -111,9 +111,9 @@ def test_cli_reports_bad_video_without_traceback(tiny_videos, tmp_path):
     settings = json.dumps(tiny_settings(tmp_path / "ds"))
     result = subprocess.run(
         [sys.executable, "-m", "tclsta", "extract", "--settings", settings, "--shard", str(manifest["shard"].iloc[0]),
-         str(manifest_path), str(tmp_path / "out.h5"), str(tmp_path / "rej.csv")],
+         "--manifest", str(manifest_path), "--output", str(tmp_path / "out.h5"), "--rejected", str(tmp_path / "rej.csv")],
         capture_output=True, text=True, cwd=REPO,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert str(victim) in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.h5").exists()

@@ -17,9 +17,9 @@ from torch.utils.data import DataLoader
 
 from conftest import tiny_settings
 from tclsta.data.manifest import class_names, read_manifest
-from tclsta.evaluate import evaluate, fuse_streams, score_stream
-from tclsta.train import (Runtime, build_model, clip_spec, load_checkpoint, make_optimizer, run_epoch, set_stage, split_dataset,
-                          train_mode, train_stream, training_stages)
+from tclsta.evaluate import evaluate, fuse_streams
+from tclsta.inference import build_model, load_checkpoint, score_stream, split_dataset, inference_clip_spec
+from tclsta.train import Runtime, make_optimizer, run_epoch, set_stage, train_clip_spec, train_mode, train_stream, training_stages
 
 
 def test_train_score_fuse_evaluate(tiny_dataset, tmp_path):
@@ -80,7 +80,7 @@ def test_three_stages_train_their_parts_only(tiny_dataset, tmp_path):
     trainable = set_stage(model, training_stages(train_config)[1])
     assert {id(p) for p in trainable} == {id(p) for p in model.temporal.parameters()}
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    loader = DataLoader(split_dataset(manifest, ["train"], tiny_dataset.shards, clip_spec("rgb", config.model, train_config, True), 0),
+    loader = DataLoader(split_dataset(manifest, ["train"], tiny_dataset.shards, train_clip_spec("rgb", config.model.flow_stack, train_config), 0),
                         batch_size=4)
     stage = training_stages(train_config)[1]
     train_mode(model, stage)
@@ -98,7 +98,7 @@ def test_ten_crop_scores_average_mirrored_corner_crops(tiny_dataset, tmp_path):
     scores = {}
     for crops in (1, 10):
         train_config = dataclasses.replace(config.train, test_crops=crops)
-        spec = clip_spec("flow", config.model, train_config, False)
+        spec = inference_clip_spec("flow", config.model.flow_stack, train_config)
         clip, _ = split_dataset(manifest, ["test"], tiny_dataset.shards, spec, 0)[0]
         assert clip.shape == ((10,) if crops == 10 else ()) + (4, 4, 40, 56)
         score_stream(tmp_path / "flow.pt", tiny_dataset.shards, manifest, train_config, tmp_path / f"{crops}.csv")
@@ -115,7 +115,7 @@ def train_command(tiny_dataset, tmp_path: Path, name: str, stages: list[dict], l
     settings["train"]["stages"] = stages
     return [*launcher, "-m", "tclsta", "train", "--settings", json.dumps(settings), "--threads", "1", "--stream", "rgb",
             "--manifest", str(tiny_dataset.manifest_path), "--shards", *map(str, tiny_dataset.shards),
-            "--checkpoint", str(tmp_path / f"{name}.pt"), "--history", str(tmp_path / f"{name}.csv")]
+            "--output", str(tmp_path / f"{name}.pt"), "--history", str(tmp_path / f"{name}.csv")]
 
 
 def read_history(tmp_path: Path, name: str) -> pd.DataFrame:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tclsta.config import section_dict
+from conftest import tiny_settings
 from tclsta.data.manifest import class_names, read_manifest
-from tclsta.evaluate import evaluate, fuse_streams, score_stream
+from tclsta.evaluate import evaluate, fuse_streams
+from tclsta.inference import score_stream
+from tclsta.predict import PREDICT_SETTINGS
 from tclsta.train import train_stream
 
 
@@ -23,14 +25,10 @@ def build_tiny_results(tiny_dataset, out: Path) -> Path:
     models, scores = out / "models", out / "scores"
     for stream in ("rgb", "flow"):
         train_stream(tiny_dataset.shards, manifest, stream, config.model, config.train,
-                     models / f"{stream}.pt", models / f"{stream}_history.csv", _preprocessing(config))
+                     models / f"{stream}.pt", models / f"{stream}_history.csv", PREDICT_SETTINGS.select(tiny_settings(tiny_dataset.root)))
         score_stream(models / f"{stream}.pt", tiny_dataset.shards, manifest, config.train, scores / f"{stream}.csv")
     fuse_streams(scores / "rgb.csv", scores / "flow.csv", config.fusion, class_names(manifest), out / "fusion.json")
     evaluate(manifest, scores / "rgb.csv", scores / "flow.csv", out / "fusion.json", config.fusion,
              out / "metrics.json", config.name)
     return out
 
-
-def _preprocessing(config) -> dict:
-    """The preprocessing settings a checkpoint records (what ``predict`` repeats), as the train command passes them."""
-    return {"preprocess": section_dict(config.preprocess), "flow": section_dict(config.flow)}

@@ -41,7 +41,12 @@ class ClipSpec:
 
     @property
     def channels(self) -> int:
-        return 3 if self.modality == "rgb" else 2 * self.flow_stack
+        return stream_channels(self.modality, self.flow_stack)
+
+
+def stream_channels(modality: str, flow_stack: int) -> int:
+    """Input channels of a stream: 3 (RGB), or 2L for L stacked flow x/y pairs."""
+    return 3 if modality == "rgb" else 2 * flow_stack
 
 
 def segment_indices(num_positions: int, num_segments: int, generator: torch.Generator | None) -> list[int]:

@@ -24,9 +24,17 @@ import numpy as np
 import pandas as pd
 
 from tclsta.config import DatasetConfig
+from tclsta.data.tables import read_table
 from tclsta.errors import BadSplitFileError
+from tclsta.settings import StageSettings
 
 MANIFEST_COLUMNS = ["video_id", "path", "class_name", "label", "split", "group", "shard"]
+MANIFEST_SETTINGS = StageSettings(
+    "manifest",
+    entry=("format", "root", "splits_dir", "split", "split_csv", "test_fraction"),
+    preprocess=("num_shards", "on_bad_video"),
+    train=("val_fraction", "seed"),
+)
 _GROUP = re.compile(r"_g(\d+)_c\d+$")
 
 
@@ -250,8 +258,9 @@ def build_manifest(dataset: DatasetConfig) -> pd.DataFrame:
 
 
 def read_manifest(path: Path) -> pd.DataFrame:
-    """Load a manifest CSV written by the ``manifest`` stage."""
-    return pd.read_csv(path, dtype={"video_id": str, "path": str, "class_name": str, "split": str, "group": str})
+    """Load a manifest CSV written by the ``manifest`` stage (every value checked)."""
+    return read_table(path, text=("video_id", "path", "class_name", "group"), integers=("label", "shard"),
+                      choices={"split": ("train", "val", "test")})
 
 
 def class_names(manifest: pd.DataFrame) -> list[str]:

@@ -23,6 +23,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import ResNet, ResNet18_Weights, ResNet50_Weights, WeightsEnum, resnet18, resnet50
 
+from tclsta.errors import PretrainedWeightsError
+
 __all__ = ["SmallCNN", "ResNetTrunk", "build_backbone", "cross_modality_weight"]
 
 
@@ -131,14 +133,14 @@ def _replace_conv1(trunk: nn.Module, in_channels: int, weight: Tensor | None = N
 
 def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
     if name not in _IMAGENET_WEIGHTS:
-        raise ValueError(
-            f"backbone '{name}' has no ImageNet weights; use pretrained=None or a local .pth file"
+        raise PretrainedWeightsError(
+            f"backbone '{name}' has no ImageNet weights; use pretrained: null or a local .pth file"
         )
     weights = _IMAGENET_WEIGHTS[name]
     try:
         return weights.get_state_dict(progress=False)
     except (OSError, HTTPException) as exc:
-        raise RuntimeError(
+        raise PretrainedWeightsError(
             f"ImageNet weights for backbone '{name}' could not be downloaded from {weights.url} "
             f"({exc}); fetch that file on a machine with internet access and set `pretrained` "
             f"in the config to the local weights file path"
@@ -148,13 +150,13 @@ def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
 def _local_state_dict(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained weights file {path} does not exist; set `pretrained` in the config "
+        raise PretrainedWeightsError(
+            f"weights file {path} does not exist; set `pretrained` in the config "
             f"to an existing .pth state dict, 'imagenet' or null"
         )
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or "conv1.weight" not in state:
-        raise ValueError(f"{path} is not a backbone state dict (expected a 'conv1.weight' entry)")
+        raise PretrainedWeightsError(f"{path} is not a backbone state dict (expected a 'conv1.weight' entry)")
     return state
 
 

@@ -19,7 +19,7 @@ from reliability.faults import reencode, run_stage, shard_contents
 from tclsta.config import PreprocessConfig
 from tclsta.data.manifest import build_ucf_manifest
 from tclsta.preprocess import extract_shard
-from tclsta.train import load_checkpoint
+from tclsta.inference import load_checkpoint
 from test_video import audio_only_file  # noqa: F401  (a fixture)
 
 
@@ -46,10 +46,10 @@ def test_every_bad_video_of_a_shard_is_named_then_skipped(dataset_copy, audio_on
     manifest_path = tmp_path / "manifest.csv"
     manifest.to_csv(manifest_path, index=False)
     settings = tiny_settings(root)
-    outputs = ("--shard", "0", manifest_path, tmp_path / "frames_0.h5", tmp_path / "rejected_0.csv")
+    outputs = ("--shard", "0", "--manifest", manifest_path, "--output", tmp_path / "frames_0.h5", "--rejected", tmp_path / "rejected_0.csv")
 
     failed = run_stage("extract", settings, *outputs)
-    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
     assert "5 bad video(s) in shard 0 (set preprocess.on_bad_video: skip to leave them out)" in failed.stderr
     for video, reason in zip(videos, reasons):
         assert f"{video}: {reason}" in failed.stderr

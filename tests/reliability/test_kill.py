@@ -22,9 +22,12 @@ SHARD = "results/tiny/shards/shard_0.h5"
 def test_killed_stage_leaves_no_partial_shard_and_reruns_to_the_same(tiny_dataset, tmp_path, stage, seed, max_delay):
     settings = tiny_settings(tiny_dataset.root)
     frames, flow, packed = (tiny_dataset.shards[0].with_name(f"{kind}_0.h5") for kind in ("frames", "flow", "shard"))
-    inputs, reference = ([frames], flow) if stage == "flow" else ([frames, flow], packed)
-    output = tmp_path / reference.name
-    args = (["--workers", "2"] if stage == "flow" else []) + [*inputs, output]
+    output = tmp_path / (flow if stage == "flow" else packed).name
+    reference = flow if stage == "flow" else packed
+    if stage == "flow":
+        args = ["--workers", "2", "--frames", frames, "--output", output]
+    else:
+        args = ["--frames", frames, "--flow", flow, "--output", output]
     delay = np.random.default_rng(seed).uniform(0, max_delay)  # after the stage starts writing
 
     status = kill_midway(stage_command(stage, settings, *args), tmp_path, lambda: bool(temp_files(tmp_path)), delay)

@@ -41,8 +41,9 @@ def test_full_disk_fails_the_job_clearly_and_keeps_nothing(tiny_dataset, small_s
     folder, preexec, reason = small_space
     frames, flow = (tiny_dataset.shards[0].with_name(f"{kind}_0.h5") for kind in ("frames", "flow"))
     output = folder / "shard_0.h5"
-    run = run_stage("pack", tiny_settings(tiny_dataset.root), frames, flow, output, preexec_fn=preexec)
-    assert run.returncode == 1
+    run = run_stage("pack", tiny_settings(tiny_dataset.root), "--frames", frames, "--flow", flow, "--output", output,
+                    preexec_fn=preexec)
+    assert run.returncode == 2
     assert f"cannot write shard {output}: {reason}" in run.stderr and "free some space and re-run" in run.stderr
     assert "Traceback" not in run.stderr
     assert list(folder.iterdir()) == []  # neither a shard under the final name nor a temporary file
@@ -64,8 +65,8 @@ def damaged_copy(shard: Path, folder: Path, offset: int, length: int = 1) -> Pat
 def test_shard_damaged_in_the_middle_stops_the_job_naming_it(tiny_dataset, tmp_path):
     frames, flow = (tiny_dataset.shards[0].with_name(f"{kind}_0.h5") for kind in ("frames", "flow"))
     damaged = damaged_copy(flow, tmp_path, flow.stat().st_size // 2, length=16)
-    run = run_stage("pack", tiny_settings(tiny_dataset.root), frames, damaged, tmp_path / "shard_0.h5")
-    assert run.returncode == 1
+    run = run_stage("pack", tiny_settings(tiny_dataset.root), "--frames", frames, "--flow", damaged, "--output", tmp_path / "shard_0.h5")
+    assert run.returncode == 2
     assert f"bad shard {damaged}: " in run.stderr and "(delete it and re-run the pipeline)" in run.stderr
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "shard_0.h5").exists()

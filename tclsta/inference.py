@@ -1,0 +1,148 @@
+"""Trained streams at test time: device, checkpoints, test clips, video-level scores and score files.
+
+What every stage after training needs (scoring, features, attention, prediction,
+evaluation, the collaborative model) and the trainer shares; the trainer
+(:mod:`tclsta.train`) imports this module, never the other way round.
+
+Test protocol: ``train.test_frames`` frames spread uniformly over the video,
+the centre crop (``train.test_crops: 1``) or the four corners and the centre,
+each mirrored (``10``); a video's logits are averaged over its crops.
+
+Scores CSV (one per stream): ``video_id, split, label`` then one column per
+class (``score_0 ... score_{K-1}``) holding the video-level logits, for the
+validation and test videos.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from tclsta.atomic import atomic_path
+from tclsta.config import ModelConfig, TrainConfig, build_section, section_dict
+from tclsta.data.dataset import ClipSpec, ShardClipDataset, stream_channels
+from tclsta.data.tables import read_table
+from tclsta.errors import DeviceError, FileError
+from tclsta.models import AttentionStream
+from tclsta.settings import StageSettings
+
+TEST_PROTOCOL = ("test_frames", "test_crops", "crop_size")
+"""The ``train`` keys that define the test clips (:func:`inference_clip_spec`)."""
+SCORE_SETTINGS = StageSettings("score", train=(*TEST_PROTOCOL, "batch_size", "num_workers", "device"))
+
+
+def pick_device(name: str, key: str = "train.device") -> torch.device:
+    """``auto`` is CUDA when a GPU is visible, else the CPU; ``cuda`` without a GPU is an error naming ``key``."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(key, "is 'cuda' but torch sees no CUDA device: use auto or cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def build_model(model: ModelConfig, modality: str, num_classes: int) -> AttentionStream:
+    """The stream network for ``modality`` (rgb or flow)."""
+    return AttentionStream(
+        backbone=model.backbone,
+        in_channels=stream_channels(modality, model.flow_stack),
+        num_classes=num_classes,
+        spatial=model.spatial_attention,
+        temporal=model.temporal_attention,
+        spatial_hidden=model.spatial_hidden,
+        temporal_hidden=model.temporal_hidden,
+        class_source=model.class_source,
+        dropout=model.dropout,
+        pretrained=model.pretrained,
+    )
+
+
+def inference_clip_spec(modality: str, flow_stack: int, train: TrainConfig) -> ClipSpec:
+    """Test clips: ``test_frames`` frames spread uniformly, ``test_crops`` crops."""
+    return ClipSpec(modality=modality, num_frames=train.test_frames, crop_size=tuple(train.crop_size),
+                    flow_stack=flow_stack, test_crops=train.test_crops)
+
+
+def split_dataset(manifest: pd.DataFrame, splits: Sequence[str], shards: Sequence[Path], spec: ClipSpec, seed: int) -> ShardClipDataset:
+    """Dataset of the manifest's videos in ``splits`` that the shards hold (skipped bad videos are absent)."""
+    rows = manifest[manifest["split"].isin(splits)]
+    return ShardClipDataset(shards, rows["video_id"].tolist(), rows["label"].tolist(), spec, seed)
+
+
+def save_checkpoint(path: Path, model: AttentionStream, modality: str, model_config: ModelConfig, classes: list[str],
+                    epoch: int, val_acc: float, settings: dict) -> None:
+    """Weights plus what is needed to rebuild the model; plain types only, so it loads with weights_only=True.
+
+    ``settings`` are those prediction repeats (``tclsta.predict.PREDICT_SETTINGS``).
+    """
+    state = {
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "modality": modality,
+        "model_config": section_dict(model_config),
+        "classes": classes,
+        "epoch": epoch,
+        "val_acc": val_acc,
+        "settings": settings,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, device: torch.device) -> tuple[AttentionStream, ModelConfig, dict]:
+    """Rebuild a trained stream from its checkpoint (never unpickles arbitrary objects).
+
+    Returns the model in eval mode, its config, and the checkpoint's other entries.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileError(path, "no such checkpoint: train the stream first (snakemake results/<dataset>/models/<stream>.pt)")
+    state = torch.load(path, map_location=device, weights_only=True)
+    config = build_section(ModelConfig, state["model_config"], "model")
+    model = build_model(config, state["modality"], len(state["classes"]))
+    model.load_state_dict(state.pop("state_dict"))
+    return model.to(device).eval(), config, state
+
+
+def video_logits(model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
+    """(B, K) logits of clips (B, T, C, H, W), or of test crops (B, N, T, C, H, W) averaged over the N crops."""
+    if clips.dim() == 6:
+        b, n = clips.shape[:2]
+        return model(clips.flatten(0, 1)).logits.view(b, n, -1).mean(1)
+    return model(clips).logits
+
+
+def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFrame, train_config: TrainConfig, out_path: Path) -> None:
+    """Video-level logits of a trained stream on the val and test videos (the test protocol above)."""
+    device = pick_device(train_config.device)
+    model, model_config, state = load_checkpoint(checkpoint, device)
+    spec = inference_clip_spec(state["modality"], model_config.flow_stack, train_config)
+    dataset = split_dataset(manifest, ["val", "test"], shards, spec, 0)
+    loader = DataLoader(dataset, batch_size=train_config.batch_size, num_workers=train_config.num_workers)
+    logits = []
+    with torch.no_grad():
+        for clips, _ in loader:
+            logits.append(video_logits(model, clips.to(device)).float().cpu())
+    scores = torch.cat(logits).numpy() if logits else np.zeros((0, len(state["classes"])))
+    split_of = manifest.set_index("video_id")["split"]
+    video_ids = [item[1] for item in dataset.items]
+    write_scores(out_path, video_ids, [split_of[v] for v in video_ids], [item[2] for item in dataset.items], scores)
+
+
+def write_scores(out_path: Path, video_ids: Sequence[str], splits: Sequence[str], labels: Sequence[int], scores: np.ndarray) -> None:
+    """Write a scores CSV (the format in the module docstring) for videos with (N, K) logits ``scores``."""
+    table = pd.DataFrame(scores, columns=[f"score_{k}" for k in range(scores.shape[1])])
+    table.insert(0, "video_id", list(video_ids))
+    table.insert(1, "split", list(splits))
+    table.insert(2, "label", list(labels))
+    with atomic_path(out_path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def read_scores(path: Path) -> pd.DataFrame:
+    """A scores CSV as written by :func:`write_scores` (every value checked)."""
+    return read_table(path, text=("video_id",), integers=("label",), choices={"split": ("train", "val", "test")},
+                      number_prefix="score_")

@@ -13,8 +13,13 @@ models trained elsewhere stay compatible): ``q = round((f + bound) * 255 / (2 * 
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import multiprocessing
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Iterable, Iterator
+from typing import Callable, Hashable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -22,6 +27,9 @@ import numpy as np
 from tclsta.config import FlowConfig
 from tclsta.errors import BadConfigError
 from tclsta.settings import StageSettings, section_keys
+from tclsta.video import decode_jpeg
+
+log = logging.getLogger(__name__)
 
 FLOW_SETTINGS = StageSettings("flow", flow=section_keys("flow"))
 
@@ -199,3 +207,87 @@ def batched_video_flow(
         run_batch()
     for video in waiting:
         yield video.key, video.flow()
+
+
+def shard_flow(video_ids: Sequence[Hashable], read_jpegs: Callable[[Hashable], list[bytes]], config: FlowConfig,
+               workers: int) -> Iterator[np.ndarray]:
+    """Quantised flow (T-1, 2, H, W) uint8 of each video, in the order of ``video_ids``.
+
+    ``read_jpegs(video_id)`` gives a video's JPEG-encoded RGB frames. The backend is
+    ``config.backend`` resolved (:func:`resolve_backend`). OpenCV: videos in parallel
+    across ``workers`` processes (CUDA: in this process only, one GPU context).
+    torch: in this process, ``config.batch_pairs`` frame pairs of one or several
+    videos per call, on the GPU when torch sees one (else on ``workers`` CPU
+    threads), while a thread decodes the next videos' frames. Closing the iterator
+    stops the worker processes and restores torch's thread count.
+    """
+    backend = resolve_backend(config.backend)
+    config = dataclasses.replace(config, backend=backend)  # worker processes need not resolve "auto" again
+    if backend == "torch":
+        yield from _torch_flow(video_ids, read_jpegs, config, workers)
+        return
+    workers = 1 if backend == "opencv-cuda" else min(max(1, workers), max(1, len(video_ids)))
+    log.info("flow backend %s, %d worker(s), %d videos to compute", backend, workers, len(video_ids))
+    tasks = ((read_jpegs(v), config.bound) for v in video_ids)
+    if workers == 1:
+        _init_flow_worker(config)
+        yield from map(_flow_of_jpegs, tasks)
+        return
+    # spawn, not fork: a forked child of a process that has used OpenCV threads can deadlock
+    pool = multiprocessing.get_context("spawn").Pool(workers, _init_flow_worker, (config,))
+    try:
+        yield from pool.imap(_flow_of_jpegs, tasks)
+    finally:
+        pool.terminate()
+
+
+def _torch_flow(video_ids: Sequence[Hashable], read_jpegs: Callable[[Hashable], list[bytes]], config: FlowConfig,
+                workers: int) -> Iterator[np.ndarray]:
+    import torch  # only this backend needs it
+
+    device = torch_device()
+    cpu_threads = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(max(1, workers))
+    log.info("flow backend torch on %s, %d pairs per batch, %d videos to compute", device, config.batch_pairs, len(video_ids))
+    try:
+        greys = _prefetched_greys(video_ids, read_jpegs)
+        for _, flow in batched_video_flow(greys, create_tvl1_batch(config, device), config.bound, config.batch_pairs):
+            yield flow
+    finally:
+        torch.set_num_threads(cpu_threads)
+
+
+_worker_tvl1 = None
+
+
+def _init_flow_worker(config: FlowConfig) -> None:
+    global _worker_tvl1
+    cv2.setNumThreads(1)  # one OpenCV thread per process: processes scale better than threads for TV-L1
+    _worker_tvl1 = create_tvl1(config)
+
+
+def grey_frames(jpegs: list[bytes]) -> np.ndarray:
+    """Greyscale frames (T, H, W) uint8 from JPEG-encoded RGB frames."""
+    return np.stack([cv2.cvtColor(decode_jpeg(j), cv2.COLOR_RGB2GRAY) for j in jpegs])
+
+
+def _flow_of_jpegs(args: tuple[list[bytes], float]) -> np.ndarray:
+    jpegs, bound = args
+    return video_flow(grey_frames(jpegs), _worker_tvl1, bound)
+
+
+def _prefetched_greys(video_ids: Sequence[Hashable], read_jpegs: Callable[[Hashable], list[bytes]],
+                      ahead: int = 2) -> Iterator[tuple[Hashable, np.ndarray]]:
+    """(video_id, greyscale frames (T, H, W) uint8), decoded by a thread ``ahead`` videos in advance."""
+
+    def grey(video_id: Hashable) -> tuple[Hashable, np.ndarray]:
+        return video_id, grey_frames(read_jpegs(video_id))
+
+    with ThreadPoolExecutor(1) as decoder:
+        futures = deque(decoder.submit(grey, v) for v in video_ids[:ahead])
+        for video_id in video_ids[ahead:]:
+            yield futures.popleft().result()
+            futures.append(decoder.submit(grey, video_id))
+        while futures:
+            yield futures.popleft().result()

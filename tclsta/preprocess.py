@@ -9,14 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import multiprocessing
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
-import cv2
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -24,9 +18,9 @@ from tclsta.atomic import atomic_path
 from tclsta.config import FlowConfig, PreprocessConfig
 from tclsta.data.shards import ShardReader, ShardWriter, VideoRecord
 from tclsta.errors import BadShardError, BadVideoError
+from tclsta.flow import shard_flow
 from tclsta.settings import StageSettings
-from tclsta.flow import batched_video_flow, create_tvl1, create_tvl1_batch, resolve_backend, torch_device, video_flow
-from tclsta.video import decode_frames, decode_jpeg, encode_jpeg
+from tclsta.video import decode_frames, encode_jpeg
 
 log = logging.getLogger(__name__)
 EXTRACT_SETTINGS = StageSettings("extract", preprocess=("short_side", "jpeg_quality", "min_frames", "on_bad_video"))
@@ -118,25 +112,6 @@ def extract_shard(
         pd.DataFrame(rejected, columns=REJECTED_COLUMNS).to_csv(tmp, index=False)
 
 
-_worker_tvl1 = None
-
-
-def _init_flow_worker(config: FlowConfig) -> None:
-    global _worker_tvl1
-    cv2.setNumThreads(1)  # one OpenCV thread per process: processes scale better than threads for TV-L1
-    _worker_tvl1 = create_tvl1(config)
-
-
-def _grey_frames(jpegs: list[bytes]) -> np.ndarray:
-    """Greyscale frames (T, H, W) uint8 from JPEG-encoded RGB frames."""
-    return np.stack([cv2.cvtColor(decode_jpeg(j), cv2.COLOR_RGB2GRAY) for j in jpegs])
-
-
-def _flow_of_jpegs(args: tuple[list[bytes], float]) -> np.ndarray:
-    jpegs, bound = args
-    return video_flow(_grey_frames(jpegs), _worker_tvl1, bound)
-
-
 def flow_settings(config: FlowConfig) -> str:
     """The TV-L1 settings that determine the flow values (backend and batch size are left out)."""
     values = dataclasses.asdict(config)
@@ -145,65 +120,18 @@ def flow_settings(config: FlowConfig) -> str:
     return json.dumps(values, sort_keys=True)
 
 
-def _prefetched_greys(reader: ShardReader, video_ids: list[str], ahead: int = 2) -> Iterator[tuple[str, np.ndarray]]:
-    """(video_id, greyscale frames (T, H, W) uint8), decoded by a thread ``ahead`` videos in advance."""
-
-    def grey(video_id: str) -> tuple[str, np.ndarray]:
-        return video_id, _grey_frames(reader.frames(video_id))
-
-    with ThreadPoolExecutor(1) as decoder:
-        futures = deque(decoder.submit(grey, v) for v in video_ids[:ahead])
-        for video_id in video_ids[ahead:]:
-            yield futures.popleft().result()
-            futures.append(decoder.submit(grey, video_id))
-        while futures:
-            yield futures.popleft().result()
-
-
 def flow_shard(frames_path: Path, config: FlowConfig, out_path: Path, workers: int = 1, previous: Path | None = None) -> None:
-    """TV-L1 flow of every video in a frames shard.
+    """TV-L1 flow of every video in a frames shard (backends: :func:`tclsta.flow.shard_flow`).
 
-    OpenCV backends: videos run in parallel across ``workers`` processes (CUDA:
-    in this process only, one GPU context). torch backend: in this process,
-    ``config.batch_pairs`` frame pairs of one or several videos per call, on the
-    GPU when torch sees one (else on ``workers`` CPU threads), while a thread
-    decodes the next videos' frames. Videos whose flow ``previous`` (the shard
-    packed by an earlier run) holds unchanged, made with the same settings, are copied.
+    Videos whose flow ``previous`` (the shard packed by an earlier run) holds
+    unchanged, made with the same settings, are copied.
     """
-    backend = resolve_backend(config.backend)
-    config = dataclasses.replace(config, backend=backend)  # worker processes need not resolve "auto" again
-    workers = 1 if backend == "opencv-cuda" else max(1, workers)
     settings = flow_settings(config)
     old = open_previous(previous)
     with ShardReader(frames_path) as reader, ShardWriter(out_path, flow_bound=config.bound) as writer:
         ids = reader.video_ids
         todo = [v for v in ids if not reusable(old, reader.record(v), "flow", settings)]
-        pool = None
-        if backend == "torch":
-            import torch  # only this backend needs it
-
-            device = torch_device()
-            cpu_threads = torch.get_num_threads()
-            if device == "cpu":
-                torch.set_num_threads(workers)
-            log.info(
-                "flow backend torch on %s, %d pairs per batch, %d of %d videos to compute",
-                device, config.batch_pairs, len(todo), len(ids),
-            )
-            batch_flow = create_tvl1_batch(config, device)
-            greys = _prefetched_greys(reader, todo)
-            computed = (flow for _, flow in batched_video_flow(greys, batch_flow, config.bound, config.batch_pairs))
-        else:
-            workers = min(workers, max(1, len(todo)))
-            log.info("flow backend %s, %d worker(s), %d of %d videos to compute", backend, workers, len(todo), len(ids))
-            tasks = ((reader.frames(v), config.bound) for v in todo)
-            if workers == 1:
-                _init_flow_worker(config)
-                computed = map(_flow_of_jpegs, tasks)
-            else:
-                # spawn, not fork: a forked child of a process that has used OpenCV threads can deadlock
-                pool = multiprocessing.get_context("spawn").Pool(workers, _init_flow_worker, (config,))
-                computed = pool.imap(_flow_of_jpegs, tasks)
+        computed = shard_flow(todo, reader.frames, config, workers)
         try:
             pending = set(todo)
             for video_id in _progress(ids, f"flow {frames_path.name}"):
@@ -211,10 +139,7 @@ def flow_shard(frames_path: Path, config: FlowConfig, out_path: Path, workers: i
                 writer.add(reader.record(video_id), flow=flow, flow_settings=settings)
                 log.info("flow %s: %d pairs%s", video_id, len(flow), "" if video_id in pending else " (reused)")
         finally:
-            if pool is not None:
-                pool.terminate()
-            if backend == "torch":
-                torch.set_num_threads(cpu_threads)
+            computed.close()  # stops the worker pool, restores torch's threads
             if old is not None:
                 old.close()
 

@@ -71,7 +71,9 @@ use rule collaborative as ablation_collaborative with:
     benchmark:
         "results/{dataset}/benchmarks/ablation_collaborative/{dataset}_{variant}.tsv"
     params:
-        settings=lambda w: variant_settings(settings(w.dataset, "collaborative"), w.variant),
+        settings=lambda w: variant_settings(
+            settings(w.dataset, "collaborative"), w.variant
+        ),
 
 
 rule ablation:

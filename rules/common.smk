@@ -1,10 +1,9 @@
 import functools
-import glob
 import hashlib
 import os
 
-from tclsta.config import dataset_settings
-from tclsta.data.manifest import read_manifest
+from tclsta.config import dataset_settings, parse_dataset
+from tclsta.data.manifest import manifest_sources, read_manifest, ucf_split_files
 from tclsta.settings import stage_settings_json
 
 DATASETS = list(config["datasets"])
@@ -20,46 +19,31 @@ wildcard_constraints:
 
 
 def settings(dataset, stage):
-    """`--settings` of a rule running `python -m tclsta <stage>`: the config keys that stage
-    declares (tclsta/settings.py), so the rule re-runs when one of them changes, and only then."""
+    """`--settings` for `python -m tclsta <stage>`, the config keys that stage declares
+    (tclsta/settings.py): a job re-runs when one of them changes, and only then."""
     return stage_settings_json(config, dataset, stage)
+
+
+def typed(dataset):
+    """The dataset's settings as config dataclasses (defaults filled in)."""
+    return parse_dataset(dataset_settings(config, dataset))
 
 
 def flow_gpus(wildcards):
     """GPUs the flow job asks the scheduler for: one for an explicit GPU backend.
     ("auto" asks for none and uses a GPU only where the job happens to see one.)"""
-    flow = dataset_settings(config, wildcards.dataset).get("flow", {})
-    backend = flow.get("backend", "auto")
-    return 1 if backend in ("torch", "opencv-cuda") else 0
+    return 1 if typed(wildcards.dataset).flow.backend in ("torch", "opencv-cuda") else 0
 
 
 def ablation_for_report(wildcards):
     """The ablation table, for datasets whose entry sets `ablation: true`."""
-    wanted = dataset_settings(config, wildcards.dataset).get("ablation", False)
+    wanted = typed(wildcards.dataset).ablation
     return [f"results/{wildcards.dataset}/ablation.csv"] if wanted else []
 
 
 def manifest_inputs(wildcards):
-    """What a manifest is built from: the split files (made by the demo rule for demo
-    datasets), or for folder datasets the class folders, whose mtimes change when
-    videos are added or removed."""
-    resolved = dataset_settings(config, wildcards.dataset)
-    split = resolved.get("split", 1)
-    if resolved["format"] in ("demo", "ucf101"):
-        names = [
-            "classInd.txt",
-            f"trainlist{split:02d}.txt",
-            f"testlist{split:02d}.txt",
-        ]
-        return [f"{resolved['splits_dir']}/{name}" for name in names]
-    if resolved["format"] == "hmdb51":
-        return sorted(
-            glob.glob(f"{glob.escape(resolved['splits_dir'])}/*_test_split{split}.txt")
-        )
-    folders = sorted(
-        p for p in glob.glob(f"{glob.escape(resolved['root'])}/*") if os.path.isdir(p)
-    )
-    return folders + ([resolved["split_csv"]] if resolved.get("split_csv") else [])
+    """What a manifest is built from (split files are made by the demo rule for demo datasets)."""
+    return [str(path) for path in manifest_sources(typed(wildcards.dataset))]
 
 
 @functools.lru_cache(maxsize=64)
@@ -90,7 +74,7 @@ def shard_fingerprint(wildcards):
 
 
 def shard_ids(dataset):
-    return range(dataset_settings(config, dataset)["preprocess"].get("num_shards", 16))
+    return range(typed(dataset).preprocess.num_shards)
 
 
 def packed_shards(wildcards):

@@ -149,6 +149,18 @@ class DatasetConfig:
     collaborative: CollaborativeConfig = field(default_factory=CollaborativeConfig)
 
 
+SECTION_TYPES = {
+    "demo": DemoConfig,
+    "preprocess": PreprocessConfig,
+    "flow": FlowConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "fusion": FusionConfig,
+    "collaborative": CollaborativeConfig,
+}
+"""The sections of a dataset's settings and their dataclasses."""
+
+
 def _schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
 
@@ -234,17 +246,8 @@ def build_section(cls: type[T], values: dict, key: str) -> T:
 
 def parse_dataset(settings: dict[str, Any]) -> DatasetConfig:
     """Typed view of :func:`dataset_settings`' output."""
-    sections = {
-        "demo": DemoConfig,
-        "preprocess": PreprocessConfig,
-        "flow": FlowConfig,
-        "model": ModelConfig,
-        "train": TrainConfig,
-        "fusion": FusionConfig,
-        "collaborative": CollaborativeConfig,
-    }
-    kwargs = {k: v for k, v in settings.items() if k not in sections}
-    for section, cls in sections.items():
+    kwargs = {k: v for k, v in settings.items() if k not in SECTION_TYPES}
+    for section, cls in SECTION_TYPES.items():
         kwargs[section] = build_section(cls, settings.get(section, {}), section)
     try:
         return DatasetConfig(**kwargs)

@@ -35,6 +35,7 @@ import numpy as np
 
 from tclsta.atomic import atomic_path, write_text_atomic
 from tclsta.config import DatasetConfig
+from tclsta.data.manifest import ucf_split_files
 from tclsta.errors import BadConfigError
 from tclsta.settings import StageSettings, section_keys
 from tclsta.errors import BadConfigError
@@ -293,7 +294,7 @@ def make_demo_dataset(
             test_lines.append(relative)
         else:
             train_lines.append(f"{relative} {labels[class_name]}")
-    splits = root / "splits"
-    write_text_atomic(splits / "classInd.txt", "".join(f"{label} {name}\n" for name, label in labels.items()))
-    write_text_atomic(splits / "trainlist01.txt", "".join(f"{line}\n" for line in train_lines))
-    write_text_atomic(splits / "testlist01.txt", "".join(f"{line}\n" for line in test_lines))
+    splits, files = root / "splits", ucf_split_files(1)
+    write_text_atomic(splits / files["classes"], "".join(f"{label} {name}\n" for name, label in labels.items()))
+    write_text_atomic(splits / files["train"], "".join(f"{line}\n" for line in train_lines))
+    write_text_atomic(splits / files["test"], "".join(f"{line}\n" for line in test_lines))

@@ -24,7 +24,7 @@ import importlib
 import json
 from typing import Any, Iterable
 
-from tclsta.config import SECTIONS, DatasetConfig, build_section, dataset_settings, yaml_key
+from tclsta.config import SECTION_TYPES, DatasetConfig, build_section, dataset_settings, yaml_key
 
 # Where each stage (the CLI subcommand a rule runs) declares its settings: module, attribute.
 STAGE_MODULES = {
@@ -43,12 +43,6 @@ STAGE_MODULES = {
     "report": ("tclsta.report", "REPORT_SETTINGS"),
 }
 
-SECTION_TYPES = {
-    name: cls
-    for name, cls in (
-        (f.name, f.default_factory) for f in dataclasses.fields(DatasetConfig) if f.name in (*SECTIONS, "demo")
-    )
-}
 ENTRY_KEYS = tuple(f.name for f in dataclasses.fields(DatasetConfig) if f.name not in SECTION_TYPES and f.name != "name")
 """Keys of a dataset's own entry (format, root, splits_dir, ...), beside its sections."""
 
@@ -91,9 +85,9 @@ class StageSettings:
 
     def including(self, other: StageSettings) -> StageSettings:
         """These keys plus ``other``'s (a stage that records another stage's settings for it)."""
-        sections = {name: (*self.sections.get(name, ()), *keys) for name, keys in other.sections.items()}
-        merged = {**self.sections, **{name: tuple(dict.fromkeys(keys)) for name, keys in sections.items()}}
-        return StageSettings(self.stage, tuple(dict.fromkeys((*self.entry, *other.entry))), **merged)
+        sections = {name: dict.fromkeys((*self.sections.get(name, ()), *other.sections.get(name, ())))
+                    for name in {*self.sections, *other.sections}}
+        return StageSettings(self.stage, dict.fromkeys((*self.entry, *other.entry)), **sections)
 
     def select(self, resolved: dict[str, Any]) -> dict[str, Any]:
         """The declared part of one dataset's resolved settings (:func:`tclsta.config.dataset_settings`)."""

@@ -136,14 +136,38 @@ def _table(rows: list[tuple[str, Path, str, str]], classes: list[str]) -> pd.Dat
     return frame
 
 
+def ucf_split_files(split: int) -> dict[str, str]:
+    """The split files of the UCF101 layout (the demo dataset's too): class index, train and test lists."""
+    return {"classes": "classInd.txt", "train": f"trainlist{split:02d}.txt", "test": f"testlist{split:02d}.txt"}
+
+
+def hmdb_split_suffix(split: int) -> str:
+    """HMDB51's split files are ``<class><suffix>``."""
+    return f"_test_split{split}.txt"
+
+
+def manifest_sources(dataset: DatasetConfig) -> list[Path]:
+    """What a manifest is built from: the split files, or for folder datasets the class folders
+    (whose mtimes change when videos are added or removed) and the split CSV."""
+    splits_dir, root = Path(dataset.splits_dir), Path(dataset.root)
+    if dataset.format in ("demo", "ucf101"):
+        return [splits_dir / name for name in ucf_split_files(dataset.split).values()]
+    if dataset.format == "hmdb51":
+        return sorted(splits_dir.glob(f"*{hmdb_split_suffix(dataset.split)}"))
+    folders = sorted(p for p in root.glob("*") if p.is_dir())
+    return folders + ([Path(dataset.split_csv)] if dataset.split_csv else [])
+
+
 def build_ucf_manifest(
     root: Path, splits_dir: Path, split: int, val_fraction: float, num_shards: int, seed: int, strict: bool = True
 ) -> pd.DataFrame:
     """Manifest of a dataset in the UCF101 layout (the demo dataset uses it too)."""
     root, splits_dir = Path(root), Path(splits_dir)
-    classes = read_class_index(splits_dir / "classInd.txt")
+    files = ucf_split_files(split)
+    classes = read_class_index(splits_dir / files["classes"])
     rows = []
-    for split_name, file_name in (("train", f"trainlist{split:02d}.txt"), ("test", f"testlist{split:02d}.txt")):
+    for split_name in ("train", "test"):
+        file_name = files[split_name]
         entries = read_ucf_split(splits_dir / file_name, root, classes)
         require_files(splits_dir / file_name, [p for _, p, _ in entries], strict)
         rows += [(vid, p, c, split_name) for vid, p, c in entries]
@@ -168,10 +192,11 @@ def build_hmdb_manifest(
     """Manifest of HMDB51: ``<root>/<class>/<video>.avi`` and ``<class>_test_split<N>.txt`` files
     whose lines are ``<video> <0|1|2>`` (1 train, 2 test, 0 unused)."""
     root, splits_dir = Path(root).resolve(), Path(splits_dir)
-    split_files = sorted(splits_dir.glob(f"*_test_split{split}.txt"))
+    suffix = hmdb_split_suffix(split)
+    split_files = sorted(splits_dir.glob(f"*{suffix}"))
     if not split_files:
-        raise BadSplitFileError(splits_dir, f"no *_test_split{split}.txt files")
-    classes = [f.name[: -len(f"_test_split{split}.txt")] for f in split_files]
+        raise BadSplitFileError(splits_dir, f"no *{suffix} files")
+    classes = [f.name[: -len(suffix)] for f in split_files]
     rows = []
     for class_name, listing in zip(classes, split_files):
         paths = []

@@ -225,6 +225,13 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", help="the stage's settings as JSON (what the workflow passes)")
 
 
+def add_shard_inputs(parser: argparse.ArgumentParser) -> None:
+    """The videos a stream stage reads, and its CPU threads."""
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--shards", type=Path, nargs="+", required=True)
+    parser.add_argument("--threads", type=int, default=CPUS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tclsta", description=__doc__.splitlines()[0])
     stages = parser.add_subparsers(dest="stage", required=True)
@@ -270,9 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = stages.add_parser("train", help="train one stream")
     add_settings_options(sub)
     sub.add_argument("--stream", choices=["rgb", "flow"], required=True)
-    sub.add_argument("--manifest", type=Path, required=True)
-    sub.add_argument("--shards", type=Path, nargs="+", required=True)
-    sub.add_argument("--threads", type=int, default=CPUS)
+    add_shard_inputs(sub)
     sub.add_argument("--output", type=Path, required=True, help="the trained stream's checkpoint")
     sub.add_argument("--history", type=Path, required=True, help="per-epoch metrics CSV (and JSON beside it)")
     sub.set_defaults(func=cmd_train)
@@ -280,18 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = stages.add_parser("score", help="score val/test videos with a trained stream")
     add_settings_options(sub)
     sub.add_argument("--checkpoint", type=Path, required=True, help="the trained stream")
-    sub.add_argument("--manifest", type=Path, required=True)
-    sub.add_argument("--shards", type=Path, nargs="+", required=True)
-    sub.add_argument("--threads", type=int, default=CPUS)
+    add_shard_inputs(sub)
     sub.add_argument("--output", type=Path, required=True, help="scores CSV")
     sub.set_defaults(func=cmd_score)
 
     sub = stages.add_parser("features", help="cache a trained stream's frame features of every video (HDF5)")
     add_settings_options(sub)
     sub.add_argument("--checkpoint", type=Path, required=True, help="the trained stream")
-    sub.add_argument("--manifest", type=Path, required=True)
-    sub.add_argument("--shards", type=Path, nargs="+", required=True)
-    sub.add_argument("--threads", type=int, default=CPUS)
+    add_shard_inputs(sub)
     sub.add_argument("--output", type=Path, required=True, help="features HDF5")
     sub.set_defaults(func=cmd_features)
 

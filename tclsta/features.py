@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from tclsta.atomic import atomic_path
 from tclsta.config import TrainConfig
 from tclsta.errors import FileError
-from tclsta.inference import SCORE_SETTINGS, load_checkpoint, pick_device, split_dataset, inference_clip_spec
+from tclsta.inference import SCORE_SETTINGS, inference_clip_spec, load_checkpoint, pick_device, split_dataset
 from tclsta.settings import StageSettings
 
 FEATURES_FORMAT = "tclsta-features"

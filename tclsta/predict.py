@@ -20,7 +20,7 @@ from tclsta.data.dataset import flow_clip, flow_windows, rgb_clip, segment_indic
 from tclsta.errors import BadVideoError, FileError
 from tclsta.evaluate import read_fusion
 from tclsta.flow import TVL1_PARAMETERS, create_tvl1, quantise_flow
-from tclsta.inference import TEST_PROTOCOL, load_checkpoint, pick_device, inference_clip_spec, video_logits
+from tclsta.inference import TEST_PROTOCOL, inference_clip_spec, load_checkpoint, pick_device, video_logits
 from tclsta.settings import StageSettings
 from tclsta.video import decode_frames
 

@@ -48,7 +48,7 @@ from tclsta.atomic import atomic_path, write_text_atomic
 from tclsta.config import ModelConfig, TrainConfig, section_dict
 from tclsta.data.dataset import ClipSpec, ShardClipDataset
 from tclsta.data.manifest import class_names
-from tclsta.inference import build_model, pick_device, save_checkpoint, split_dataset, inference_clip_spec
+from tclsta.inference import build_model, inference_clip_spec, pick_device, save_checkpoint, split_dataset
 from tclsta.models import AttentionStream, stream_loss
 from tclsta.predict import PREDICT_SETTINGS
 from tclsta.settings import StageSettings, section_keys

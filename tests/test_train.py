@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from conftest import tiny_settings
 from tclsta.data.manifest import class_names, read_manifest
 from tclsta.evaluate import evaluate, fuse_streams
-from tclsta.inference import build_model, load_checkpoint, score_stream, split_dataset, inference_clip_spec
+from tclsta.inference import build_model, inference_clip_spec, load_checkpoint, score_stream, split_dataset
 from tclsta.train import Runtime, make_optimizer, run_epoch, set_stage, train_clip_spec, train_mode, train_stream, training_stages
 
 

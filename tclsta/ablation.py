@@ -104,8 +104,9 @@ def ablation_table(results: Path, fusion: FusionConfig) -> pd.DataFrame:
     gives the fixed late-fusion weights. One row per :data:`VARIANTS` entry, columns :data:`COLUMNS`.
     """
     # here, not at the top: the workflow imports this module, and every job would pay for importing torch
-    from tclsta.evaluate import aligned_logits, classification_metrics, paired_scores, read_fusion, read_scores
+    from tclsta.evaluate import aligned_logits, classification_metrics, paired_scores, read_fusion
     from tclsta.fusion import late_fusion
+    from tclsta.inference import read_scores
 
     rows = []
     for variant in VARIANTS:

@@ -57,3 +57,13 @@ class BadConfigError(TclstaError):
         self.key = key
         self.reason = reason
         super().__init__(f"bad config value '{key}': {reason}")
+
+
+class MissingDataError(TclstaError):
+    """A configured dataset whose videos or split files are not where its entry points."""
+
+    def __init__(self, dataset: str, missing: list[str], instructions: str):
+        self.dataset = dataset
+        self.missing = missing
+        looked_for = "\n".join(f"    {line}" for line in missing)
+        super().__init__(f"dataset '{dataset}': its data is not where config.yaml points.\n{looked_for}\n{instructions}")

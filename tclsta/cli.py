@@ -56,8 +56,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_manifest(args: argparse.Namespace) -> None:
     from tclsta.data.manifest import build_manifest
+    from tclsta.datasets import require_data
 
-    dataset, _ = resolve_settings(args)
+    dataset, settings = resolve_settings(args)
+    require_data(settings)
     manifest = build_manifest(dataset)
     with atomic_path(args.output) as tmp:
         manifest.to_csv(tmp, index=False)

@@ -1,11 +1,11 @@
 """Where a dataset's files are, and what to tell a user whose copy is not there.
 
-The workflow asks :func:`manifest_sources` for the files a dataset's manifest is built from.
-For a configured dataset whose videos or split files are not where its entry points, it raises
-:class:`~tclsta.errors.MissingDataError`, whose message says what was looked for where, where
-the official archives come from (the project downloads nothing), how to unpack them into the
-places ``config.yaml`` ships with, and which keys to set instead. The default target builds only
-the datasets with nothing :func:`missing_data`.
+The workflow asks :func:`manifest_sources` for the files a dataset's manifest is built from, and
+the ``manifest`` command checks the same. For a configured dataset whose videos or split files are
+not where its entry points, they raise :class:`~tclsta.errors.MissingDataError`, whose message says
+what was looked for where, where the official archives come from (the project downloads nothing),
+how to unpack them into the places ``config.yaml`` ships with, and which keys to set instead. The
+default target builds only the datasets with nothing :func:`missing_data`.
 """
 
 from __future__ import annotations
@@ -79,6 +79,13 @@ def hmdb51_split_files(settings: dict[str, Any]) -> list[str]:
     return sorted(glob.glob(pattern))
 
 
+def require_data(settings: dict[str, Any]) -> None:
+    """Raise MissingDataError, saying what to do, when a dataset's data is not where its entry points."""
+    missing = missing_data(settings)
+    if missing:
+        raise MissingDataError(settings["name"], missing, instructions(settings))
+
+
 def manifest_sources(settings: dict[str, Any]) -> list[str]:
     """The files a dataset's manifest is built from; raises MissingDataError when they are not there.
 
@@ -86,9 +93,7 @@ def manifest_sources(settings: dict[str, Any]) -> list[str]:
     datasets the class folders, whose mtimes change when videos are added or removed, and
     the split CSV if any.
     """
-    missing = missing_data(settings)
-    if missing:
-        raise MissingDataError(settings["name"], missing, instructions(settings))
+    require_data(settings)
     fmt = settings["format"]
     if fmt in ("demo", "ucf101"):
         return split_files(settings)

@@ -3,6 +3,8 @@
 the conventional place (the whole pipeline plans with no config change)."""
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,6 +95,16 @@ def test_ucf101_copy_at_the_conventional_place_plans_the_whole_pipeline(fresh_cl
     for rule in ("collaborative", "fuse", "evaluate", "attention", "report"):
         assert counts[rule] == 1, rule
     assert (fresh_clone / "config.yaml").read_text() == config_before
+
+
+def test_manifest_command_gives_the_same_message(tmp_path):
+    output = tmp_path / "manifest.csv"
+    run = subprocess.run([sys.executable, "-m", "tclsta", "manifest", "--config", str(REPO / "config.yaml"),
+                          "--dataset", "hmdb51", str(output)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert "dataset 'hmdb51': its data is not where config.yaml points" in run.stderr
+    assert "hmdb51_org.rar" in run.stderr and "Traceback" not in run.stderr
+    assert not output.exists()
 
 
 def test_folder_dataset_without_its_folder_or_split_csv(tmp_path):

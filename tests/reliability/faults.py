@@ -71,3 +71,28 @@ def reencode(source: Path, target: Path, frames: int) -> None:
         .global_args("-loglevel", "error", "-y")
         .run(cmd=ffmpeg_binaries()[0], capture_stdout=True, capture_stderr=True)
     )
+
+
+PEAK_RSS = (
+    "import resource, subprocess, sys; run = subprocess.run(sys.argv[2:]); "
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(run.returncode)"
+)
+
+
+def run_with_peak_rss(command: list[str], folder: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``command``; return its result and the peak resident memory (MiB) of it or any process it started."""
+    measured = folder / "peak_rss_kib"
+    run = subprocess.run([sys.executable, "-c", PEAK_RSS, str(measured), *command], capture_output=True, text=True,
+                         timeout=300, env=VENV_ENV)
+    return run, int(measured.read_text()) / 1024
+
+
+def lavfi_video(path: Path, size: str, rate: float, seconds: float, colour: str = "gray", **output_args) -> Path:
+    """An MPEG-4 video of one flat colour from ffmpeg's ``color`` source: any length or size, made in seconds."""
+    (
+        ffmpeg.input(f"color=c={colour}:size={size}:rate={rate}:duration={seconds}", f="lavfi")
+        .output(str(path), vcodec="mpeg4", **output_args)
+        .global_args("-loglevel", "error", "-y")
+        .run(cmd=ffmpeg_binaries()[0], capture_stdout=True, capture_stderr=True)
+    )
+    return path

@@ -227,3 +227,4 @@ def pack_shard(frames_path: Path, flow_path: Path, out_path: Path, bound: float)
         for video_id in frames.video_ids:
             writer.add(frames.record(video_id), frames=frames.frames(video_id), flow=flows.flow(video_id),
                        frame_settings=frames.settings(video_id, "frames"), flow_settings=flows.settings(video_id, "flow"))
+            log.info("packed %s", video_id)

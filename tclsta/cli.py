@@ -19,7 +19,7 @@ import pandas as pd
 
 from tclsta.atomic import atomic_path
 from tclsta.config import DatasetConfig, dataset_settings, load_config, parse_dataset, section_dict, validate_config
-from tclsta.errors import BadConfigError, TclstaError
+from tclsta.errors import BadConfigError, ShardWriteError, TclstaError
 
 log = logging.getLogger("tclsta")
 
@@ -327,6 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return args.func(args) or 0
+    except ShardWriteError as exc:
+        log.error("%s", exc)
+        # HDF5 can crash (SIGSEGV) freeing the objects of a file whose writes failed; nothing is left to
+        # clean up (the temporary file is already removed), so exit without freeing them.
+        logging.shutdown()
+        os._exit(1)
     except TclstaError as exc:
         log.error("%s", exc)
         return 1

@@ -31,6 +31,10 @@ class PreprocessConfig:
     num_shards: int = 16
     min_frames: int = 8
     on_bad_video: str = "fail"
+    # Limits on hostile or mistaken input, checked from the container header before decoding.
+    max_frame_pixels: int = 4096 * 2160  # 4K; an 8K video is refused
+    max_video_frames: int = 10_000
+    max_video_seconds: float = 600.0
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,13 @@ class BadVideoError(FileError):
     what = "bad video"
 
 
+def as_bad_video(path: str | Path, error: Exception) -> BadVideoError:
+    """``error``, raised while reading the video ``path``, as a ``BadVideoError`` naming it."""
+    if isinstance(error, BadVideoError):
+        return error
+    return BadVideoError(path, f"{type(error).__name__}: {error}")
+
+
 class BadSplitFileError(FileError):
     """A split or class-index file that is malformed or names missing videos."""
 

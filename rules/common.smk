@@ -2,8 +2,11 @@ import functools
 import hashlib
 import os
 
+from snakemake.logging import logger
+
 from tclsta.config import dataset_settings, parse_dataset
-from tclsta.data.manifest import manifest_sources, read_manifest, ucf_split_files
+from tclsta.data.manifest import read_manifest, ucf_split_files
+from tclsta.datasets import manifest_sources, missing_data
 from tclsta.settings import stage_settings_json
 
 DATASETS = list(config["datasets"])
@@ -12,8 +15,9 @@ DEMO_DATASETS = [d for d in DATASETS if config["datasets"][d]["format"] == "demo
 ]
 
 
+# Any dataset name matches: one not in the config stops the DAG with a message naming those that are.
 wildcard_constraints:
-    dataset="|".join(DATASETS),
+    dataset=r"[^/]+",
     shard=r"\d+",
     stream="rgb|flow",
 
@@ -42,8 +46,25 @@ def ablation_for_report(wildcards):
 
 
 def manifest_inputs(wildcards):
-    """What a manifest is built from (split files are made by the demo rule for demo datasets)."""
-    return [str(path) for path in manifest_sources(typed(wildcards.dataset))]
+    """What a manifest is built from; a dataset whose data is not there stops the DAG
+    here with one message saying where to get it (tclsta.datasets)."""
+    return manifest_sources(dataset_settings(config, wildcards.dataset))
+
+
+def reports_of_present_datasets(wildcards):
+    """The default target: the report of every configured dataset whose data is there.
+    The others are named, with the target that says how to get their data."""
+    present = []
+    for name in config["datasets"]:
+        missing = missing_data(dataset_settings(config, name))
+        if missing:
+            logger.warning(
+                f"Skipping dataset '{name}', its data is not there: {missing[0]}. "
+                f"`snakemake results/{name}/report.html` says how to get it."
+            )
+        else:
+            present.append(name)
+    return expand("results/{dataset}/report.html", dataset=present)
 
 
 @functools.lru_cache(maxsize=64)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from tclsta.atomic import atomic_path
 from tclsta.config import DatasetConfig, dataset_settings, load_config, validate_settings
-from tclsta.errors import BadConfigError, TclstaError
+from tclsta.errors import BadConfigError, ShardWriteError, TclstaError
 from tclsta.settings import StageSettings, declared_settings
 
 log = logging.getLogger("tclsta")
@@ -57,8 +57,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_manifest(args: argparse.Namespace) -> None:
     from tclsta.data.manifest import build_manifest
+    from tclsta.datasets import require_data
 
-    dataset, _ = resolve_settings(args, declared_settings("manifest"))
+    dataset, settings = resolve_settings(args, declared_settings("manifest"))
+    require_data(settings)
     manifest = build_manifest(dataset)
     with atomic_path(args.output) as tmp:
         manifest.to_csv(tmp, index=False)
@@ -371,6 +373,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return args.func(args) or 0
+    except ShardWriteError as exc:
+        print(f"tclsta {args.stage}: error: {exc}", file=sys.stderr, flush=True)
+        # HDF5 can crash (SIGSEGV) freeing the objects of a file whose writes failed; nothing is left to
+        # clean up (the temporary file is already removed), so exit without freeing them.
+        logging.shutdown()
+        os._exit(2)
     except TclstaError as exc:
         message = str(exc).replace("\n", "; ")
         print(f"tclsta {args.stage}: error: {message}", file=sys.stderr)

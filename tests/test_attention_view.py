@@ -19,14 +19,8 @@ from tclsta.evaluate import aligned_logits
 from tclsta.inference import read_scores
 from tclsta.predict import Predictor
 from tclsta.report import figure_png
-from tiny_results import build_tiny_results
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def tiny_results(tiny_dataset, tmp_path_factory):
-    return build_tiny_results(tiny_dataset, tmp_path_factory.mktemp("tiny_results"))
 
 
 def test_choose_videos_spreads_over_classes_deterministically() -> None:

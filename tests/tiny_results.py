@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from conftest import tiny_settings
+from tclsta.config import section_dict
 from tclsta.data.manifest import class_names, read_manifest
 from tclsta.evaluate import evaluate, fuse_streams
 from tclsta.inference import score_stream
@@ -25,10 +25,15 @@ def build_tiny_results(tiny_dataset, out: Path) -> Path:
     models, scores = out / "models", out / "scores"
     for stream in ("rgb", "flow"):
         train_stream(tiny_dataset.shards, manifest, stream, config.model, config.train,
-                     models / f"{stream}.pt", models / f"{stream}_history.csv", PREDICT_SETTINGS.select(tiny_settings(tiny_dataset.root)))
+                     models / f"{stream}.pt", models / f"{stream}_history.csv", recorded_settings(config))
         score_stream(models / f"{stream}.pt", tiny_dataset.shards, manifest, config.train, scores / f"{stream}.csv")
     fuse_streams(scores / "rgb.csv", scores / "flow.csv", config.fusion, class_names(manifest), out / "fusion.json")
     evaluate(manifest, scores / "rgb.csv", scores / "flow.csv", out / "fusion.json", config.fusion,
              out / "metrics.json", config.name)
     return out
 
+
+def recorded_settings(config) -> dict:
+    """What the train command records in a checkpoint for prediction (``PREDICT_SETTINGS``)."""
+    sections = {name: section_dict(getattr(config, name)) for name in ("preprocess", "flow", "train")}
+    return PREDICT_SETTINGS.select({"name": config.name, **sections})

@@ -69,7 +69,8 @@ def cmd_extract(args: argparse.Namespace) -> None:
     from tclsta.preprocess import extract_shard
 
     dataset, _ = resolve_settings(args)
-    extract_shard(read_manifest(args.manifest), args.shard, dataset.preprocess, args.output, args.rejected, args.previous)
+    extract_shard(read_manifest(args.manifest), args.shard, dataset.preprocess, args.output, args.rejected, args.previous,
+                  args.workers)
 
 
 def cmd_flow(args: argparse.Namespace) -> None:
@@ -235,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("output", type=Path)
     sub = stage("extract", cmd_extract, "decode and resize the videos of one shard")
     sub.add_argument("--shard", type=int, required=True)
+    sub.add_argument("--workers", type=int, default=1, help="videos decoded and encoded at once")
     sub.add_argument("--previous", type=Path, help="the shard an earlier run packed: unchanged videos are copied from it")
     sub.add_argument("manifest", type=Path)
     sub.add_argument("output", type=Path)

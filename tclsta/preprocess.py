@@ -11,9 +11,9 @@ import json
 import logging
 import multiprocessing
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import cv2
 import numpy as np
@@ -25,10 +25,12 @@ from tclsta.config import FlowConfig, PreprocessConfig
 from tclsta.data.shards import ShardReader, ShardWriter, VideoRecord
 from tclsta.errors import BadShardError, BadVideoError
 from tclsta.flow import batched_video_flow, create_tvl1, create_tvl1_batch, resolve_backend, torch_device, video_flow
-from tclsta.video import decode_frames, decode_jpeg, encode_jpeg
+from tclsta.video import decode_jpeg, video_jpegs
 
 log = logging.getLogger(__name__)
 REJECTED_COLUMNS = ["video_id", "path", "reason"]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _progress(items, desc: str):
@@ -61,6 +63,15 @@ def source_record(row, height: int = 0, width: int = 0, num_frames: int = 0) -> 
                        stat.st_size, stat.st_mtime)
 
 
+def _in_order(work: Callable[[T], R], items: list[T], pool: ThreadPoolExecutor, ahead: int) -> Iterator[Future]:
+    """Futures of ``work(item)`` in the order of ``items``, at most ``ahead`` submitted ahead of the consumer."""
+    futures = deque(pool.submit(work, item) for item in items[:ahead])
+    for item in items[ahead:]:
+        yield futures.popleft()
+        futures.append(pool.submit(work, item))
+    yield from futures
+
+
 def extract_shard(
     manifest: pd.DataFrame,
     shard: int,
@@ -68,40 +79,48 @@ def extract_shard(
     out_path: Path,
     rejected_path: Path,
     previous: Path | None = None,
+    workers: int = 1,
 ) -> None:
     """Decode the videos of ``shard``, resize them and store their frames as JPEG.
 
-    Videos that ``previous`` (the shard packed by an earlier run) holds unchanged
-    are copied, not decoded again. Bad videos are collected, not fatal one by
-    one: with ``on_bad_video: fail`` the stage raises one error naming every bad
-    video of the shard and writes nothing; with ``skip`` it leaves them out and
-    lists them in ``rejected_path``.
+    ``workers`` videos are decoded (ffmpeg) and encoded (libjpeg-turbo) at once in
+    threads, so probing, decoding and encoding overlap; they are written in
+    video-id order. Videos that ``previous`` (the shard packed by an earlier run)
+    holds unchanged are copied, not decoded again. Bad videos are collected, not
+    fatal one by one: with ``on_bad_video: fail`` the stage raises one error naming
+    every bad video of the shard and writes nothing; with ``skip`` it leaves them
+    out and lists them in ``rejected_path``.
     """
-    videos = manifest[manifest["shard"] == shard].sort_values("video_id")
+    videos = list(manifest[manifest["shard"] == shard].sort_values("video_id").itertuples(index=False))
     settings = json.dumps({"short_side": config.short_side, "jpeg_quality": config.jpeg_quality})
     rejected: list[tuple[str, str, str]] = []
     old = open_previous(previous)
-    reused = 0
-    with ShardWriter(out_path) as writer:
-        for row in _progress(videos.itertuples(index=False), f"frames shard {shard}"):
+    reused = {row.video_id for row in videos if Path(row.path).is_file() and reusable(old, source_record(row), "frames", settings)}
+
+    def extract(row) -> tuple[VideoRecord, list[bytes]]:
+        if not Path(row.path).is_file():
+            raise BadVideoError(row.path, "file not found")
+        record = source_record(row)
+        jpegs, height, width = video_jpegs(Path(row.path), config.short_side, config.jpeg_quality)
+        if len(jpegs) < config.min_frames:
+            raise BadVideoError(row.path, f"{len(jpegs)} frames, fewer than preprocess.min_frames={config.min_frames}")
+        return dataclasses.replace(record, height=height, width=width, num_frames=len(jpegs)), jpegs
+
+    todo = [row for row in videos if row.video_id not in reused]
+    with ShardWriter(out_path) as writer, ThreadPoolExecutor(max(1, workers)) as pool:
+        extracted = _in_order(extract, todo, pool, ahead=2 * max(1, workers))
+        for row in _progress(videos, f"frames shard {shard}"):
+            if row.video_id in reused:
+                writer.add(old.record(row.video_id), frames=old.frames(row.video_id), frame_settings=settings)
+                continue
             try:
-                if not Path(row.path).is_file():
-                    raise BadVideoError(row.path, "file not found")
-                record = source_record(row)
-                if reusable(old, record, "frames", settings):
-                    writer.add(old.record(row.video_id), frames=old.frames(row.video_id), frame_settings=settings)
-                    reused += 1
-                    continue
-                frames = decode_frames(Path(row.path), config.short_side)
-                if len(frames) < config.min_frames:
-                    raise BadVideoError(row.path, f"{len(frames)} frames, fewer than preprocess.min_frames={config.min_frames}")
+                record, jpegs = next(extracted).result()
             except BadVideoError as exc:
                 log.warning("%s", exc)
                 rejected.append((row.video_id, row.path, exc.reason))
                 continue
-            record = dataclasses.replace(record, height=frames.shape[1], width=frames.shape[2], num_frames=len(frames))
-            writer.add(record, frames=[encode_jpeg(f, config.jpeg_quality) for f in frames], frame_settings=settings)
-            log.info("extracted %s: %d frames %dx%d", row.video_id, len(frames), record.width, record.height)
+            writer.add(record, frames=jpegs, frame_settings=settings)
+            log.info("extracted %s: %d frames %dx%d", row.video_id, record.num_frames, record.width, record.height)
         if rejected and config.on_bad_video == "fail":
             listing = "\n".join(f"  {path}: {reason}" for _, path, reason in rejected)
             raise BadVideoError(
@@ -110,7 +129,7 @@ def extract_shard(
             )
     if old is not None:
         old.close()
-    log.info("shard %d: %d videos extracted, %d reused, %d rejected", shard, len(videos) - reused - len(rejected), reused, len(rejected))
+    log.info("shard %d: %d videos extracted, %d reused, %d rejected", shard, len(todo) - len(rejected), len(reused), len(rejected))
     with atomic_path(rejected_path) as tmp:
         pd.DataFrame(rejected, columns=REJECTED_COLUMNS).to_csv(tmp, index=False)
 
@@ -149,12 +168,8 @@ def _prefetched_greys(reader: ShardReader, video_ids: list[str], ahead: int = 2)
         return video_id, _grey_frames(reader.frames(video_id))
 
     with ThreadPoolExecutor(1) as decoder:
-        futures = deque(decoder.submit(grey, v) for v in video_ids[:ahead])
-        for video_id in video_ids[ahead:]:
-            yield futures.popleft().result()
-            futures.append(decoder.submit(grey, video_id))
-        while futures:
-            yield futures.popleft().result()
+        for future in _in_order(grey, video_ids, decoder, ahead):
+            yield future.result()
 
 
 def flow_shard(frames_path: Path, config: FlowConfig, out_path: Path, workers: int = 1, previous: Path | None = None) -> None:

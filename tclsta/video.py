@@ -144,17 +144,19 @@ def scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, i
     return _even(width * short / height), short
 
 
-def decode_frames(path: Path, short_side: int | None = None, max_frames: int | None = None) -> np.ndarray:
-    """All frames (or the first ``max_frames``) as ``(T, H, W, 3)`` uint8 RGB.
+def decode_frames(
+    path: Path, short_side: int | None = None, max_frames: int | None = None, pixel_format: str = "rgb24"
+) -> np.ndarray:
+    """All frames (or the first ``max_frames``) as ``(T, H, W, 3)`` uint8 RGB (``pixel_format="bgr24"``: BGR).
 
-    Frames are resized by ffmpeg's scale filter to ``scaled_size(..., short_side)``
-    and piped as rawvideo rgb24. Raises ``BadVideoError`` (with ffmpeg's last
-    meaningful stderr line) when decoding fails or yields no frames.
+    The video is probed once, then frames are resized by ffmpeg's scale filter to
+    ``scaled_size(..., short_side)`` and piped as rawvideo. Raises ``BadVideoError``
+    (with ffmpeg's last meaningful stderr line) when decoding fails or yields no frames.
     """
     path = Path(path)
     info = probe_video(path)
     width, height = scaled_size(info.width, info.height, short_side)
-    output_args = {"format": "rawvideo", "pix_fmt": "rgb24"}
+    output_args = {"format": "rawvideo", "pix_fmt": pixel_format}
     if max_frames is not None:
         output_args["frames:v"] = max_frames
     ffmpeg_exe, _ = ffmpeg_binaries()
@@ -182,12 +184,25 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     """JPEG bytes of an RGB ``(H, W, 3)`` or grey ``(H, W)`` uint8 image."""
     if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
         raise ValueError(f"expected uint8 (H, W) or (H, W, 3), got {image.dtype} {image.shape}")
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    return _encode_bgr_jpeg(cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image, quality)
+
+
+def _encode_bgr_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """JPEG bytes (libjpeg-turbo through OpenCV, which releases the GIL) of a BGR or grey image."""
     ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise ValueError("OpenCV could not encode the image as JPEG")
     return buffer.tobytes()
+
+
+def video_jpegs(path: Path, short_side: int | None, quality: int) -> tuple[list[bytes], int, int]:
+    """(one JPEG per frame, height, width) of a video, resized as by ``decode_frames``.
+
+    ffmpeg hands over BGR pixels, so the JPEGs are those ``encode_jpeg`` makes of the
+    RGB frames at ``quality``, without a colour conversion per frame.
+    """
+    frames = decode_frames(path, short_side, pixel_format="bgr24")  # (T, H, W, 3) BGR
+    return [_encode_bgr_jpeg(frame, quality) for frame in frames], frames.shape[1], frames.shape[2]
 
 
 def decode_jpeg(data: bytes | np.ndarray) -> np.ndarray:

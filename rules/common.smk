@@ -1,11 +1,11 @@
 import functools
 import glob
-import hashlib
 import json
 import os
 
-from tclsta.config import dataset_settings
-from tclsta.data.manifest import read_manifest
+from tclsta.config import dataset_settings, parse_dataset
+from tclsta.data.manifest import build_manifest, read_manifest, write_shard_list
+from tclsta.errors import TclstaError
 
 IDENTITY_KEYS = (
     "name",
@@ -86,26 +86,39 @@ def _manifest_table(path, mtime):
     return read_manifest(path)
 
 
-def shard_rows(wildcards):
-    """The manifest rows of one shard (after the manifest checkpoint has run)."""
-    path = checkpoints.manifest.get(dataset=wildcards.dataset).output[0]
-    table = _manifest_table(path, os.path.getmtime(path))
-    return table[table["shard"] == int(wildcards.shard)]
+@functools.lru_cache(maxsize=64)
+def _manifest_now(dataset):
+    """The dataset's manifest as its sources say now; None while they are missing (demo
+    videos not generated yet) or faulty (the manifest job then names the fault)."""
+    try:
+        return build_manifest(parse_dataset(dataset_settings(config, dataset)))
+    except (TclstaError, OSError):
+        return None
 
 
-def shard_videos(wildcards):
-    """The video files of one shard: a shard is rebuilt only when its own videos change.
+def shard_inputs(wildcards):
+    """A shard job's inputs: its list of videos and their files.
 
-    Missing files are left to the extraction stage, which names them (or, with
-    on_bad_video: skip, lists them as rejected).
+    The list (results/<dataset>/shard_lists/shard_<k>.csv) is made while the DAG is built,
+    from the same sources as the manifest, and rewritten only when the shard's own rows
+    change: adding a video plans only its shard's jobs, in a dry run too. Until the sources
+    exist, the shard waits for the manifest job. Missing video files are left to the
+    extraction stage, which names them (or, with on_bad_video: skip, lists them as rejected).
     """
-    return [p for p in shard_rows(wildcards)["path"] if os.path.exists(p)]
-
-
-def shard_fingerprint(wildcards):
-    """A digest of a shard's ids, classes and labels, so that relabelling re-runs it."""
-    rows = shard_rows(wildcards)[["video_id", "class_name", "label", "path"]]
-    return hashlib.sha256(rows.to_csv(index=False).encode()).hexdigest()[:16]
+    manifest = _manifest_now(wildcards.dataset)
+    if manifest is None:
+        path = checkpoints.manifest.get(dataset=wildcards.dataset).output[0]
+        manifest = _manifest_table(path, os.path.getmtime(path))
+    listing = write_shard_list(
+        manifest,
+        int(wildcards.shard),
+        f"results/{wildcards.dataset}/shard_lists/shard_{wildcards.shard}.csv",
+    )
+    rows = manifest[manifest["shard"] == int(wildcards.shard)]
+    return {
+        "shard_list": str(listing),
+        "videos": [p for p in rows["path"] if os.path.exists(p)],
+    }
 
 
 def shard_ids(dataset):

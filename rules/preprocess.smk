@@ -27,11 +27,11 @@ checkpoint manifest:
 rule extract_frames:
     """Decode and resize the videos of one shard with ffmpeg; frames kept as JPEG.
 
-    Its inputs are the shard's own videos, so adding videos re-runs only their shards,
-    and videos the previous packed shard holds unchanged are copied, not decoded.
+    Its inputs are the shard's list of videos and their files, so adding videos re-runs
+    only their shards, and videos the previous packed shard holds unchanged are copied.
     """
     input:
-        shard_videos,
+        unpack(shard_inputs),
     output:
         frames=temp("results/{dataset}/work/frames_{shard}.h5"),
         rejected="results/{dataset}/rejected/shard_{shard}.csv",
@@ -41,18 +41,16 @@ rule extract_frames:
         "results/{dataset}/benchmarks/extract_frames/{dataset}_{shard}.tsv"
     conda:
         "../envs/preprocess.yaml"
-    threads: 1
+    threads: 2
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=120,
     params:
         settings=lambda w: settings(w.dataset, preprocess=None),
-        manifest="results/{dataset}/manifest.csv",
-        fingerprint=shard_fingerprint,
         previous="results/{dataset}/shards/shard_{shard}.h5",
     shell:
-        "python -m tclsta extract --settings {params.settings:q} --shard {wildcards.shard}"
-        " --previous {params.previous} {params.manifest} {output.frames} {output.rejected} 2> {log}"
+        "python -m tclsta extract --settings {params.settings:q} --shard {wildcards.shard} --workers {threads}"
+        " --previous {params.previous} {input.shard_list} {output.frames} {output.rejected} 2> {log}"
 
 
 rule flow:

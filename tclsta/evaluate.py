@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from tclsta.atomic import atomic_path, write_text_atomic
 from tclsta.config import FusionConfig, TrainConfig
+from tclsta.data.dataset import model_input
 from tclsta.data.manifest import class_names
 from tclsta.fusion import FusionWeights, late_fusion, learn_fusion
 from tclsta.train import clip_spec, load_checkpoint, pick_device, split_dataset
@@ -35,7 +36,7 @@ def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFram
     logits = []
     with torch.no_grad():
         for clips, _ in loader:
-            logits.append(video_logits(model, clips.to(device)).float().cpu())
+            logits.append(video_logits(model, model_input(clips, device)).float().cpu())
     scores = torch.cat(logits).numpy() if logits else np.zeros((0, len(state["classes"])))
     split_of = manifest.set_index("video_id")["split"]
     video_ids = [item[1] for item in dataset.items]

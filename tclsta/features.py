@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 
 from tclsta.atomic import atomic_path
 from tclsta.config import TrainConfig
+from tclsta.data.dataset import model_input
 from tclsta.errors import FileError
 from tclsta.train import clip_spec, load_checkpoint, pick_device, split_dataset
 
@@ -71,7 +72,7 @@ def extract_features(checkpoint: Path, shards: Sequence[Path], manifest: pd.Data
     batches = []
     with torch.no_grad():
         for clips, _ in loader:
-            batches.append(model(clips.to(device)).features.float().cpu())  # (B, T, D)
+            batches.append(model(model_input(clips, device)).features.float().cpu())  # (B, T, D)
     features = torch.cat(batches).numpy() if batches else np.zeros((0, spec.num_frames, 0), np.float32)
     split_of = manifest.set_index("video_id")["split"]
     video_ids = [item[1] for item in dataset.items]

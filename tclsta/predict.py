@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from tclsta.config import FlowConfig, PreprocessConfig, TrainConfig, build_section
-from tclsta.data.dataset import flow_clip, flow_windows, rgb_clip, segment_indices, test_views
+from tclsta.data.dataset import flow_clip, flow_windows, model_input, rgb_clip, segment_indices, test_views
 from tclsta.errors import BadVideoError, FileError
 from tclsta.evaluate import video_logits
 from tclsta.flow import create_tvl1, quantise_flow
@@ -56,7 +56,7 @@ class Predictor:
         self.fusion = FusionWeights(torch.tensor(fusion["raw_per_class"]), torch.tensor(fusion["raw_global"]))
 
     def clips(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Test-time clips of decoded frames (N, H, W, 3): RGB (1, [crops,] T, 3, h, w) and flow (1, [crops,] T, 2L, h, w)."""
+        """Test-time uint8 clips of decoded frames (N, H, W, 3): RGB (1, [crops,] T, 3, h, w) and flow (1, [crops,] T, 2L, h, w)."""
         picks = segment_indices(len(frames), self.rgb_spec.num_frames, None)
         rgb = test_views(rgb_clip(frames[picks]), self.rgb_spec)
         windows = flow_windows(len(frames), self.flow_spec, None)
@@ -73,7 +73,8 @@ class Predictor:
         if len(frames) < 2:
             raise BadVideoError(video, f"{len(frames)} frame(s): optical flow needs at least 2")
         rgb, flow = self.clips(frames)
-        fused = self.fusion.fuse(video_logits(self.rgb, rgb.to(self.device)).cpu(), video_logits(self.flow, flow.to(self.device)).cpu())
+        fused = self.fusion.fuse(video_logits(self.rgb, model_input(rgb, self.device)).cpu(),
+                                 video_logits(self.flow, model_input(flow, self.device)).cpu())
         probabilities = fused.softmax(1)[0]
         top = probabilities.topk(min(5, len(self.classes)))
         return Prediction(str(video), [(self.classes[i], float(p)) for p, i in zip(top.values, top.indices)])

@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from tclsta.atomic import atomic_path, write_text_atomic
 from tclsta.config import ModelConfig, TrainConfig, build_section, section_dict
-from tclsta.data.dataset import ClipSpec, ShardClipDataset
+from tclsta.data.dataset import ClipSpec, ShardClipDataset, model_input
 from tclsta.data.manifest import class_names
 from tclsta.models import AttentionStream, stream_loss
 
@@ -214,7 +214,7 @@ def run_epoch(
     with torch.set_grad_enabled(training):
         for clips, labels in tqdm(loader, disable=not show, leave=False, desc="train" if training else "val"):
             data_seconds += time.perf_counter() - waited
-            clips, labels = clips.to(runtime.device, non_blocking=True), labels.to(runtime.device)  # (B, T, C, H, W), (B,)
+            clips, labels = model_input(clips, runtime.device), labels.to(runtime.device)  # (B, T, C, H, W), (B,)
             with torch.autocast(runtime.device.type, dtype=amp_dtype) if use_amp else nullcontext():
                 output = model(clips, labels)
                 loss = stream_loss(output, labels, **weights)

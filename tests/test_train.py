@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from conftest import tiny_settings
+from tclsta.data.dataset import model_input
 from tclsta.data.manifest import class_names, read_manifest
 from tclsta.evaluate import evaluate, fuse_streams, score_stream
 from tclsta.train import (Runtime, build_model, clip_spec, load_checkpoint, make_optimizer, run_epoch, set_stage, split_dataset,
@@ -104,9 +105,9 @@ def test_ten_crop_scores_average_mirrored_corner_crops(tiny_dataset, tmp_path):
         score_stream(tmp_path / "flow.pt", tiny_dataset.shards, manifest, train_config, tmp_path / f"{crops}.csv")
         scores[crops] = pd.read_csv(tmp_path / f"{crops}.csv").filter(like="score_").to_numpy()
     assert scores[1].shape == scores[10].shape and not np.allclose(scores[1], scores[10])
-    views = clip.numpy()  # the last one: 10 crops of a flow clip
-    torch.testing.assert_close(torch.from_numpy(views[5][:, 1::2]), torch.from_numpy(views[0][:, 1::2, :, ::-1].copy()))
-    torch.testing.assert_close(torch.from_numpy(views[5][:, 0::2]), -torch.from_numpy(views[0][:, 0::2, :, ::-1].copy()))
+    views = model_input(clip, "cpu")  # the last one: 10 crops of a flow clip, in [-1, 1]
+    torch.testing.assert_close(views[5][:, 1::2], views[0][:, 1::2].flip(-1))
+    torch.testing.assert_close(views[5][:, 0::2], -views[0][:, 0::2].flip(-1))
 
 
 def train_command(tiny_dataset, tmp_path: Path, name: str, stages: list[dict], launcher: list[str]) -> list[str]:

@@ -24,9 +24,11 @@ import numpy as np
 import pandas as pd
 
 from tclsta.config import DatasetConfig
+from tclsta.atomic import write_text_if_changed
 from tclsta.errors import BadSplitFileError
 
 MANIFEST_COLUMNS = ["video_id", "path", "class_name", "label", "split", "group", "shard"]
+SHARD_LIST_COLUMNS = ["video_id", "path", "class_name", "label", "shard"]  # what one shard's extraction reads
 _GROUP = re.compile(r"_g(\d+)_c\d+$")
 
 
@@ -247,6 +249,18 @@ def build_manifest(dataset: DatasetConfig) -> pd.DataFrame:
         return build_hmdb_manifest(Path(dataset.root), Path(dataset.splits_dir), dataset.split, strict=strict, **common)
     split_csv = Path(dataset.split_csv) if dataset.split_csv else None
     return build_folder_manifest(Path(dataset.root), split_csv, dataset.test_fraction, **common)
+
+
+def write_shard_list(manifest: pd.DataFrame, shard: int, path: str | Path) -> Path:
+    """Write the rows of ``shard`` (the columns its extraction uses) to ``path``, only when they changed.
+
+    An unchanged list keeps its modification time, so a workflow whose shard jobs
+    take it as input re-runs only the shards whose own videos were added, removed
+    or relabelled; the splits (which adding videos may reshuffle) are left out.
+    """
+    rows = manifest.loc[manifest["shard"] == shard, SHARD_LIST_COLUMNS].sort_values("video_id")
+    write_text_if_changed(path, rows.to_csv(index=False))
+    return Path(path)
 
 
 def read_manifest(path: Path) -> pd.DataFrame:

@@ -18,7 +18,7 @@ the machines are this one (2 cores), a 16-core node, one GPU (with a 16-core hos
 8 SLURM nodes of 16 cores and one GPU each. Example::
 
     .venv/bin/python benchmarks/project_ucf101.py --preprocess benchmarks/out/preprocess_h264.json \\
-        --flow-storage benchmarks/out/flow_storage.json --flow-pairs-per-core 0.70
+        --flow-storage benchmarks/out/flow_storage.json --flow-pairs-per-core 0.89
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preprocess", type=Path, required=True, help="benchmarks/preprocess.py --json output")
     parser.add_argument("--flow-storage", type=Path, required=True, help="benchmarks/flow_storage.py --json output")
-    parser.add_argument("--flow-pairs-per-core", type=float, required=True, help="OpenCV TV-L1 pairs/s on one thread, default parameters")
+    parser.add_argument("--flow-pairs-per-core", type=float, required=True,
+                        help="OpenCV TV-L1 pairs per CPU-second, default parameters (flow_backends.py --device none)")
     parser.add_argument("--gpu", type=Path, help="benchmarks/gpu.sh output (benchmarks/out/gpu.json), not tiny")
     return parser.parse_args()
 
@@ -90,9 +91,11 @@ def main() -> None:
     print("| machine | extraction | flow | training, scoring |")
     print("| --- | --- | --- | --- |")
     for machine in MACHINES:
-        flow = PAIRS / gpu_flow / machine.gpus if machine.gpus and gpu_flow else None if machine.gpus else PAIRS * flow_core_s / machine.cores
-        print(f"| {machine.name} | {duration(FRAMES * extract_core_s / machine.cores)} | {duration(flow)}"
-              f"{' (GPU TV-L1)' if machine.gpus else ' (OpenCV, all cores)'} | not measured |")
+        opencv = f"OpenCV on {machine.cores} cores: {duration(PAIRS * flow_core_s / machine.cores)}"
+        if machine.gpus:
+            gpu_time = duration(PAIRS / gpu_flow / machine.gpus if gpu_flow else None)
+            opencv = f"torch TV-L1 on the GPU: {gpu_time}; {opencv}"
+        print(f"| {machine.name} | {duration(FRAMES * extract_core_s / machine.cores)} | {opencv} | not measured |")
     print("\n| layout | disk | files |")
     print("| --- | --- | --- |")
     shards_bytes = FRAMES * bytes_frame["ours"] + PAIRS * shard_pair

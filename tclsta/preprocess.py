@@ -23,7 +23,7 @@ from tqdm import tqdm
 from tclsta.atomic import atomic_path
 from tclsta.config import FlowConfig, PreprocessConfig
 from tclsta.data.shards import ShardReader, ShardWriter, VideoRecord
-from tclsta.errors import BadShardError, BadVideoError
+from tclsta.errors import BadShardError, BadVideoError, as_bad_video
 from tclsta.flow import batched_video_flow, create_tvl1, create_tvl1_batch, resolve_backend, torch_device, video_flow
 from tclsta.video import decode_jpeg, video_jpegs
 
@@ -101,7 +101,7 @@ def extract_shard(
         if not Path(row.path).is_file():
             raise BadVideoError(row.path, "file not found")
         record = source_record(row)
-        jpegs, height, width = video_jpegs(Path(row.path), config.short_side, config.jpeg_quality)
+        jpegs, height, width = video_jpegs(Path(row.path), config.short_side, config.jpeg_quality, limits=config)
         if len(jpegs) < config.min_frames:
             raise BadVideoError(row.path, f"{len(jpegs)} frames, fewer than preprocess.min_frames={config.min_frames}")
         return dataclasses.replace(record, height=height, width=width, num_frames=len(jpegs)), jpegs
@@ -115,9 +115,10 @@ def extract_shard(
                 continue
             try:
                 record, jpegs = next(extracted).result()
-            except BadVideoError as exc:
-                log.warning("%s", exc)
-                rejected.append((row.video_id, row.path, exc.reason))
+            except Exception as exc:  # whatever goes wrong with one video is that video's error
+                error = as_bad_video(row.path, exc)
+                log.warning("%s", error)
+                rejected.append((row.video_id, row.path, error.reason))
                 continue
             writer.add(record, frames=jpegs, frame_settings=settings)
             log.info("extracted %s: %d frames %dx%d", row.video_id, record.num_frames, record.width, record.height)
@@ -239,3 +240,4 @@ def pack_shard(frames_path: Path, flow_path: Path, out_path: Path, bound: float)
         for video_id in frames.video_ids:
             writer.add(frames.record(video_id), frames=frames.frames(video_id), flow=flows.flow(video_id),
                        frame_settings=frames.settings(video_id, "frames"), flow_settings=flows.settings(video_id, "flow"))
+            log.info("packed %s", video_id)

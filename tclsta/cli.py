@@ -51,7 +51,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     demo = dataset.demo
     make_demo_dataset(root.parent, classes_per_kind=demo.classes_per_kind, groups=demo.groups,
                       clips_per_group=demo.clips_per_group, num_frames=demo.num_frames,
-                      width=demo.width, height=demo.height, seed=demo.seed)
+                      width=demo.width, height=demo.height, seed=demo.seed, kind=demo.kind, test_groups=demo.test_groups)
 
 
 def cmd_manifest(args: argparse.Namespace) -> None:
@@ -135,7 +135,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if dataset.format == "demo":
         from tclsta.demo import expected_ceilings
 
-        extra["expected_ceilings"] = expected_ceilings(dataset.demo.classes_per_kind)
+        extra["expected_ceilings"] = expected_ceilings(dataset.demo.classes_per_kind, dataset.demo.kind)
     if args.rejected:
         extra["rejected"] = pd.read_csv(args.rejected, dtype=str).fillna("").to_dict("records")
     evaluate(read_manifest(args.manifest), args.rgb, args.flow, args.fusion, dataset.fusion, args.output, dataset.name, extra,

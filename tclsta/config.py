@@ -128,6 +128,8 @@ class DemoConfig:
     width: int = 128
     height: int = 96
     seed: int = 0
+    kind: str = "demo"  # demo | benchmark (tclsta/demo.py)
+    test_groups: int = 1
 
 
 @dataclass(frozen=True)

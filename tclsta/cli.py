@@ -184,6 +184,12 @@ def cmd_report(args: argparse.Namespace) -> None:
                  ablation_csv=args.ablation[0] if args.ablation else None)
 
 
+def cmd_figures(args: argparse.Namespace) -> None:
+    from tclsta.figures import write_figures
+
+    write_figures(args.results, args.output_dir, args.readme)
+
+
 def cmd_attention(args: argparse.Namespace) -> None:
     import torch
 
@@ -301,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--plot", nargs=2, action="append", default=[], metavar=("NAME", "PNG"),
                      help="also save the report's figure NAME (confusion, confusion_streams, fusion_weights, training) as PNG")
     sub.add_argument("output", type=Path)
+    sub = stages.add_parser("figures", help="rewrite the README's result tables from results folders (make figures)")
+    sub.set_defaults(func=cmd_figures)
+    sub.add_argument("--readme", type=Path, default=Path("README.md"))
+    sub.add_argument("--output-dir", type=Path, default=Path("docs/figures"), help="where the figures are recorded as JSON")
+    sub.add_argument("results", type=Path, nargs="+", help="results folders, e.g. results/demo results/benchmark")
     sub = stages.add_parser("attention", help="spatial and temporal attention of a few test videos (JSON and a PNG figure)")
     sub.set_defaults(func=cmd_attention)
     sub.add_argument("model_dir", type=Path, help="a dataset's results folder, e.g. results/demo")

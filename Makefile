@@ -43,6 +43,7 @@ system-packages:
 
 demo: setup
 	snakemake --cores $(CORES) results/demo/report.html $(ONE_THREAD)
+	@python -m tclsta figures --print results/demo
 	@echo "Open results/demo/report.html"
 
 # Runs the demo and the benchmark (with its ablation), then rewrites the README's result tables from the

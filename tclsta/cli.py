@@ -185,9 +185,13 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
-    from tclsta.figures import write_figures
+    from tclsta.figures import collect_figures, readme_blocks, write_figures
 
-    write_figures(args.results, args.output_dir, args.readme)
+    if args.print:
+        for results in args.results:
+            print("\n\n".join(readme_blocks(collect_figures(results)).values()))
+    else:
+        write_figures(args.results, args.output_dir, args.readme)
 
 
 def cmd_attention(args: argparse.Namespace) -> None:
@@ -311,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(func=cmd_figures)
     sub.add_argument("--readme", type=Path, default=Path("README.md"))
     sub.add_argument("--output-dir", type=Path, default=Path("docs/figures"), help="where the figures are recorded as JSON")
+    sub.add_argument("--print", action="store_true", help="only print the tables the README would get")
     sub.add_argument("results", type=Path, nargs="+", help="results folders, e.g. results/demo results/benchmark")
     sub = stages.add_parser("attention", help="spatial and temporal attention of a few test videos (JSON and a PNG figure)")
     sub.set_defaults(func=cmd_attention)

@@ -42,6 +42,7 @@ def test_shipped_config_is_valid_and_overrides_merge():
         (lambda c: c["flow"].update(bogus=1), "flow"),
         (lambda c: c["datasets"]["demo"]["preprocess"].update(short_side=-5), "datasets.demo.preprocess.short_side"),
         (lambda c: c["datasets"]["demo"].update(format="youtube"), "datasets.demo.format"),
+        (lambda c: c["datasets"]["benchmark"]["demo"].update(kind="harder"), "datasets.benchmark.demo.kind"),
         (lambda c: c.update(extra_section={}), "<top level>"),
         (lambda c: c["train"].update(batch_size=4.0), "train.batch_size"),  # YAML float where code needs an int
         (lambda c: c["train"].update(flip="yes"), "train.flip"),

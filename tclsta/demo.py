@@ -18,13 +18,14 @@ component of the method has something to do (each need, with the effect expected
 component is switched off):
 
 * *spatial attention*: the target is a small patch of fine texture; a larger patch of coarse
-  texture, coloured like a random class, drifts in a random direction for the whole clip
-  (the "spatial distractor"). Averaging over positions mixes its colour and motion into the
-  stream's evidence: both streams should lose accuracy without spatial attention.
-* *temporal attention*: a second large distractor drifts in a random direction only outside
-  the action window, and the target shows its colour only inside it. Averaging over frames
-  mixes in the distractor's motion and the target's grey frames: both streams, the motion
-  stream most, should lose accuracy without temporal attention.
+  texture, coloured like a random appearance class but paler, drifts in a random diagonal
+  direction (class directions are horizontal or vertical) for the whole clip (the "spatial
+  distractor"). Averaging over positions mixes its colour and motion into the stream's
+  evidence: both streams should lose accuracy without spatial attention.
+* *temporal attention*: a second such distractor drifts diagonally only outside the action
+  window, and the target shows its colour only inside it. Averaging over frames mixes in the
+  distractor's motion and the target's grey frames: both streams, the motion stream most,
+  should lose accuracy without temporal attention.
 * *per-class fusion weights*: appearance class ``i`` drifts in the same direction as motion
   class ``i``, so the motion stream cannot tell the pair apart and, trained to confidence, is
   confidently wrong on about half of their videos, while the static stream is reliable on the
@@ -101,6 +102,10 @@ _TARGET_BLUR_SIGMA = 0.7  # fine texture on the target
 _DISTRACTOR_BLUR_SIGMA = 2.0  # coarse texture on the distractors
 _BENCHMARK_SPEED_RANGE = (1.2, 1.6)
 _BENCHMARK_ACTION_FRACTION_RANGE = (0.35, 0.5)
+# Distractors drift diagonally (a class's direction is horizontal or vertical) and in paler colours (this
+# fraction of a class's chroma): a stream can learn to tell them from the target, but averaging mixes them in.
+_DIAGONALS = tuple((x * math.sqrt(0.5), y * math.sqrt(0.5)) for x in (-1, 1) for y in (-1, 1))
+_DISTRACTOR_CHROMA = 0.5
 
 
 @dataclass(frozen=True)
@@ -312,10 +317,9 @@ def plan_benchmark_clip(
     sides = [round(rng.uniform(*_TARGET_SIDE_RANGE) * scale),
              *(round(rng.uniform(*_DISTRACTOR_SIDE_RANGE) * scale) for _ in range(2))]
     corners = _place_apart(rng, sides, width, height)
-    directions = [benchmark_direction(class_name),
-                  *(_MOTION_DIRECTIONS[MOTION_CLASSES[int(rng.integers(len(MOTION_CLASSES)))]] for _ in range(2))]
-    colours = [chroma_offset(class_name),
-               *(chroma_offset(all_classes[int(rng.integers(len(all_classes)))]) for _ in range(2))]
+    directions = [benchmark_direction(class_name), *(_DIAGONALS[int(rng.integers(len(_DIAGONALS)))] for _ in range(2))]
+    colours = [chroma_offset(class_name), *(tuple(_DISTRACTOR_CHROMA * np.array(
+        chroma_offset(APPEARANCE_CLASSES[int(rng.integers(len(APPEARANCE_CLASSES)))]))) for _ in range(2))]
     movements = [((start, stop),), ((0, num_frames - 1),), ((0, start), (stop, num_frames - 1))]
     patches = []
     for index, ((x, y), side, (dx, dy), chroma, moving) in enumerate(zip(corners, sides, directions, colours, movements)):

@@ -89,3 +89,29 @@ def test_paired_interval_tells_a_consistent_gain_from_noise():
     assert interval(base_samples - base_samples) == [0.0, 0.0] and not excludes_zero([0.0, 0.0])
     shuffled = np.random.default_rng(1).permutation(base)  # same accuracy, different videos right
     assert not excludes_zero(interval(bootstrap.accuracy_samples(shuffled, labels, 8)["accuracy"] - base_samples))
+
+
+def test_per_class_weights_lean_to_the_stream_that_is_reliable_where_the_other_is_confidently_wrong():
+    """The benchmark's fusion need: appearance class 2+i drifts like motion class i, so flow, trained to confidence,
+    names either of the pair at random; RGB names the appearance classes right and cannot tell the motion classes apart."""
+    g = torch.Generator().manual_seed(0)
+    n = 400
+    labels = torch.arange(n) % 4
+    rgb = torch.randn(n, 4, generator=g) * 0.3
+    flow = torch.randn(n, 4, generator=g) * 0.3
+    coin = torch.rand(n, generator=g) < 0.5
+    for i, y in enumerate(labels.tolist()):
+        motion = y % 2  # the motion class of the pair
+        flow[i, motion if coin[i] else motion + 2] += 6.0  # confident, right or wrong
+        if y >= 2:
+            rgb[i, y] += 3.0  # reliable, less confident
+        else:
+            rgb[i, :2] += 3.0  # sees "a motion class", not which
+    train, test = slice(0, 200), slice(200, None)
+    weights = learn_fusion(rgb[train], flow[train], labels[train], FusionConfig())
+    share = weights.as_dict(["M0", "M1", "A0", "A1"])
+    rgb_share = share["per_class"]["rgb"]
+    assert min(rgb_share[2:]) > share["global"]["rgb"] > max(rgb_share[:2])  # appearance classes to RGB, motion to flow
+    fused = classification_metrics(weights.fuse(rgb[test], flow[test]), labels[test], 4)["top1"]
+    late = classification_metrics(late_fusion(rgb[test], flow[test], (1.0, 1.5)), labels[test], 4)["top1"]
+    assert fused > late + 0.1, (fused, late)

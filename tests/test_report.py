@@ -67,11 +67,15 @@ def make_report(tmp_path: Path):
 
     def make(dataset: str = "demo", classes: list[str] = CLASSES, *, demo_extras: bool = True,
              plot_paths: dict[str, Path] | None = None, attention: tuple[Path, Path] | None = None,
-             ablation: Path | None = None) -> Path:
+             ablation: Path | None = None, untested_classes: tuple[int, ...] = ()) -> Path:
         inputs = tmp_path / "inputs"
         inputs.mkdir(exist_ok=True)
         metrics_path = inputs / "metrics.json"
-        metrics_path.write_text(json.dumps(_metrics(dataset, classes, demo_extras=demo_extras)))
+        metrics = _metrics(dataset, classes, demo_extras=demo_extras)
+        for result in metrics["results"].values():
+            for index in untested_classes:  # what evaluate writes for a class without test videos
+                result["per_class_accuracy"][index] = None
+        metrics_path.write_text(json.dumps(metrics))
 
         manifest = pd.DataFrame(
             [
@@ -239,3 +243,11 @@ def test_accuracy_has_intervals_and_fusion_weights_sit_next_to_validation_accura
     assert "RGB val. acc. (%)" in fusion and '<td class="num">90.0</td>' in fusion and '<td class="num">–</td>' in fusion
     assert f"Of the {len(CLASSES) - 1} classes where one stream is more accurate" in fusion
     assert f"the weights lean to that stream in {len(CLASSES) - 1}.</p>" in fusion
+
+
+def test_class_without_test_videos_shows_a_dash(make_report) -> None:
+    text = make_report(untested_classes=(1,)).read_text(encoding="utf-8")
+    text = text[text.index('id="per-class"'):]  # the fusion section lists classes too
+    row = re.search(rf"<tr[^>]*><td>{re.escape(CLASSES[1])}</td>(.*?)</tr>", text, re.S)
+    assert row is not None
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", row.group(1)) == ["–"] * 4

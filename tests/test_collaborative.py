@@ -18,7 +18,7 @@ from tclsta.features import extract_features, read_features
 from tclsta.models import CollaborativeModel
 from tclsta.train import train_stream
 
-TINY_COLLABORATIVE = CollaborativeConfig(epochs=8, hidden=16, batch_size=4, dropout=0.0)
+TINY_COLLABORATIVE = CollaborativeConfig(epochs=8, hidden=16, batch_size=4, dropout=0.0, fit_on="train")
 
 
 def train_streams(dataset, folder: Path, model: ModelConfig | None = None) -> None:

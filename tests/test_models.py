@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import urllib.error
 from pathlib import Path
 
 import pytest
 import torch
-import torchvision
-from torchvision.models import ResNet18_Weights, resnet18
+from torchvision.models import resnet18
 
 from tclsta.models import (
     AttentionStream,
@@ -18,6 +16,7 @@ from tclsta.models import (
     cross_modality_weight,
     stream_loss,
 )
+from tclsta.models.pretrained import WeightsError
 
 NUM_CLASSES = 5
 SMALL = dict(backbone="small", spatial_hidden=32, temporal_hidden=32)
@@ -121,39 +120,12 @@ def test_local_motion_weights_load_as_saved(tmp_path: Path) -> None:
 
 
 def test_missing_local_weights_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(WeightsError, match="missing.pth does not exist"):
         build_backbone("resnet18", 3, pretrained=str(tmp_path / "missing.pth"))
 
 
-def test_imagenet_download_failure_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With an empty hub cache and no network, the error points to a local weights file."""
-
-    def offline(*args: object, **kwargs: object) -> None:
-        raise urllib.error.URLError("network unreachable")
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(RuntimeError, match="could not be downloaded.*local weights file path"):
-        build_backbone("resnet18", 3, pretrained="imagenet")
-
-
-def test_imagenet_weights_from_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where the weights file is in the hub cache, "imagenet" loads it without a download.
-
-    The cache is seeded with a locally made resnet18 state dict under the official file name.
-    """
-    weights = ResNet18_Weights.IMAGENET1K_V1
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    cached.parent.mkdir(parents=True)
-    torch.save(torchvision.models.resnet18().state_dict(), cached)
-    backbone, _ = build_backbone("resnet18", 3, pretrained="imagenet")
-    expected = torch.load(cached, map_location="cpu", weights_only=True)
-    torch.testing.assert_close(backbone.conv1.weight, expected["conv1.weight"])
-
-
 def test_small_backbone_has_no_imagenet_weights() -> None:
-    with pytest.raises(ValueError, match="no ImageNet weights"):
+    with pytest.raises(WeightsError, match="no ImageNet weights"):
         build_backbone("small", 3, pretrained="imagenet")
 
 

@@ -1,0 +1,119 @@
+"""ImageNet weights of the ResNet backbones: fetched once, checked, loaded without unpickling code.
+
+``model.pretrained: imagenet`` means torchvision's ImageNet file for the backbone,
+kept under ``resources/`` with torchvision's own file name
+(``resources/resnet50-0676ba61.pth``). The workflow's ``pretrained_weights``
+rule fetches it once, on the host that runs Snakemake (:func:`fetch_weights`);
+training jobs only read it (:func:`load_weights`) and never download.
+``model.pretrained: /path/to/file.pth`` is read as given, for offline sites.
+
+Every weights file is read with ``torch.load(weights_only=True)``, and a file
+whose name carries torchvision's hash prefix (``<name>-<sha256 prefix>.pth``)
+must match that hash before it is read at all: a file planted under the expected
+name is refused without being unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torchvision.models import ResNet18_Weights, ResNet50_Weights, WeightsEnum
+
+from tclsta.atomic import atomic_path
+from tclsta.errors import TclstaError
+
+RESOURCES_DIR = Path("resources")
+
+# V1 weights: the original ImageNet recipe, closest to the Caffe ResNet-50 of the release.
+IMAGENET_WEIGHTS: dict[str, WeightsEnum] = {
+    "resnet18": ResNet18_Weights.IMAGENET1K_V1,
+    "resnet50": ResNet50_Weights.IMAGENET1K_V1,
+}
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,64})\.pth$")
+
+
+class WeightsError(TclstaError):
+    """Pretrained weights that are missing, fail their hash or are not a plain state dict."""
+
+
+def imagenet_weights_path(backbone: str, resources: Path = RESOURCES_DIR) -> Path:
+    """Where ``model.pretrained: imagenet`` is read from: ``resources/<torchvision file name>``."""
+    if backbone not in IMAGENET_WEIGHTS:
+        raise WeightsError(f"backbone '{backbone}' has no ImageNet weights; set model.pretrained: null or a local .pth file")
+    return Path(resources) / IMAGENET_WEIGHTS[backbone].url.rsplit("/", 1)[1]
+
+
+def check_hash(path: Path) -> None:
+    """Refuse a file whose name carries a hash prefix (torchvision's convention) that its bytes do not match."""
+    match = _HASH_IN_NAME.search(Path(path).name)
+    if match is None:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(match.group(1)):
+        raise WeightsError(f"{path}: its SHA-256 does not start with {match.group(1)}, the hash in its name; "
+                           f"the file is corrupt or not torchvision's: delete it and fetch it again")
+
+
+def load_weights(path: Path) -> dict[str, Tensor]:
+    """A backbone state dict from ``path``: hash checked, then read with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"pretrained weights file {path} does not exist")
+    check_hash(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # the unpickler's refusals come as several exception types
+        raise WeightsError(f"{path} is not a plain state dict (torch.load with weights_only=True refused it: {exc})") from exc
+    if not isinstance(state, dict) or "conv1.weight" not in state:
+        raise WeightsError(f"{path} is not a backbone state dict (expected a 'conv1.weight' entry)")
+    return state
+
+
+def resolve_pretrained(backbone: str, pretrained: str, resources: Path = RESOURCES_DIR) -> Path:
+    """The file ``model.pretrained`` names: ``imagenet`` -> ``resources/<file>``, else the path as given.
+
+    Neither there: one error naming both ways to provide the weights.
+    """
+    if pretrained != "imagenet":
+        path = Path(pretrained)
+        if not path.is_file():
+            raise WeightsError(f"model.pretrained: {pretrained} does not exist; give an existing .pth state dict, "
+                               f"'imagenet' (fetched into {resources}/) or null")
+        return path
+    path = imagenet_weights_path(backbone, resources)
+    if not path.is_file():
+        url = IMAGENET_WEIGHTS[backbone].url
+        raise WeightsError(
+            f"ImageNet weights for {backbone} not found at {path}. Either run the workflow once on a host with "
+            f"internet access (its pretrained_weights rule fetches {url} into {resources}/, e.g. "
+            f"`snakemake {path}`), or download that file elsewhere and set model.pretrained: /path/to/{path.name}"
+        )
+    return path
+
+
+def fetch_weights(out_path: Path) -> None:
+    """Download torchvision's ImageNet weights named like ``out_path`` (``resnet50-0676ba61.pth``) to it,
+    checking the hash prefix torchvision publishes in that name."""
+    out_path = Path(out_path)
+    known = {imagenet_weights_path(name).name: weights for name, weights in IMAGENET_WEIGHTS.items()}
+    weights = known.get(out_path.name)
+    if weights is None:
+        raise WeightsError(f"{out_path}: not the name of torchvision ImageNet weights (known: {', '.join(sorted(known))})")
+    expected = _HASH_IN_NAME.search(out_path.name).group(1)
+    with atomic_path(out_path) as tmp:
+        try:
+            torch.hub.download_url_to_file(weights.url, str(tmp), hash_prefix=expected, progress=False)
+        except (OSError, RuntimeError) as exc:
+            raise WeightsError(
+                f"could not download {weights.url} ({exc}). Either run this on a host with internet access, or "
+                f"download that file elsewhere and set model.pretrained: /path/to/{Path(weights.url).name} "
+                f"(or put it at {out_path})"
+            ) from exc
+        torch.load(tmp, map_location="cpu", weights_only=True)  # a plain state dict, or refuse it now

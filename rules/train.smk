@@ -56,7 +56,16 @@ rule score_stream:
     params:
         settings=lambda w: settings(
             w.dataset,
-            train=["test_frames", "test_crops", "crop_size", "batch_size", "num_workers", "device", "rgb", "flow"],
+            train=[
+                "test_frames",
+                "test_crops",
+                "crop_size",
+                "batch_size",
+                "num_workers",
+                "device",
+                "rgb",
+                "flow",
+            ],
         ),
     shell:
         "python -m tclsta.gpus {resources.gpu} -- python -m tclsta score --settings {params.settings:q} --threads {threads}"

@@ -109,7 +109,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_fetch_weights(args: argparse.Namespace) -> None:
-    from tclsta.models.pretrained import fetch_weights
+    from tclsta.pretrained import fetch_weights
 
     fetch_weights(args.output)
 

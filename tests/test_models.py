@@ -16,7 +16,7 @@ from tclsta.models import (
     cross_modality_weight,
     stream_loss,
 )
-from tclsta.models.pretrained import WeightsError
+from tclsta.pretrained import WeightsError
 
 NUM_CLASSES = 5
 SMALL = dict(backbone="small", spatial_hidden=32, temporal_hidden=32)

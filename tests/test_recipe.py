@@ -27,7 +27,7 @@ from tclsta.data.manifest import build_manifest, read_manifest
 from tclsta.errors import BadConfigError
 from tclsta.models import AttentionStream
 from tclsta.models.backbones import build_backbone, cross_modality_weight
-from tclsta.models.pretrained import WeightsError, imagenet_weights_path, load_weights
+from tclsta.pretrained import WeightsError, imagenet_weights_path, load_weights
 from tclsta.train import Stage, train_mode, train_stream
 
 
@@ -260,3 +260,14 @@ def test_dry_run_plans_the_weights_rule_once_before_training(ucf_workdir):
     planned = out.index("rule pretrained_weights:")
     assert "resources/resnet50-0676ba61.pth" in out[planned:planned + 400]
     assert all(planned < i for i in [n for n in range(len(out)) if out.startswith("rule train_stream:", n)])
+
+
+def test_weights_table_matches_torchvision_and_the_workflow_needs_no_torch():
+    from torchvision.models import ResNet18_Weights, ResNet50_Weights
+
+    from tclsta.pretrained import IMAGENET_URLS
+
+    assert IMAGENET_URLS == {"resnet18": ResNet18_Weights.IMAGENET1K_V1.url, "resnet50": ResNet50_Weights.IMAGENET1K_V1.url}
+    code = "import sys, tclsta.pretrained, tclsta.config; print('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == "False", run.stderr

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import ResNet, resnet18, resnet50
 
-from tclsta.models.pretrained import load_weights, resolve_pretrained
+from tclsta.pretrained import load_weights, resolve_pretrained
 
 __all__ = ["SmallCNN", "ResNetTrunk", "build_backbone", "cross_modality_weight"]
 
@@ -130,7 +130,7 @@ def build_backbone(name: str, in_channels: int, pretrained: str | None = None) -
         name: "small", "resnet18" or "resnet50".
         in_channels: 3 for RGB frames, 2L for a stack of L optical-flow x/y pairs.
         pretrained: None (random initialisation), "imagenet" (torchvision's file,
-            read from ``resources/``: see ``tclsta.models.pretrained``) or the path
+            read from ``resources/``: see ``tclsta.pretrained``) or the path
             of a local ``.pth`` state dict, either RGB weights
             (``fc.*`` entries are ignored) or weights saved from a backbone with
             ``in_channels`` inputs.

@@ -11,6 +11,9 @@ Every weights file is read with ``torch.load(weights_only=True)``, and a file
 whose name carries torchvision's hash prefix (``<name>-<sha256 prefix>.pth``)
 must match that hash before it is read at all: a file planted under the expected
 name is refused without being unpickled.
+
+torch is imported where a file is read or fetched, so that the workflow can
+name the files (:func:`imagenet_weights_path`) without importing it.
 """
 
 from __future__ import annotations
@@ -19,19 +22,22 @@ import hashlib
 import re
 from pathlib import Path
 
-import torch
-from torch import Tensor
-from torchvision.models import ResNet18_Weights, ResNet50_Weights, WeightsEnum
+from typing import TYPE_CHECKING
 
 from tclsta.atomic import atomic_path
 from tclsta.errors import TclstaError
 
+if TYPE_CHECKING:
+    from torch import Tensor
+
 RESOURCES_DIR = Path("resources")
 
-# V1 weights: the original ImageNet recipe, closest to the Caffe ResNet-50 of the release.
-IMAGENET_WEIGHTS: dict[str, WeightsEnum] = {
-    "resnet18": ResNet18_Weights.IMAGENET1K_V1,
-    "resnet50": ResNet50_Weights.IMAGENET1K_V1,
+# torchvision's IMAGENET1K_V1 files (the original ImageNet recipe, closest to the Caffe ResNet-50 of
+# the release); the hex part of each name is the prefix of the file's SHA-256 (a test checks these
+# against torchvision's own table).
+IMAGENET_URLS: dict[str, str] = {
+    "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+    "resnet50": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
 }
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,64})\.pth$")
 
@@ -42,9 +48,9 @@ class WeightsError(TclstaError):
 
 def imagenet_weights_path(backbone: str, resources: Path = RESOURCES_DIR) -> Path:
     """Where ``model.pretrained: imagenet`` is read from: ``resources/<torchvision file name>``."""
-    if backbone not in IMAGENET_WEIGHTS:
+    if backbone not in IMAGENET_URLS:
         raise WeightsError(f"backbone '{backbone}' has no ImageNet weights; set model.pretrained: null or a local .pth file")
-    return Path(resources) / IMAGENET_WEIGHTS[backbone].url.rsplit("/", 1)[1]
+    return Path(resources) / IMAGENET_URLS[backbone].rsplit("/", 1)[1]
 
 
 def check_hash(path: Path) -> None:
@@ -63,6 +69,8 @@ def check_hash(path: Path) -> None:
 
 def load_weights(path: Path) -> dict[str, Tensor]:
     """A backbone state dict from ``path``: hash checked, then read with ``weights_only=True``."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"pretrained weights file {path} does not exist")
@@ -89,7 +97,7 @@ def resolve_pretrained(backbone: str, pretrained: str, resources: Path = RESOURC
         return path
     path = imagenet_weights_path(backbone, resources)
     if not path.is_file():
-        url = IMAGENET_WEIGHTS[backbone].url
+        url = IMAGENET_URLS[backbone]
         raise WeightsError(
             f"ImageNet weights for {backbone} not found at {path}. Either run the workflow once on a host with "
             f"internet access (its pretrained_weights rule fetches {url} into {resources}/, e.g. "
@@ -101,19 +109,21 @@ def resolve_pretrained(backbone: str, pretrained: str, resources: Path = RESOURC
 def fetch_weights(out_path: Path) -> None:
     """Download torchvision's ImageNet weights named like ``out_path`` (``resnet50-0676ba61.pth``) to it,
     checking the hash prefix torchvision publishes in that name."""
+    import torch
+
     out_path = Path(out_path)
-    known = {imagenet_weights_path(name).name: weights for name, weights in IMAGENET_WEIGHTS.items()}
-    weights = known.get(out_path.name)
-    if weights is None:
+    known = {imagenet_weights_path(name).name: url for name, url in IMAGENET_URLS.items()}
+    url = known.get(out_path.name)
+    if url is None:
         raise WeightsError(f"{out_path}: not the name of torchvision ImageNet weights (known: {', '.join(sorted(known))})")
     expected = _HASH_IN_NAME.search(out_path.name).group(1)
     with atomic_path(out_path) as tmp:
         try:
-            torch.hub.download_url_to_file(weights.url, str(tmp), hash_prefix=expected, progress=False)
+            torch.hub.download_url_to_file(url, str(tmp), hash_prefix=expected, progress=False)
         except (OSError, RuntimeError) as exc:
             raise WeightsError(
-                f"could not download {weights.url} ({exc}). Either run this on a host with internet access, or "
-                f"download that file elsewhere and set model.pretrained: /path/to/{Path(weights.url).name} "
+                f"could not download {url} ({exc}). Either run this on a host with internet access, or "
+                f"download that file elsewhere and set model.pretrained: /path/to/{Path(url).name} "
                 f"(or put it at {out_path})"
             ) from exc
         torch.load(tmp, map_location="cpu", weights_only=True)  # a plain state dict, or refuse it now

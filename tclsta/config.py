@@ -197,7 +197,7 @@ def load_config(path: str | Path) -> dict:
 # release and TSN (Wang et al., ECCV 2016, and its PyTorch release); README.md tabulates each
 # default with its source. It is the bottom layer: config.yaml's top-level sections and then the
 # dataset's own entry override it key by key.
-_PAPER_STAGES_FLOW = (
+_FLOW_STAGES = (
     {"name": "spatial", "epochs": 80, "lr": 1e-3},  # TSN trains flow about 4x longer than RGB (340 vs 80 epochs)
     {"name": "temporal", "epochs": 5, "lr": 1e-3},
     {"name": "joint", "epochs": 5, "lr": 1e-5},
@@ -207,7 +207,7 @@ REAL_DATASET_RECIPE: dict[str, dict] = {
     "train": {
         "optimizer": "sgd",
         "stages": [dict(stage) for stage in PAPER_STAGES],
-        "flow": {"stages": [dict(stage) for stage in _PAPER_STAGES_FLOW]},
+        "flow": {"stages": [dict(stage) for stage in _FLOW_STAGES]},
         "scale_jitter": True,
         "partial_bn": True,
         "flip": True,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tclsta.atomic import atomic_path
-from tclsta.errors import TclstaError
+from tclsta.errors import FileError
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -42,14 +42,16 @@ IMAGENET_URLS: dict[str, str] = {
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,64})\.pth$")
 
 
-class WeightsError(TclstaError):
+class WeightsError(FileError):
     """Pretrained weights that are missing, fail their hash or are not a plain state dict."""
+
+    what = "bad weights file"
 
 
 def imagenet_weights_path(backbone: str, resources: Path = RESOURCES_DIR) -> Path:
     """Where ``model.pretrained: imagenet`` is read from: ``resources/<torchvision file name>``."""
     if backbone not in IMAGENET_URLS:
-        raise WeightsError(f"backbone '{backbone}' has no ImageNet weights; set model.pretrained: null or a local .pth file")
+        raise WeightsError(Path(resources), f"backbone '{backbone}' has no ImageNet weights; set model.pretrained: null or a local .pth file")
     return Path(resources) / IMAGENET_URLS[backbone].rsplit("/", 1)[1]
 
 
@@ -63,8 +65,8 @@ def check_hash(path: Path) -> None:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     if not digest.hexdigest().startswith(match.group(1)):
-        raise WeightsError(f"{path}: its SHA-256 does not start with {match.group(1)}, the hash in its name; "
-                           f"the file is corrupt or not torchvision's: delete it and fetch it again")
+        raise WeightsError(path, f"its SHA-256 does not start with {match.group(1)}, the hash in its name; the file is "
+                                 f"corrupt or not torchvision's: delete the file (the pretrained_weights rule fetches it again)")
 
 
 def load_weights(path: Path) -> dict[str, Tensor]:
@@ -73,14 +75,14 @@ def load_weights(path: Path) -> dict[str, Tensor]:
 
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"pretrained weights file {path} does not exist")
+        raise WeightsError(path, "does not exist")
     check_hash(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # the unpickler's refusals come as several exception types
-        raise WeightsError(f"{path} is not a plain state dict (torch.load with weights_only=True refused it: {exc})") from exc
+        raise WeightsError(path, f"not a plain state dict (torch.load with weights_only=True refused it: {exc})") from exc
     if not isinstance(state, dict) or "conv1.weight" not in state:
-        raise WeightsError(f"{path} is not a backbone state dict (expected a 'conv1.weight' entry)")
+        raise WeightsError(path, "not a backbone state dict (expected a 'conv1.weight' entry)")
     return state
 
 
@@ -92,14 +94,15 @@ def resolve_pretrained(backbone: str, pretrained: str, resources: Path = RESOURC
     if pretrained != "imagenet":
         path = Path(pretrained)
         if not path.is_file():
-            raise WeightsError(f"model.pretrained: {pretrained} does not exist; give an existing .pth state dict, "
-                               f"'imagenet' (fetched into {resources}/) or null")
+            raise WeightsError(path, f"model.pretrained names this file, which does not exist; give an existing .pth "
+                                     f"state dict, 'imagenet' (fetched into {resources}/) or null")
         return path
     path = imagenet_weights_path(backbone, resources)
     if not path.is_file():
         url = IMAGENET_URLS[backbone]
         raise WeightsError(
-            f"ImageNet weights for {backbone} not found at {path}. Either run the workflow once on a host with "
+            path,
+            f"ImageNet weights for {backbone} not found here. Either run the workflow once on a host with "
             f"internet access (its pretrained_weights rule fetches {url} into {resources}/, e.g. "
             f"`snakemake {path}`), or download that file elsewhere and set model.pretrained: /path/to/{path.name}"
         )
@@ -115,13 +118,14 @@ def fetch_weights(out_path: Path) -> None:
     known = {imagenet_weights_path(name).name: url for name, url in IMAGENET_URLS.items()}
     url = known.get(out_path.name)
     if url is None:
-        raise WeightsError(f"{out_path}: not the name of torchvision ImageNet weights (known: {', '.join(sorted(known))})")
+        raise WeightsError(out_path, f"not the name of torchvision ImageNet weights (known: {', '.join(sorted(known))})")
     expected = _HASH_IN_NAME.search(out_path.name).group(1)
     with atomic_path(out_path) as tmp:
         try:
             torch.hub.download_url_to_file(url, str(tmp), hash_prefix=expected, progress=False)
         except (OSError, RuntimeError) as exc:
             raise WeightsError(
+                out_path,
                 f"could not download {url} ({exc}). Either run this on a host with internet access, or "
                 f"download that file elsewhere and set model.pretrained: /path/to/{Path(url).name} "
                 f"(or put it at {out_path})"

@@ -120,7 +120,7 @@ def test_local_motion_weights_load_as_saved(tmp_path: Path) -> None:
 
 
 def test_missing_local_weights_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match="missing.pth does not exist"):
+    with pytest.raises(WeightsError, match="missing.pth: model.pretrained names this file, which does not exist"):
         build_backbone("resnet18", 3, pretrained=str(tmp_path / "missing.pth"))
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from tclsta.atomic import atomic_path
-from tclsta.config import DatasetConfig, dataset_settings, load_config, parse_dataset, section_dict, validate_config
+from tclsta.config import (DatasetConfig, dataset_settings, for_stream, load_config, parse_dataset, section_dict,
+                           validate_config)
 from tclsta.errors import BadConfigError, ShardWriteError, TclstaError
 
 log = logging.getLogger("tclsta")
@@ -105,8 +106,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     dataset, _ = resolve_settings(args)
     torch.set_num_threads(args.threads)
     preprocessing = {"preprocess": section_dict(dataset.preprocess), "flow": section_dict(dataset.flow)}
-    train_stream(args.shards, read_manifest(args.manifest), args.stream, dataset.model, dataset.train,
-                 args.checkpoint, args.history, preprocessing)
+    train_stream(args.shards, read_manifest(args.manifest), args.stream, for_stream(dataset.model, args.stream),
+                 for_stream(dataset.train, args.stream), args.checkpoint, args.history, preprocessing)
+
+
+def cmd_fetch_weights(args: argparse.Namespace) -> None:
+    from tclsta.pretrained import fetch_weights
+
+    fetch_weights(args.output)
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -256,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--previous", type=Path, help="the shard an earlier run packed: unchanged flow is copied from it")
     sub.add_argument("frames", type=Path)
     sub.add_argument("output", type=Path)
+    sub = stages.add_parser("fetch-weights", help="download torchvision's ImageNet weights file (its hash checked)")
+    sub.set_defaults(func=cmd_fetch_weights)
+    sub.add_argument("output", type=Path, help="resources/<torchvision file name>, e.g. resources/resnet50-0676ba61.pth")
     sub = stages.add_parser("rejected", help="collect the per-shard lists of rejected videos into one CSV")
     sub.set_defaults(func=cmd_rejected)
     sub.add_argument("output", type=Path)

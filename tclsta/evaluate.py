@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tclsta.atomic import atomic_path, write_text_atomic
-from tclsta.config import FusionConfig, TrainConfig
+from tclsta.config import FusionConfig, TrainConfig, for_stream
 from tclsta.data.manifest import class_names
 from tclsta.fusion import FusionWeights, late_fusion, learn_fusion
 from tclsta.train import clip_spec, load_checkpoint, pick_device, split_dataset
@@ -81,6 +81,7 @@ def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFram
     frames spread uniformly, centre crop or 10 crops)."""
     device = pick_device(train_config.device)
     model, model_config, state = load_checkpoint(checkpoint, device)
+    train_config = for_stream(train_config, state["modality"])
     dataset = split_dataset(manifest, ["val", "test"], shards, clip_spec(state["modality"], model_config, train_config, False), 0)
     loader = DataLoader(dataset, batch_size=train_config.batch_size, num_workers=train_config.num_workers)
     logits = []

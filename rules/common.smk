@@ -4,10 +4,11 @@ import os
 
 from snakemake.logging import logger
 
-from tclsta.config import dataset_settings, parse_dataset
+from tclsta.config import dataset_settings, for_stream, parse_dataset
 from tclsta.datasets import manifest_sources, missing_data
 from tclsta.data.manifest import build_manifest, read_manifest, write_shard_list
 from tclsta.errors import TclstaError
+from tclsta.pretrained import imagenet_weights_path
 
 IDENTITY_KEYS = (
     "name",
@@ -141,3 +142,18 @@ def rejected_lists(wildcards):
         dataset=wildcards.dataset,
         shard=shard_ids(wildcards.dataset),
     )
+
+
+def pretrained_weights(wildcards):
+    """The weights file a stream starts from: resources/<torchvision file> for
+    model.pretrained: imagenet (fetched by the pretrained_weights rule), a local path as given, or nothing.
+    """
+    model = for_stream(
+        parse_dataset(dataset_settings(config, wildcards.dataset)).model,
+        wildcards.stream,
+    )
+    if model.pretrained is None:
+        return []
+    if model.pretrained == "imagenet":
+        return [str(imagenet_weights_path(model.backbone))]
+    return [model.pretrained]

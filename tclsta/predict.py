@@ -43,13 +43,14 @@ class Predictor:
             if not path.is_file():
                 raise FileError(path, "missing: run the pipeline for this dataset first (snakemake results/<dataset>/report.html)")
         self.rgb, rgb_config, state = load_checkpoint(paths[0], self.device)
-        self.flow, flow_config, _ = load_checkpoint(paths[1], self.device)
+        self.flow, flow_config, flow_state = load_checkpoint(paths[1], self.device)
         self.classes: list[str] = state["classes"]
         settings = state["settings"]
         self.preprocess = build_section(PreprocessConfig, settings["preprocess"], "preprocess")
-        train = build_section(TrainConfig, settings["train"], "train")
-        self.rgb_spec = clip_spec("rgb", rgb_config, train, training=False)
-        self.flow_spec = clip_spec("flow", flow_config, train, training=False)
+        # each stream's own test protocol (train keys may differ per stream)
+        self.rgb_spec = clip_spec("rgb", rgb_config, build_section(TrainConfig, settings["train"], "train"), training=False)
+        self.flow_spec = clip_spec("flow", flow_config, build_section(TrainConfig, flow_state["settings"]["train"], "train"),
+                                   training=False)
         flow_settings = build_section(FlowConfig, settings["flow"], "flow")
         self.tvl1, self.bound = create_tvl1(flow_settings), flow_settings.bound
         fusion = json.loads(paths[2].read_text())

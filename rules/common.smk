@@ -15,11 +15,21 @@ IDENTITY_KEYS = (
     "split",
     "split_csv",
     "test_fraction",
+    "rawframes",
 )
 DATASETS = list(config["datasets"])
-DEMO_DATASETS = [d for d in DATASETS if config["datasets"][d]["format"] == "demo"] or [
-    "__none__"
-]
+
+
+def datasets_pattern(keep):
+    """A wildcard pattern of the datasets whose format ``keep`` accepts (one that matches none if there are none)."""
+    chosen = [d for d in DATASETS if keep(config["datasets"][d]["format"])]
+    return "|".join(chosen or ["__none__"])
+
+
+DEMO_DATASETS = datasets_pattern(lambda f: f == "demo")
+# Videos go through extraction, flow and packing; existing rawframes are imported into shards.
+VIDEO_DATASETS = datasets_pattern(lambda f: f != "rawframes")
+RAWFRAME_DATASETS = datasets_pattern(lambda f: f == "rawframes")
 
 
 wildcard_constraints:
@@ -71,6 +81,9 @@ def manifest_inputs(wildcards):
             f"testlist{split:02d}.txt",
         ]
         return [f"{resolved['splits_dir']}/{name}" for name in names]
+    listed = resolved.get("rawframes", {})
+    if resolved["format"] == "rawframes" and listed.get("train_list"):
+        return [listed["train_list"], listed["test_list"], listed["class_list"]]
     if resolved["format"] == "hmdb51":
         return sorted(
             glob.glob(f"{glob.escape(resolved['splits_dir'])}/*_test_split{split}.txt")
@@ -94,7 +107,7 @@ def shard_rows(wildcards):
 
 
 def shard_videos(wildcards):
-    """The video files of one shard: a shard is rebuilt only when its own videos change.
+    """The video files (rawframes: folders) of one shard: a shard is rebuilt only when its own videos change.
 
     Missing files are left to the extraction stage, which names them (or, with
     on_bad_video: skip, lists them as rejected).

@@ -72,6 +72,14 @@ def cmd_extract(args: argparse.Namespace) -> None:
     extract_shard(read_manifest(args.manifest), args.shard, dataset.preprocess, args.output, args.rejected, args.previous)
 
 
+def cmd_rawframes(args: argparse.Namespace) -> None:
+    from tclsta.data.manifest import read_manifest
+    from tclsta.data.rawframes import import_shard
+
+    dataset, _ = resolve_settings(args)
+    import_shard(read_manifest(args.manifest), args.shard, dataset, args.output, args.rejected)
+
+
 def cmd_flow(args: argparse.Namespace) -> None:
     from tclsta.preprocess import flow_shard
 
@@ -239,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("manifest", type=Path)
     sub.add_argument("output", type=Path)
     sub.add_argument("rejected", type=Path, help="CSV listing videos left out (on_bad_video: skip)")
+    sub = stage("rawframes", cmd_rawframes, "import one shard of existing frames and flow (format rawframes)")
+    sub.add_argument("--shard", type=int, required=True)
+    sub.add_argument("manifest", type=Path)
+    sub.add_argument("output", type=Path)
+    sub.add_argument("rejected", type=Path, help="CSV listing folders left out (on_bad_video: skip)")
     sub = stage("flow", cmd_flow, "TV-L1 optical flow of a frames shard")
     sub.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     sub.add_argument("--previous", type=Path, help="the shard an earlier run packed: unchanged flow is copied from it")

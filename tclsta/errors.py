@@ -26,6 +26,12 @@ class BadVideoError(FileError):
     what = "bad video"
 
 
+class BadFrameFolderError(BadVideoError):
+    """A folder of existing frames and flow (rawframes) with a missing frame or mismatched flow."""
+
+    what = "bad frame folder"
+
+
 class BadSplitFileError(FileError):
     """A split or class-index file that is malformed or names missing videos."""
 

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 REJECTED_COLUMNS = ["video_id", "path", "reason"]
 
 
-def _progress(items, desc: str):
+def progress(items, desc: str):
     """tqdm bar for interactive runs; plain log lines (no bar) in job logs."""
     return tqdm(items, desc=desc, disable=None, mininterval=5)
 
@@ -83,7 +83,7 @@ def extract_shard(
     old = open_previous(previous)
     reused = 0
     with ShardWriter(out_path) as writer:
-        for row in _progress(videos.itertuples(index=False), f"frames shard {shard}"):
+        for row in progress(videos.itertuples(index=False), f"frames shard {shard}"):
             try:
                 if not Path(row.path).is_file():
                     raise BadVideoError(row.path, "file not found")
@@ -102,16 +102,27 @@ def extract_shard(
             record = dataclasses.replace(record, height=frames.shape[1], width=frames.shape[2], num_frames=len(frames))
             writer.add(record, frames=[encode_jpeg(f, config.jpeg_quality) for f in frames], frame_settings=settings)
             log.info("extracted %s: %d frames %dx%d", row.video_id, len(frames), record.width, record.height)
-        if rejected and config.on_bad_video == "fail":
-            listing = "\n".join(f"  {path}: {reason}" for _, path, reason in rejected)
-            raise BadVideoError(
-                rejected[0][1],
-                f"{len(rejected)} bad video(s) in shard {shard} (set preprocess.on_bad_video: skip to leave them out):\n{listing}",
-            )
+        collect_rejected(rejected, config, shard)
     if old is not None:
         old.close()
     log.info("shard %d: %d videos extracted, %d reused, %d rejected", shard, len(videos) - reused - len(rejected), reused, len(rejected))
-    with atomic_path(rejected_path) as tmp:
+    write_rejected(rejected, rejected_path)
+
+
+def collect_rejected(rejected: list[tuple[str, str, str]], config: PreprocessConfig, shard: int,
+                     error: type[BadVideoError] = BadVideoError) -> None:
+    """With ``on_bad_video: fail``, one ``error`` naming every bad video ``(video_id, path, reason)`` of the shard."""
+    if rejected and config.on_bad_video == "fail":
+        listing = "\n".join(f"  {path}: {reason}" for _, path, reason in rejected)
+        raise error(
+            rejected[0][1],
+            f"{len(rejected)} {error.what}(s) in shard {shard} (set preprocess.on_bad_video: skip to leave them out):\n{listing}",
+        )
+
+
+def write_rejected(rejected: list[tuple[str, str, str]], path: Path) -> None:
+    """The shard's list of videos left out (``on_bad_video: skip``), as CSV."""
+    with atomic_path(path) as tmp:
         pd.DataFrame(rejected, columns=REJECTED_COLUMNS).to_csv(tmp, index=False)
 
 
@@ -203,7 +214,7 @@ def flow_shard(frames_path: Path, config: FlowConfig, out_path: Path, workers: i
                 computed = pool.imap(_flow_of_jpegs, tasks)
         try:
             pending = set(todo)
-            for video_id in _progress(ids, f"flow {frames_path.name}"):
+            for video_id in progress(ids, f"flow {frames_path.name}"):
                 flow = next(computed) if video_id in pending else old.flow(video_id)
                 writer.add(reader.record(video_id), flow=flow, flow_settings=settings)
                 log.info("flow %s: %d pairs%s", video_id, len(flow), "" if video_id in pending else " (reused)")

@@ -109,7 +109,8 @@ rule pack:
 
 rule import_rawframes:
     """Existing frames and flow (mmaction2 or denseflow rawframes) of one shard into its shard:
-    frame JPEGs copied, flow JPEGs mapped to the shard's encoding; nothing decoded or recomputed."""
+    frame JPEGs copied, flow JPEGs mapped to the shard's encoding; nothing decoded or recomputed.
+    """
     input:
         shard_videos,
     output:

@@ -226,6 +226,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from tclsta.export import export_bundle
+
+    export_bundle(args.results, args.output, onnx=not args.no_onnx)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tclsta", description=__doc__.splitlines()[0])
     stages = parser.add_subparsers(dest="stage", required=True)
@@ -326,10 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("png_output", type=Path)
     sub = stages.add_parser("predict", help="top-5 classes of new videos with a trained dataset's models")
     sub.set_defaults(func=cmd_predict)
-    sub.add_argument("model_dir", type=Path, help="a dataset's results folder, e.g. results/demo")
+    sub.add_argument("model_dir", type=Path, help="a dataset's results folder, e.g. results/demo, or a bundle from export")
     sub.add_argument("videos", type=Path, nargs="+")
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    sub = stages.add_parser("export", help="write a dataset's models (TorchScript, ONNX), fusion weights and settings as one bundle")
+    sub.set_defaults(func=cmd_export)
+    sub.add_argument("results", type=Path, help="a dataset's results folder, e.g. results/demo")
+    sub.add_argument("output", type=Path, help="the bundle folder to write")
+    sub.add_argument("--no-onnx", action="store_true", help="TorchScript only")
     return parser
 
 

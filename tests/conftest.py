@@ -83,3 +83,11 @@ def tiny_dataset(tiny_videos, tmp_path_factory) -> TinyDataset:
         pack_shard(frames, flow, packed, config.flow.bound)
         shards.append(packed)
     return TinyDataset(tiny_videos, config, manifest_path, shards, rejected)
+
+
+@pytest.fixture(scope="session")
+def tiny_results(tiny_dataset, tmp_path_factory) -> Path:
+    """A results folder of the tiny dataset with both streams trained, scored, fused and evaluated."""
+    from tiny_results import build_tiny_results
+
+    return build_tiny_results(tiny_dataset, tmp_path_factory.mktemp("tiny_results"))

@@ -18,14 +18,8 @@ from tclsta.data.manifest import read_manifest
 from tclsta.evaluate import aligned_logits, read_scores
 from tclsta.predict import Predictor
 from tclsta.report import figure_png
-from tiny_results import build_tiny_results
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def tiny_results(tiny_dataset, tmp_path_factory):
-    return build_tiny_results(tiny_dataset, tmp_path_factory.mktemp("tiny_results"))
 
 
 def test_choose_videos_spreads_over_classes_deterministically() -> None:

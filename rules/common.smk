@@ -18,6 +18,13 @@ IDENTITY_KEYS = (
     "rawframes",
 )
 DATASETS = list(config["datasets"])
+# The Apptainer image of the flow step (OpenCV built with CUDA), built from workflow/containers/flow.def
+# next to it; `--sdm apptainer` runs the flow rule in it, the other rules as they are.
+FLOW_CONTAINER = os.path.normpath(
+    os.path.join(
+        str(workflow.current_basedir), "..", "workflow", "containers", "flow.sif"
+    )
+)
 
 
 def datasets_pattern(keep):

@@ -69,6 +69,8 @@ rule flow:
         "results/{dataset}/benchmarks/flow/{dataset}_{shard}.tsv"
     conda:
         "../envs/preprocess.yaml"
+    container:
+        FLOW_CONTAINER
     threads: 8
     resources:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,18 +32,21 @@ def test_env_pins_are_those_of_requirements_and_it_installs_tclsta(env):
 
 
 def test_post_deploy_script_installs_tclsta_editable(tmp_path):
-    """The script itself, run in a fresh environment as Snakemake runs it after creating one."""
+    """The script itself, run in a fresh environment as Snakemake runs it after creating one, on a copy of
+    the sources (an editable install writes its metadata beside them)."""
+    source = tmp_path / "tclsta-source"
+    shutil.copytree(REPO / "tclsta", source / "tclsta", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
     subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "env")], check=True, timeout=120)
-    env = {**os.environ, "PATH": f"{tmp_path / 'env' / 'bin'}{os.pathsep}{os.environ['PATH']}",
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {**os.environ, "PATH": f"{tmp_path / 'env' / 'bin'}{os.pathsep}{os.environ['PATH']}", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     env.pop("PYTHONPATH", None)
-    run = subprocess.run(["bash", str(REPO / "envs" / "install-tclsta.sh")], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=300)
+    script = str(REPO / "envs" / "install-tclsta.sh")
+    run = subprocess.run(["bash", script], cwd=source, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     found = subprocess.run([str(tmp_path / "env" / "bin" / "python"), "-c", "import importlib.util; print(importlib.util.find_spec('tclsta').origin)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
-    assert Path(found) == REPO / "tclsta" / "__init__.py"  # editable: the schema beside the package is found
+    assert Path(found) == source / "tclsta" / "__init__.py"  # editable: the schema beside the package is found
 
-    elsewhere = subprocess.run(["bash", str(REPO / "envs" / "install-tclsta.sh")], cwd=tmp_path, env=env, capture_output=True,
-                               text=True, timeout=60)
+    elsewhere = subprocess.run(["bash", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert elsewhere.returncode == 1 and "set TCLSTA_SOURCE" in elsewhere.stderr

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-from conftest import REPO, TINY_SETTINGS
+from conftest import REPO, TINY_SETTINGS, run_snakemake
 
 HOST_SNAKEFILE = f"""
 configfile: "config/config.yaml"
@@ -52,9 +50,7 @@ def host_project(root: Path, **overrides) -> Path:
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_snakemake(workdir, *args, cores=1, timeout=300)
 
 
 def test_host_workflow_builds_the_dag_and_runs_a_module_rule(tmp_path):

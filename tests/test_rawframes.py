@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import copy
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -15,12 +11,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, tiny_settings
+from conftest import REPO, run_snakemake, tiny_settings
 from tclsta.config import parse_dataset
 from tclsta.data.manifest import build_manifest, read_manifest
 from tclsta.data.rawframes import import_shard
 from tclsta.data.shards import ShardReader
-from tclsta.errors import BadFrameFolderError, BadSplitFileError, BadVideoError
+from tclsta.errors import BadFrameFolderError, BadSplitFileError
 from tclsta.video import decode_jpeg
 
 MMACTION2 = ("img_", "flow_x_", "flow_y_")
@@ -190,10 +186,8 @@ def test_workflow_imports_rawframes_without_extraction_or_flow(mmaction2, tmp_pa
         (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
     settings = {k: v for k, v in rawframes_settings(root, **lists).items() if k != "name"}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"datasets": {"raw": settings}}))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     targets = ["results/raw/shards/shard_0.h5", "results/raw/shards/shard_1.h5", "results/raw/rejected.csv"]
-    run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *targets], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    run = run_snakemake(tmp_path, *targets, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["collect_rejected", "import_rawframes", "manifest"]
     assert all((tmp_path / target).is_file() for target in targets)

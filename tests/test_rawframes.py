@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -12,11 +13,11 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake, tiny_settings
-from tclsta.config import parse_dataset
+from tclsta.config import parse_dataset, validate_config
 from tclsta.data.manifest import build_manifest, read_manifest
 from tclsta.data.rawframes import import_shard
 from tclsta.data.shards import ShardReader
-from tclsta.errors import BadFrameFolderError, BadSplitFileError
+from tclsta.errors import BadConfigError, BadFrameFolderError, BadSplitFileError
 from tclsta.video import decode_jpeg
 
 MMACTION2 = ("img_", "flow_x_", "flow_y_")
@@ -192,3 +193,12 @@ def test_workflow_imports_rawframes_without_extraction_or_flow(mmaction2, tmp_pa
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["collect_rejected", "import_rawframes", "manifest"]
     assert all((tmp_path / target).is_file() for target in targets)
     assert pd.read_csv(tmp_path / "results/raw/rejected.csv").empty
+
+
+@pytest.mark.parametrize("rawframes, message", [
+    ({"train_list": "train.txt"}, "'datasets.raw.rawframes': 'test_list' is a dependency of 'train_list'"),
+    ({"flow_bound": 0}, "'datasets.raw.rawframes.flow_bound': 0 is less than or equal to the minimum of 0"),
+])
+def test_rawframes_config_is_validated(rawframes, message):
+    with pytest.raises(BadConfigError, match=re.escape(message)):
+        validate_config({"datasets": {"raw": {"format": "rawframes", "root": "/data/frames", "rawframes": rawframes}}})

@@ -37,4 +37,4 @@ include: "rules/ablation.smk"
 rule all:
     default_target: True
     input:
-        expand("results/{dataset}/report.html", dataset=list(config["datasets"])),
+        reports_of_present_datasets,

@@ -1,10 +1,12 @@
 import functools
-import glob
 import hashlib
 import json
 import os
 
+from snakemake.logging import logger
+
 from tclsta.config import dataset_settings
+from tclsta.datasets import manifest_sources, missing_data
 from tclsta.data.manifest import read_manifest
 
 IDENTITY_KEYS = (
@@ -39,8 +41,9 @@ VIDEO_DATASETS = datasets_pattern(lambda f: f != "rawframes")
 RAWFRAME_DATASETS = datasets_pattern(lambda f: f == "rawframes")
 
 
+# Any dataset name matches: one not in the config stops the DAG with a message naming those that are.
 wildcard_constraints:
-    dataset="|".join(DATASETS),
+    dataset=r"[^/]+",
     shard=r"\d+",
     stream="rgb|flow",
 
@@ -76,29 +79,25 @@ def ablation_for_report(wildcards):
 
 
 def manifest_inputs(wildcards):
-    """What a manifest is built from: the split files (made by the demo rule for demo
-    datasets), or for folder datasets the class folders, whose mtimes change when
-    videos are added or removed."""
-    resolved = dataset_settings(config, wildcards.dataset)
-    split = resolved.get("split", 1)
-    if resolved["format"] in ("demo", "ucf101"):
-        names = [
-            "classInd.txt",
-            f"trainlist{split:02d}.txt",
-            f"testlist{split:02d}.txt",
-        ]
-        return [f"{resolved['splits_dir']}/{name}" for name in names]
-    listed = resolved.get("rawframes", {})
-    if resolved["format"] == "rawframes" and listed.get("train_list"):
-        return [listed["train_list"], listed["test_list"], listed["class_list"]]
-    if resolved["format"] == "hmdb51":
-        return sorted(
-            glob.glob(f"{glob.escape(resolved['splits_dir'])}/*_test_split{split}.txt")
-        )
-    folders = sorted(
-        p for p in glob.glob(f"{glob.escape(resolved['root'])}/*") if os.path.isdir(p)
-    )
-    return folders + ([resolved["split_csv"]] if resolved.get("split_csv") else [])
+    """What a manifest is built from; a dataset whose data is not there stops the DAG
+    here with one message saying where to get it (tclsta.datasets)."""
+    return manifest_sources(dataset_settings(config, wildcards.dataset))
+
+
+def reports_of_present_datasets(wildcards):
+    """The default target: the report of every configured dataset whose data is there.
+    The others are named, with the target that says how to get their data."""
+    present = []
+    for name in config["datasets"]:
+        missing = missing_data(dataset_settings(config, name))
+        if missing:
+            logger.warning(
+                f"Skipping dataset '{name}', its data is not there: {missing[0]}. "
+                f"`snakemake results/{name}/report.html` says how to get it."
+            )
+        else:
+            present.append(name)
+    return expand("results/{dataset}/report.html", dataset=present)
 
 
 @functools.lru_cache(maxsize=64)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -26,17 +26,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp{glob.escape(path.suffix)}"):
         stale.unlink(missing_ok=True)  # left by a writer killed with SIGKILL; one job writes a given output
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs get the usual permissions
+    tmp = _create_unique(path.parent, f".{path.name}.", f".tmp{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _create_unique(folder: Path, prefix: str, suffix: str) -> Path:
+    """Create a new empty file ``<prefix><random><suffix>`` in ``folder``.
+
+    Unlike ``mkstemp`` (0600), the file gets the usual permissions (0666 less the umask)
+    from the kernel, so the process-wide umask is never read or changed (other threads rely on it).
+    """
+    for _ in range(100):
+        candidate = folder / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free temporary name {prefix}*{suffix} in {folder}")
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

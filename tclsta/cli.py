@@ -19,7 +19,7 @@ import pandas as pd
 
 from tclsta.atomic import atomic_path
 from tclsta.config import DatasetConfig, dataset_settings, load_config, parse_dataset, section_dict, validate_config
-from tclsta.errors import BadConfigError, TclstaError
+from tclsta.errors import BadConfigError, ShardWriteError, TclstaError
 
 log = logging.getLogger("tclsta")
 
@@ -56,8 +56,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_manifest(args: argparse.Namespace) -> None:
     from tclsta.data.manifest import build_manifest
+    from tclsta.datasets import require_data
 
-    dataset, _ = resolve_settings(args)
+    dataset, settings = resolve_settings(args)
+    require_data(settings)
     manifest = build_manifest(dataset)
     with atomic_path(args.output) as tmp:
         manifest.to_csv(tmp, index=False)
@@ -349,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return args.func(args) or 0
+    except ShardWriteError as exc:
+        log.error("%s", exc)
+        # HDF5 can crash (SIGSEGV) freeing the objects of a file whose writes failed; nothing is left to
+        # clean up (the temporary file is already removed), so exit without freeing them.
+        logging.shutdown()
+        os._exit(1)
     except TclstaError as exc:
         log.error("%s", exc)
         return 1

@@ -31,6 +31,10 @@ class PreprocessConfig:
     num_shards: int = 16
     min_frames: int = 8
     on_bad_video: str = "fail"
+    # Limits on hostile or mistaken input, checked from the container header before decoding.
+    max_frame_pixels: int = 4096 * 2160  # 4K; an 8K video is refused
+    max_video_frames: int = 10_000
+    max_video_seconds: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,12 @@ def dataset_settings(config: dict, name: str) -> dict[str, Any]:
     """One dataset's settings: the defaults, then the dataset's own overrides."""
     if name not in config.get("datasets", {}):
         known = ", ".join(sorted(config.get("datasets", {})))
-        raise BadConfigError(f"datasets.{name}", f"no such dataset (known: {known})")
+        raise BadConfigError(
+            f"datasets.{name}",
+            f"no such dataset; the config has {known}. To add one, give it an entry under 'datasets:' in "
+            "config.yaml with format (ucf101, hmdb51 or folder), root (the videos) and, for ucf101 and "
+            "hmdb51, splits_dir (see the README's 'Datasets' section); its results go to results/<name>/",
+        )
     entry = copy.deepcopy(config["datasets"][name])
     settings: dict[str, Any] = {"name": name, **{k: v for k, v in entry.items() if k not in SECTIONS}}
     for section in SECTIONS:

@@ -32,6 +32,13 @@ class BadFrameFolderError(BadVideoError):
     what = "bad frame folder"
 
 
+def as_bad_video(path: str | Path, error: Exception) -> BadVideoError:
+    """``error``, raised while reading the video ``path``, as a ``BadVideoError`` naming it."""
+    if isinstance(error, BadVideoError):
+        return error
+    return BadVideoError(path, f"{type(error).__name__}: {error}")
+
+
 class BadSplitFileError(FileError):
     """A split or class-index file that is malformed or names missing videos."""
 
@@ -63,3 +70,13 @@ class BadConfigError(TclstaError):
         self.key = key
         self.reason = reason
         super().__init__(f"bad config value '{key}': {reason}")
+
+
+class MissingDataError(TclstaError):
+    """A configured dataset whose videos or split files are not where its entry points."""
+
+    def __init__(self, dataset: str, missing: list[str], instructions: str):
+        self.dataset = dataset
+        self.missing = missing
+        looked_for = "\n".join(f"    {line}" for line in missing)
+        super().__init__(f"dataset '{dataset}': its data is not where config.yaml points.\n{looked_for}\n{instructions}")

@@ -2,7 +2,8 @@
 
 ``python -m tclsta.gpus N -- command ...`` runs ``command`` with ``CUDA_VISIBLE_DEVICES`` set to
 N GPUs that no other job started this way holds. A GPU is held through an exclusive ``flock`` on
-``<tmp>/tclsta-gpus-<uid>/gpu<id>.lock``; the lock's descriptor is inherited by the command
+``<tmp>/tclsta-gpus-<uid>/gpu<id>.lock``; that folder must be a real folder (not a symlink) owned by
+the user and writable by nobody else, and lock files are opened without following symlinks. The lock's descriptor is inherited by the command
 (``exec``, no wrapper process), so the GPU is released when the command ends, even by ``kill -9``.
 Snakemake's ``resources: gpu`` limit (workflow/profiles/local) keeps the sum of N within the
 machine's GPUs; a job finding too few free (others' jobs) waits for them.
@@ -17,6 +18,7 @@ import argparse
 import fcntl
 import os
 import re
+import stat
 import sys
 import tempfile
 import time
@@ -33,12 +35,30 @@ def visible_gpus() -> list[str]:
     return sorted((m.group(1) for m in map(re.compile(r"nvidia(\d+)$").match, devices) if m), key=int)
 
 
+def lock_dir() -> Path:
+    """The user's private lock folder, created 0700; refused when another user could have planted it."""
+    try:
+        LOCK_DIR.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = LOCK_DIR.lstat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise SystemExit(f"tclsta.gpus: {LOCK_DIR} is not a folder (a symlink?); remove it")
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise SystemExit(f"tclsta.gpus: {LOCK_DIR} belongs to another user or others can write to it; remove it")
+    return LOCK_DIR
+
+
 def try_claim(count: int, gpus: list[str]) -> dict[str, int] | None:
     """Locks on ``count`` free GPUs of ``gpus`` (id -> open descriptor), or None, holding nothing."""
-    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    folder = lock_dir()
     held: dict[str, int] = {}
     for gpu in gpus:
-        fd = os.open(LOCK_DIR / f"gpu{gpu}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        path = folder / f"gpu{gpu}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise SystemExit(f"tclsta.gpus: cannot open {path} (a symlink?): {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -17,13 +17,13 @@ import torch
 
 from tclsta.config import FlowConfig, PreprocessConfig, TrainConfig, build_section
 from tclsta.data.dataset import flow_clip, flow_windows, rgb_clip, segment_indices, test_views
-from tclsta.errors import BadVideoError
+from tclsta.errors import BadVideoError, as_bad_video
 from tclsta.evaluate import video_logits
 from tclsta.flow import create_tvl1, quantise_flow
 from tclsta.fusion import FusionWeights
 from tclsta.export import load_models
 from tclsta.train import clip_spec, pick_device
-from tclsta.video import decode_frames
+from tclsta.video import sample_frames
 
 
 @dataclass
@@ -51,24 +51,42 @@ class Predictor:
         fusion = models.fusion
         self.fusion = FusionWeights(torch.tensor(fusion["raw_per_class"]), torch.tensor(fusion["raw_global"]))
 
-    def clips(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Test-time clips of decoded frames (N, H, W, 3): RGB (1, [crops,] T, 3, h, w) and flow (1, [crops,] T, 2L, h, w)."""
-        picks = segment_indices(len(frames), self.rgb_spec.num_frames, None)
-        rgb = test_views(rgb_clip(frames[picks]), self.rgb_spec)
-        windows = flow_windows(len(frames), self.flow_spec, None)
-        needed = sorted(set(np.concatenate(windows).tolist()))
-        grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    def sampled(self, num_frames: int) -> tuple[list[int], list[np.ndarray], list[int]]:
+        """Of a video of ``num_frames`` frames: the RGB stream's frames, the flow windows and the
+        first frames of the flow pairs those windows need."""
+        picks = segment_indices(num_frames, self.rgb_spec.num_frames, None)
+        windows = flow_windows(num_frames, self.flow_spec, None)
+        pairs = sorted(set(np.concatenate(windows).tolist()))
+        return picks, windows, pairs
+
+    def frames_needed(self, num_frames: int) -> set[int]:
+        """Every frame the two streams read, flow pairs (i, i + 1) included."""
+        picks, _, pairs = self.sampled(num_frames)
+        return {*picks, *pairs, *(i + 1 for i in pairs)}
+
+    def clips(self, num_frames: int, frames: dict[int, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Test-time clips from the needed frames (index -> (H, W, 3)) of a video of ``num_frames``:
+        RGB (1, [crops,] T, 3, h, w) and flow (1, [crops,] T, 2L, h, w)."""
+        picks, windows, needed = self.sampled(num_frames)
+        rgb = test_views(rgb_clip(np.stack([frames[i] for i in picks])), self.rgb_spec)
+        grey = {i: cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for i, frame in frames.items()}
         pairs = np.stack([quantise_flow(self.tvl1(grey[i], grey[i + 1]), self.bound) for i in needed])
         flow = test_views(flow_clip(pairs, needed, windows), self.flow_spec)
         return torch.from_numpy(rgb)[None], torch.from_numpy(flow)[None]
 
     @torch.no_grad()
     def predict(self, video: Path) -> Prediction:
-        """Top-5 classes of one video by fused probability."""
-        frames = decode_frames(Path(video), self.preprocess.short_side)
-        if len(frames) < 2:
-            raise BadVideoError(video, f"{len(frames)} frame(s): optical flow needs at least 2")
-        rgb, flow = self.clips(frames)
+        """Top-5 classes of one video by fused probability. Any failure is a ``BadVideoError`` naming it."""
+        try:
+            return self._predict(Path(video))
+        except Exception as exc:
+            raise as_bad_video(video, exc) from exc
+
+    def _predict(self, video: Path) -> Prediction:
+        num_frames, frames = sample_frames(video, self.frames_needed, self.preprocess.short_side, self.preprocess)
+        if num_frames < 2:
+            raise BadVideoError(video, f"{num_frames} frame(s): optical flow needs at least 2")
+        rgb, flow = self.clips(num_frames, frames)
         fused = self.fusion.fuse(video_logits(self.rgb, rgb.to(self.device)).cpu(), video_logits(self.flow, flow.to(self.device)).cpu())
         probabilities = fused.softmax(1)[0]
         top = probabilities.topk(min(5, len(self.classes)))

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from tclsta.atomic import atomic_path
 from tclsta.config import FlowConfig, PreprocessConfig
 from tclsta.data.shards import ShardReader, ShardWriter, VideoRecord
-from tclsta.errors import BadShardError, BadVideoError
+from tclsta.errors import BadShardError, BadVideoError, as_bad_video
 from tclsta.flow import batched_video_flow, create_tvl1, create_tvl1_batch, resolve_backend, torch_device, video_flow
 from tclsta.video import decode_frames, decode_jpeg, encode_jpeg
 
@@ -92,12 +92,15 @@ def extract_shard(
                     writer.add(old.record(row.video_id), frames=old.frames(row.video_id), frame_settings=settings)
                     reused += 1
                     continue
-                frames = decode_frames(Path(row.path), config.short_side)
+                frames = decode_frames(Path(row.path), config.short_side, limits=config)
                 if len(frames) < config.min_frames:
                     raise BadVideoError(row.path, f"{len(frames)} frames, fewer than preprocess.min_frames={config.min_frames}")
-            except BadVideoError as exc:
-                log.warning("%s", exc)
-                rejected.append((row.video_id, row.path, exc.reason))
+            except BadShardError:  # the previous shard, not this video
+                raise
+            except Exception as exc:  # whatever else goes wrong with one video is that video's error
+                error = as_bad_video(row.path, exc)
+                log.warning("%s", error)
+                rejected.append((row.video_id, row.path, error.reason))
                 continue
             record = dataclasses.replace(record, height=frames.shape[1], width=frames.shape[2], num_frames=len(frames))
             writer.add(record, frames=[encode_jpeg(f, config.jpeg_quality) for f in frames], frame_settings=settings)
@@ -235,3 +238,4 @@ def pack_shard(frames_path: Path, flow_path: Path, out_path: Path, bound: float)
         for video_id in frames.video_ids:
             writer.add(frames.record(video_id), frames=frames.frames(video_id), flow=flows.flow(video_id),
                        frame_settings=frames.settings(video_id, "frames"), flow_settings=flows.settings(video_id, "flow"))
+            log.info("packed %s", video_id)

@@ -268,7 +268,8 @@ def _confusion_body(metrics: dict, pngs: Mapping[str, bytes]) -> str:
 def _per_class_body(metrics: dict) -> str:
     """Per-class accuracy of the three models; the classes where RGB and flow disagree most stand out."""
     classes = metrics["classes"]
-    accuracy = {stream: np.asarray(metrics["results"][stream]["per_class_accuracy"]) for stream in STREAMS}
+    # A class without test videos has no accuracy (null): NaN here, shown as "–".
+    accuracy = {stream: np.asarray(metrics["results"][stream]["per_class_accuracy"], dtype=float) for stream in STREAMS}
     gap = np.abs(accuracy["rgb"] - accuracy["flow"])
     ranked = [index for index in np.argsort(-gap, kind="stable")[:DISAGREEMENTS_SHOWN] if gap[index] > 0]
 
@@ -541,7 +542,7 @@ def _better_stream(accuracy: Mapping[str, np.ndarray], index: int) -> str:
 
 
 def _pct(fraction: float) -> str:
-    return f"{100 * fraction:.1f}"
+    return "–" if np.isnan(fraction) else f"{100 * fraction:.1f}"
 
 
 def _hms(seconds: float) -> str:

@@ -19,6 +19,7 @@ from tclsta.config import DatasetConfig, parse_dataset
 from tclsta.data.manifest import build_ucf_manifest
 from tclsta.demo import make_demo_dataset
 from tclsta.preprocess import extract_shard, flow_shard, pack_shard
+from tiny_results import build_tiny_results
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -97,7 +98,5 @@ def tiny_dataset(tiny_videos, tmp_path_factory) -> TinyDataset:
 
 @pytest.fixture(scope="session")
 def tiny_results(tiny_dataset, tmp_path_factory) -> Path:
-    """A results folder of the tiny dataset with both streams trained, scored, fused and evaluated."""
-    from tiny_results import build_tiny_results
-
+    """A results folder of the tiny dataset: both streams trained, scored, fused and evaluated."""
     return build_tiny_results(tiny_dataset, tmp_path_factory.mktemp("tiny_results"))

@@ -110,6 +110,9 @@ def test_folder_with_user_csv_and_odd_names_extract(tiny_videos, tmp_path):
         ({"path": ["DriftLeft/none.avi"], "split": ["train"]}, "not a video in a class folder"),
         ({"path": ["DriftLeft/v_DriftLeft_g01_c01.avi"], "split": ["holdout"]}, "must be train or test"),
         ({"video": ["x"]}, "needs columns"),
+        ({"path": ["DriftLeft/v_DriftLeft_g01_c01.avi", ""], "split": ["test", "train"]}, "row 3: empty path"),
+        ({"path": ["DriftLeft/v_DriftLeft_g01_c01.avi", "DriftRight/../DriftLeft/v_DriftLeft_g01_c01.avi"],
+          "split": ["test", "train"]}, "video listed twice"),
     ],
 )
 def test_bad_user_csv_is_named(tiny_videos, tmp_path, rows, message):
@@ -119,6 +122,15 @@ def test_bad_user_csv_is_named(tiny_videos, tmp_path, rows, message):
     with pytest.raises(BadSplitFileError, match=message) as info:
         build_manifest(parse_dataset(settings(root, "folder", split_csv=str(split_csv))))
     assert "split.csv" in str(info.value)
+
+
+def test_folder_video_symlinked_outside_the_root_is_refused(tiny_videos, tmp_path):
+    root = make_folder(tiny_videos, tmp_path / "folder")
+    outside = tmp_path / "outside.avi"
+    shutil.copy(demo_videos(tiny_videos)[0], outside)
+    (root / "DriftLeft" / "v_DriftLeft_g09_c01.avi").symlink_to(outside)
+    with pytest.raises(BadSplitFileError, match="'DriftLeft/v_DriftLeft_g09_c01.avi' points outside the dataset root"):
+        build_manifest(parse_dataset(settings(root, "folder")))
 
 
 def test_empty_folder_dataset_is_refused(tmp_path):

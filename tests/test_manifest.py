@@ -1,5 +1,7 @@
 """Manifest from UCF101-style split files: splits, groups, shards, and bad split files."""
 
+import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -82,3 +84,51 @@ def test_malformed_class_index_is_named(tiny_videos, tmp_path):
     (root / "splits" / "classInd.txt").write_text("one DriftRight\n")
     with pytest.raises(BadSplitFileError, match="classInd.txt.*line 1"):
         build(root)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        # ClassA/../ClassB/x.avi is ClassB/x.avi: its label is checked against ClassB...
+        ("DriftLeft/../DriftRight/v_DriftRight_g02_c01.avi 2", "disagrees with classInd.txt (DriftRight)"),
+        # ...and it is the same video as a test line, not a new one
+        ("DriftLeft/../DriftRight/v_DriftRight_g01_c01.avi 1", "video listed twice: DriftRight/v_DriftRight_g01_c01"),
+    ],
+)
+def test_split_paths_are_normalised_before_every_check(tiny_videos, tmp_path, line, message):
+    root = copy_tree(tiny_videos, tmp_path / "ds")
+    trainlist = root / "splits" / "trainlist01.txt"
+    trainlist.write_text(trainlist.read_text() + line + "\n")
+    with pytest.raises(BadSplitFileError, match=re.escape(message)):
+        build(root)
+
+
+def test_symlink_to_another_class_is_the_file_it_points_to(tiny_videos, tmp_path):
+    root = copy_tree(tiny_videos, tmp_path / "ds")
+    alias = root / "videos" / "DriftLeft" / "v_DriftLeft_g09_c01.avi"
+    alias.symlink_to(root / "videos" / "DriftRight" / "v_DriftRight_g01_c01.avi")
+    trainlist = root / "splits" / "trainlist01.txt"
+    trainlist.write_text(trainlist.read_text() + "DriftLeft/v_DriftLeft_g09_c01.avi 2\n")
+    with pytest.raises(BadSplitFileError, match=re.escape("disagrees with classInd.txt (DriftRight)")):
+        build(root)
+
+
+def test_symlink_leaving_the_root_is_refused(tiny_videos, tmp_path):
+    root = copy_tree(tiny_videos, tmp_path / "ds")
+    outside = tmp_path / "outside.avi"
+    shutil.copy(root / "videos" / "DriftLeft" / "v_DriftLeft_g02_c01.avi", outside)
+    (root / "videos" / "DriftLeft" / "v_DriftLeft_g09_c01.avi").symlink_to(outside)
+    trainlist = root / "splits" / "trainlist01.txt"
+    trainlist.write_text(trainlist.read_text() + "DriftLeft/v_DriftLeft_g09_c01.avi 2\n")
+    with pytest.raises(BadSplitFileError, match="'DriftLeft/v_DriftLeft_g09_c01.avi' points outside the dataset root"):
+        build(root)
+
+
+def test_class_without_test_videos_is_warned_about(tiny_videos, tmp_path, caplog):
+    root = copy_tree(tiny_videos, tmp_path / "ds")
+    testlist = root / "splits" / "testlist01.txt"
+    testlist.write_text("".join(f"{line}\n" for line in testlist.read_text().splitlines() if "RedPatch" not in line))
+    with caplog.at_level(logging.WARNING, logger="tclsta.data.manifest"):
+        manifest = build(root)
+    assert "RedPatch" not in set(manifest.loc[manifest["split"] == "test", "class_name"])
+    assert "no test videos for class(es) ['RedPatch']" in caplog.text

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import urllib.error
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
-from torchvision.models import ResNet18_Weights, resnet18
+from torchvision.models import resnet18
 
 from tclsta.models import (
     AttentionStream,
@@ -18,6 +19,8 @@ from tclsta.models import (
     cross_modality_weight,
     stream_loss,
 )
+from tclsta.errors import FileError
+from tclsta.models.backbones import cached_state_dict
 
 NUM_CLASSES = 5
 SMALL = dict(backbone="small", spatial_hidden=32, temporal_hidden=32)
@@ -137,19 +140,22 @@ def test_imagenet_download_failure_says_what_to_do(tmp_path: Path, monkeypatch: 
         build_backbone("resnet18", 3, pretrained="imagenet")
 
 
-def test_imagenet_weights_from_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where the weights file is in the hub cache, "imagenet" loads it without a download.
-
-    The cache is seeded with a locally made resnet18 state dict under the official file name.
-    """
-    weights = ResNet18_Weights.IMAGENET1K_V1
+def test_weights_from_hub_cache_load_when_their_hash_matches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file in the hub cache loads without a download when its SHA-256 starts with the digits in its
+    name (torchvision's naming), and is refused otherwise (a swapped file)."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    cached.parent.mkdir(parents=True)
-    torch.save(torchvision.models.resnet18().state_dict(), cached)
-    backbone, _ = build_backbone("resnet18", 3, pretrained="imagenet")
-    expected = torch.load(cached, map_location="cpu", weights_only=True)
-    torch.testing.assert_close(backbone.conv1.weight, expected["conv1.weight"])
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    folder.mkdir(parents=True)
+    made = folder / "made.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), made)
+    digits = hashlib.sha256(made.read_bytes()).hexdigest()[:8]
+    made.rename(folder / f"resnet18-{digits}.pth")
+    state = cached_state_dict(f"https://download.invalid/models/resnet18-{digits}.pth")  # no download: cached
+    torch.testing.assert_close(state["conv1.weight"], torch.load(folder / f"resnet18-{digits}.pth", weights_only=True)["conv1.weight"])
+
+    (folder / "resnet18-00000000.pth").write_bytes((folder / f"resnet18-{digits}.pth").read_bytes())
+    with pytest.raises(FileError, match="SHA-256 .* is not the 00000000"):
+        cached_state_dict("https://download.invalid/models/resnet18-00000000.pth")
 
 
 def test_small_backbone_has_no_imagenet_weights() -> None:

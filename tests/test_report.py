@@ -61,11 +61,15 @@ def make_report(tmp_path: Path):
 
     def make(dataset: str = "demo", classes: list[str] = CLASSES, *, demo_extras: bool = True,
              plot_paths: dict[str, Path] | None = None, attention: tuple[Path, Path] | None = None,
-             ablation: Path | None = None) -> Path:
+             ablation: Path | None = None, untested_classes: tuple[int, ...] = ()) -> Path:
         inputs = tmp_path / "inputs"
         inputs.mkdir(exist_ok=True)
         metrics_path = inputs / "metrics.json"
-        metrics_path.write_text(json.dumps(_metrics(dataset, classes, demo_extras=demo_extras)))
+        metrics = _metrics(dataset, classes, demo_extras=demo_extras)
+        for result in metrics["results"].values():
+            for index in untested_classes:  # what evaluate writes for a class without test videos
+                result["per_class_accuracy"][index] = None
+        metrics_path.write_text(json.dumps(metrics))
 
         manifest = pd.DataFrame(
             [
@@ -215,3 +219,10 @@ def test_ablation_table_lists_every_variant(make_report, tmp_path) -> None:
         assert f"<td>{variant.name}</td>" in section
     assert '<td class="num">85.0</td>' in section  # fused top-1 of the fourth variant, as a percentage
     assert 'id="ablation"' not in make_report().read_text()  # no table without the file
+
+
+def test_class_without_test_videos_shows_a_dash(make_report) -> None:
+    text = make_report(untested_classes=(1,)).read_text(encoding="utf-8")
+    row = re.search(rf"<tr[^>]*><td>{re.escape(CLASSES[1])}</td>(.*?)</tr>", text, re.S)
+    assert row is not None
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", row.group(1)) == ["–"] * 4

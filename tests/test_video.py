@@ -12,7 +12,7 @@ import pytest
 
 import tclsta.video as video
 from tclsta.errors import BadVideoError
-from tclsta.video import VideoInfo, decode_frames, decode_jpeg, encode_jpeg, probe_video, scaled_size
+from tclsta.video import VideoInfo, decode_frames, decode_jpeg, encode_jpeg, probe_video, sample_frames, scaled_size
 
 WIDTH, HEIGHT, NUM_FRAMES = 64, 48, 10
 # One solid colour per frame, so that channel order and frame order are both checked.
@@ -69,7 +69,9 @@ def test_ffmpeg_binaries_are_executables() -> None:
 
 def test_probe_reports_size_rate_and_count(tiny_video: Path, probe_backend: str) -> None:
     expected_count = NUM_FRAMES if probe_backend == "ffprobe" else None
-    assert probe_video(tiny_video) == VideoInfo(width=WIDTH, height=HEIGHT, fps=25.0, num_frames=expected_count)
+    info = probe_video(tiny_video)
+    assert info == VideoInfo(width=WIDTH, height=HEIGHT, fps=25.0, num_frames=expected_count, duration=info.duration)
+    assert info.duration == pytest.approx(NUM_FRAMES / 25.0, abs=0.05)
 
 
 def test_decode_gives_rgb_frames_in_order(tiny_video: Path, probe_backend: str) -> None:
@@ -163,3 +165,12 @@ def test_corrupt_file_is_reported(tmp_path: Path, probe_backend: str) -> None:
 
 def test_audio_only_file_is_reported(audio_only_file: Path, probe_backend: str) -> None:
     _assert_bad_video(audio_only_file, "no video stream")
+
+
+def test_sampled_frames_are_the_decoded_frames_at_those_indices(tiny_video: Path) -> None:
+    count, frames = sample_frames(tiny_video, lambda n: [0, n // 2, n - 1], short_side=32)
+    decoded = decode_frames(tiny_video, short_side=32)
+    assert count == len(decoded) == NUM_FRAMES
+    assert sorted(frames) == [0, NUM_FRAMES // 2, NUM_FRAMES - 1]
+    for index, frame in frames.items():
+        np.testing.assert_array_equal(frame, decoded[index])

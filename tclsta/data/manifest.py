@@ -16,6 +16,7 @@ never used for model selection.
 
 from __future__ import annotations
 
+import logging
 import re
 import zlib
 from pathlib import Path
@@ -27,6 +28,7 @@ import pandas as pd
 from tclsta.config import DatasetConfig
 from tclsta.errors import BadSplitFileError
 
+log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = ["video_id", "path", "class_name", "label", "split", "group", "shard"]
 _GROUP = re.compile(r"_g(\d+)_c\d+$")
 
@@ -62,6 +64,19 @@ def read_class_index(path: Path) -> list[str]:
     return [entries[i] for i in range(1, len(entries) + 1)]
 
 
+def resolve_inside(root: Path, relative: str | Path, listing: Path, where: str) -> tuple[Path, Path]:
+    """The real path of ``root/relative`` (``..`` and symlinks resolved) and that path relative to ``root``.
+
+    ``root`` must be resolved already. A path that leaves ``root``, lexically or through a symlink,
+    is refused naming ``listing`` and ``where`` (its line or row). Every later check (class, label,
+    duplicates) uses the returned paths, so ``ClassA/../ClassB/x.avi`` is ``ClassB/x.avi``.
+    """
+    real = (root / relative).resolve()
+    if not real.is_relative_to(root):
+        raise BadSplitFileError(listing, f"{where}: {str(relative)!r} points outside the dataset root {root}")
+    return real, real.relative_to(root)
+
+
 def read_ucf_split(path: Path, root: Path, classes: list[str]) -> list[tuple[str, Path, str]]:
     """``(video_id, absolute path, class name)`` for each line of a UCF101 train/test list."""
     if not path.is_file():
@@ -73,18 +88,15 @@ def read_ucf_split(path: Path, root: Path, classes: list[str]) -> list[tuple[str
         if not line:
             continue
         relative, _, label_text = line.rpartition(" ") if re.search(r" \d+$", line) else (line, "", "")
-        video_path = (root / relative).resolve()
-        if not video_path.is_relative_to(root):
-            raise BadSplitFileError(path, f"line {lineno}: {relative!r} points outside the dataset root {root}")
-        class_name = Path(relative).parts[0] if len(Path(relative).parts) > 1 else ""
+        video_path, inside = resolve_inside(root, relative, path, f"line {lineno}")
+        class_name = inside.parts[0] if len(inside.parts) > 1 else ""
         if class_name not in classes:
             raise BadSplitFileError(path, f"line {lineno}: class {class_name!r} of {relative!r} is not in classInd.txt")
         if label_text and int(label_text) != classes.index(class_name) + 1:
             raise BadSplitFileError(
                 path, f"line {lineno}: label {label_text} of {relative!r} disagrees with classInd.txt ({class_name})"
             )
-        video_id = str(Path(relative).with_suffix(""))
-        rows.append((video_id, video_path, class_name))
+        rows.append((str(inside.with_suffix("")), video_path, class_name))
     return rows
 
 
@@ -108,12 +120,16 @@ def split_groups(frame: pd.DataFrame, fraction: float, seed: int) -> set[str]:
 
 def finish_manifest(frame: pd.DataFrame, classes: list[str], source: Path, val_fraction: float, num_shards: int, seed: int) -> pd.DataFrame:
     """Check a (video_id, path, class_name, label, split) table, carve validation groups, assign shards."""
-    duplicated = frame["video_id"][frame["video_id"].duplicated()]
-    if len(duplicated):
-        raise BadSplitFileError(source, f"video listed twice: {duplicated.iloc[0]}")
+    for column in ("video_id", "path"):  # paths are resolved: one file under two names is caught too
+        duplicated = frame[column][frame[column].duplicated()]
+        if len(duplicated):
+            raise BadSplitFileError(source, f"video listed twice: {duplicated.iloc[0]}")
     untrained = sorted(set(classes) - set(frame.loc[frame["split"] == "train", "class_name"]))
     if untrained:
         raise BadSplitFileError(source, f"no training videos for class(es) {untrained}")
+    untested = sorted(set(classes) - set(frame.loc[frame["split"] == "test", "class_name"]))
+    if untested:
+        log.warning("%s: no test videos for class(es) %s: the report shows '–' for their accuracy", source, untested)
     frame = frame.copy()
     frame["group"] = group_keys(frame)
     train = frame["split"] == "train"
@@ -176,12 +192,11 @@ def build_hmdb_manifest(
                 raise BadSplitFileError(listing, f"line {lineno}: expected '<video> <0|1|2>', got {line!r}")
             if parts[1] == "0":
                 continue
-            path = (root / class_name / parts[0]).resolve()
-            if not path.is_relative_to(root / class_name):
+            path, inside = resolve_inside(root, Path(class_name, parts[0]), listing, f"line {lineno}")
+            if inside.parts[0] != class_name:
                 raise BadSplitFileError(listing, f"line {lineno}: {parts[0]!r} points outside {root / class_name}")
             paths.append(path)
-            video_id = f"{class_name}/{Path(parts[0]).stem}"
-            rows.append((video_id, path, class_name, "train" if parts[1] == "1" else "test"))
+            rows.append((str(inside.with_suffix("")), path, class_name, "train" if parts[1] == "1" else "test"))
         require_files(listing, paths, strict)
     return finish_manifest(labelled_table(rows, classes), classes, splits_dir, val_fraction, num_shards, seed)
 
@@ -190,15 +205,19 @@ VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".
 
 
 def scan_folder(root: Path) -> tuple[list[str], list[tuple[str, Path, str]]]:
-    """Classes (sub-folder names, sorted) and ``(video_id, path, class)`` of ``<root>/<class>/<video>``."""
-    root = Path(root)
+    """Classes (sub-folder names, sorted) and ``(video_id, path, class)`` of ``<root>/<class>/<video>``.
+
+    ``path`` is resolved; a video or class folder that is a symlink leaving the root is refused.
+    """
+    root = Path(root).resolve()
     try:
         classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
         videos = []
         for class_name in classes:
             for path in sorted((root / class_name).iterdir()):
                 if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
-                    videos.append((f"{class_name}/{path.stem}", path.resolve(), class_name))
+                    real, _ = resolve_inside(root, f"{class_name}/{path.name}", root, "folder scan")
+                    videos.append((f"{class_name}/{path.stem}", real, class_name))
     except OSError as exc:
         raise BadSplitFileError(Path(exc.filename or root), f"cannot list the dataset folder: {exc.strerror}") from exc
     if not videos:
@@ -223,9 +242,12 @@ def build_folder_manifest(
         frame["group"] = group_keys(frame)
         frame.loc[frame["group"].isin(split_groups(frame, test_fraction, seed)), "split"] = "test"
         return finish_manifest(frame.drop(columns="group"), classes, Path(root), val_fraction, num_shards, seed)
-    listing = pd.read_csv(split_csv, dtype=str)
+    listing = pd.read_csv(split_csv, dtype=str, keep_default_na=False)
     if not {"path", "split"} <= set(listing.columns):
         raise BadSplitFileError(split_csv, f"needs columns 'path' and 'split', has {list(listing.columns)}")
+    empty = listing[listing["path"].str.strip() == ""]
+    if len(empty):
+        raise BadSplitFileError(split_csv, f"row {empty.index[0] + 2}: empty path")
     bad = listing[~listing["split"].isin(["train", "test"])]
     if len(bad):
         raise BadSplitFileError(split_csv, f"row {bad.index[0] + 2}: split must be train or test, got {bad['split'].iloc[0]!r}")
@@ -233,9 +255,7 @@ def build_folder_manifest(
     root = Path(root).resolve()
     rows = []
     for number, (relative, split) in enumerate(zip(listing["path"], listing["split"]), 2):
-        path = (root / relative).resolve()
-        if not path.is_relative_to(root):
-            raise BadSplitFileError(split_csv, f"row {number}: {relative!r} points outside the dataset root {root}")
+        path, _ = resolve_inside(root, relative, split_csv, f"row {number}")
         if path not in by_path:
             raise BadSplitFileError(split_csv, f"row {number}: {relative!r} is not a video in a class folder of {root}")
         video_id, class_name = by_path[path]

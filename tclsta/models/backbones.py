@@ -15,13 +15,17 @@ three input channels and the mean is repeated for each flow channel.
 
 from __future__ import annotations
 
+import hashlib
 from http.client import HTTPException
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
 from torchvision.models import ResNet, ResNet18_Weights, ResNet50_Weights, WeightsEnum, resnet18, resnet50
+
+from tclsta.errors import FileError
 
 __all__ = ["SmallCNN", "ResNetTrunk", "build_backbone", "cross_modality_weight"]
 
@@ -136,13 +140,32 @@ def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
         )
     weights = _IMAGENET_WEIGHTS[name]
     try:
-        return weights.get_state_dict(progress=False)
+        return cached_state_dict(weights.url)
     except (OSError, HTTPException) as exc:
         raise RuntimeError(
             f"ImageNet weights for backbone '{name}' could not be downloaded from {weights.url} "
             f"({exc}); fetch that file on a machine with internet access and set `pretrained` "
             f"in the config to the local weights file path"
         ) from exc
+
+
+def cached_state_dict(url: str) -> dict[str, Tensor]:
+    """Weights published at ``url``, from torch's hub cache (downloaded there on first use).
+
+    The file is loaded only when its SHA-256 starts with the digits its name carries
+    (``resnet18-f37072fd.pth``), checked at every load, not only after a download, and
+    then with ``weights_only=True``: a file swapped in the cache is refused, never unpickled.
+    """
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+    expected = torch.hub.HASH_REGEX.search(path.name).group(1)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=expected, progress=False)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if not digest.startswith(expected):
+        raise FileError(path, f"SHA-256 {digest[:len(expected)]}... is not the {expected}... of the weights "
+                              f"published at {url}; delete the file (it is fetched again)")
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _local_state_dict(path: str | Path) -> dict[str, Tensor]:

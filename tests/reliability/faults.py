@@ -41,6 +41,20 @@ def kill_midway(command: list[str], cwd: Path, started: Callable[[], bool], dela
     return process.wait(timeout=60)
 
 
+def kill_after_lines(command: list[str], cwd: Path, marker: str, count: int, delay: float) -> int:
+    """Run ``command`` in its own process group; once ``count`` lines of its stderr contain ``marker``
+    (one per video done), wait ``delay`` seconds and SIGKILL the whole group. Returns the exit status."""
+    process = subprocess.Popen(command, cwd=cwd, env=VENV_ENV, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = 0
+    while seen < count and (line := process.stderr.readline()):
+        seen += marker in line
+    time.sleep(delay)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.stderr.close()
+    return process.wait(timeout=60)
+
+
 def temp_files(folder: Path) -> list[Path]:
     """The hidden ``.<name>.*.tmp.<ext>`` files of atomic writes in progress (or killed)."""
     return sorted(folder.glob(".*.tmp*"))
@@ -71,3 +85,28 @@ def reencode(source: Path, target: Path, frames: int) -> None:
         .global_args("-loglevel", "error", "-y")
         .run(cmd=ffmpeg_binaries()[0], capture_stdout=True, capture_stderr=True)
     )
+
+
+PEAK_RSS = (
+    "import resource, subprocess, sys; run = subprocess.run(sys.argv[2:]); "
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(run.returncode)"
+)
+
+
+def run_with_peak_rss(command: list[str], folder: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``command``; return its result and the peak resident memory (MiB) of it or any process it started."""
+    measured = folder / "peak_rss_kib"
+    run = subprocess.run([sys.executable, "-c", PEAK_RSS, str(measured), *command], capture_output=True, text=True,
+                         timeout=300, env=VENV_ENV)
+    return run, int(measured.read_text()) / 1024
+
+
+def lavfi_video(path: Path, size: str, rate: float, seconds: float, colour: str = "gray", **output_args) -> Path:
+    """An MPEG-4 video of one flat colour from ffmpeg's ``color`` source: any length or size, made in seconds."""
+    (
+        ffmpeg.input(f"color=c={colour}:size={size}:rate={rate}:duration={seconds}", f="lavfi")
+        .output(str(path), vcodec="mpeg4", **output_args)
+        .global_args("-loglevel", "error", "-y")
+        .run(cmd=ffmpeg_binaries()[0], capture_stdout=True, capture_stderr=True)
+    )
+    return path

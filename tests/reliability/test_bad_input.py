@@ -6,20 +6,23 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import re
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from torchvision.models import ResNet18_Weights
 
-from conftest import REPO, tiny_settings
+from conftest import tiny_settings
 from reliability.faults import reencode, run_stage, shard_contents
+from tclsta.collaborative import load_collaborative
 from tclsta.config import PreprocessConfig
 from tclsta.data.manifest import build_ucf_manifest
+from tclsta.errors import FileError
+from tclsta.models.backbones import build_backbone
 from tclsta.preprocess import extract_shard
-from tclsta.train import load_checkpoint
+from tclsta.train import Runtime, _load_resume_state, load_checkpoint
 from test_video import audio_only_file  # noqa: F401  (a fixture)
 
 
@@ -105,6 +108,39 @@ def test_checkpoint_with_a_pickled_object_is_refused(tmp_path):
     assert not marker.exists()
 
 
-def test_every_torch_load_is_weights_only():
-    calls = [m for f in sorted((REPO / "tclsta").rglob("*.py")) for m in re.findall(r"torch\.load\([^)]*\)", f.read_text())]
-    assert calls and all("weights_only=True" in call for call in calls), calls
+def plant(path: Path, marker: Path) -> Path:
+    """A file at ``path`` that runs code (creating ``marker``) when unpickled."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"conv1.weight": torch.zeros(1), "run_key": "k", "extra": Payload(marker)}, path)
+    return path
+
+
+LOADERS = {
+    "checkpoint": lambda folder: load_checkpoint(folder / "rgb.pt", torch.device("cpu")),
+    "collaborative model": lambda folder: load_collaborative(folder / "collaborative.pt", torch.device("cpu")),
+    "training resume state": lambda folder: _load_resume_state(folder / "rgb.pt.resume", "k", Runtime(torch.device("cpu"))),
+    "local pretrained weights": lambda folder: build_backbone("small", 3, str(folder / "weights.pth")),
+    "cached ImageNet weights": lambda folder: build_backbone("resnet18", 3, "imagenet"),
+}
+PLANTED = {
+    "checkpoint": "rgb.pt",
+    "collaborative model": "collaborative.pt",
+    "training resume state": "rgb.pt.resume/last.pt",
+    "local pretrained weights": "weights.pth",
+    "cached ImageNet weights": f"hub/checkpoints/{Path(ResNet18_Weights.IMAGENET1K_V1.url).name}",
+}
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_every_load_refuses_a_planted_payload(tmp_path, monkeypatch, loader):
+    """Each place the project loads weights from, at run time, with a file that would run code."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # torch's hub cache: <TORCH_HOME>/hub/checkpoints
+    marker = tmp_path / "code_ran"
+    plant(tmp_path / PLANTED[loader], marker)
+    with pytest.raises((pickle.UnpicklingError, FileError)) as refused:
+        LOADERS[loader](tmp_path)
+    assert not marker.exists()
+    if loader == "cached ImageNet weights":  # refused for its hash before torch.load is reached
+        assert "SHA-256" in str(refused.value) and "delete the file" in str(refused.value)
+    else:
+        assert "Weights only load failed" in str(refused.value)

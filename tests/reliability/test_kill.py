@@ -1,5 +1,5 @@
-"""kill -9 at random points of the flow and pack stages and of the Snakemake DAG; the re-run
-builds shards equal, video by video, to an uninterrupted run."""
+"""kill -9 early, midway and late in the extraction, flow and pack stages, and of the Snakemake DAG;
+the re-run builds shards equal, video by video, to an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -9,28 +9,38 @@ import numpy as np
 import pytest
 
 from conftest import tiny_settings
-from reliability.faults import kill_midway, run_stage, shard_contents, stage_command, temp_files
+from reliability.faults import kill_after_lines, kill_midway, run_stage, shard_contents, stage_command, temp_files
 from test_workflow import snakemake, workdir  # noqa: F401  (workdir is a fixture)
 
 SHARD = "results/tiny/shards/shard_0.h5"
 
 
-@pytest.mark.parametrize(
-    "stage, seed, max_delay",
-    [("flow", 0, 1.5), ("flow", 1, 1.5), ("pack", 0, 0.1), ("pack", 1, 0.1), ("pack", 2, 0.1)],
-)
-def test_killed_stage_leaves_no_partial_shard_and_reruns_to_the_same(tiny_dataset, tmp_path, stage, seed, max_delay):
+# Each stage logs one line per video written; it is killed after the first (early), half (middle) or all
+# but the last (late) of shard 0's videos, plus a seeded delay of up to 20 ms.
+MARKERS = {"extract": "extracted ", "flow": "flow ", "pack": "packed "}
+POINTS = {"early": 0, "middle": 1, "late": 2}
+
+
+@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("stage", MARKERS)
+def test_killed_stage_leaves_no_partial_shard_and_reruns_to_the_same(tiny_dataset, tmp_path, stage, point):
     settings = tiny_settings(tiny_dataset.root)
     frames, flow, packed = (tiny_dataset.shards[0].with_name(f"{kind}_0.h5") for kind in ("frames", "flow", "shard"))
-    inputs, reference = ([frames], flow) if stage == "flow" else ([frames, flow], packed)
+    reference = {"extract": frames, "flow": flow, "pack": packed}[stage]
     output = tmp_path / reference.name
-    args = (["--workers", "2"] if stage == "flow" else []) + [*inputs, output]
-    delay = np.random.default_rng(seed).uniform(0, max_delay)  # after the stage starts writing
+    args = {
+        "extract": ["--shard", "0", tiny_dataset.manifest_path, output, tmp_path / "rejected_0.csv"],
+        "flow": ["--workers", "2", frames, output],
+        "pack": [frames, flow, output],
+    }[stage]
+    videos = len(shard_contents(reference))
+    done = [1, videos // 2, videos - 1][POINTS[point]]
+    delay = np.random.default_rng(POINTS[point]).uniform(0, 0.02)
 
-    status = kill_midway(stage_command(stage, settings, *args), tmp_path, lambda: bool(temp_files(tmp_path)), delay)
+    status = kill_after_lines(stage_command(stage, settings, *args), tmp_path, MARKERS[stage], done, delay)
 
     assert status == -9
-    assert not output.exists() or shard_contents(output) == shard_contents(reference)  # absent or whole
+    assert not output.exists() and len(temp_files(tmp_path)) == 1  # only the killed run's hidden temporary file
     rerun = run_stage(stage, settings, *args)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert shard_contents(output) == shard_contents(reference)

@@ -20,7 +20,16 @@ rule features:
     params:
         settings=lambda w: settings(
             w.dataset,
-            train=["test_frames", "crop_size", "batch_size", "num_workers", "device"],
+            train=[
+                "test_frames",
+                "test_crops",
+                "crop_size",
+                "batch_size",
+                "num_workers",
+                "device",
+                "rgb",
+                "flow",
+            ],
         ),
     shell:
         "python -m tclsta.gpus {resources.gpu} -- python -m tclsta features --settings {params.settings:q} --threads {threads}"

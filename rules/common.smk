@@ -5,9 +5,10 @@ import os
 
 from snakemake.logging import logger
 
-from tclsta.config import dataset_settings
+from tclsta.config import dataset_settings, for_stream, parse_dataset
 from tclsta.datasets import manifest_sources, missing_data
 from tclsta.data.manifest import read_manifest
+from tclsta.pretrained import imagenet_weights_path
 
 IDENTITY_KEYS = (
     "name",
@@ -145,3 +146,18 @@ def rejected_lists(wildcards):
         dataset=wildcards.dataset,
         shard=shard_ids(wildcards.dataset),
     )
+
+
+def pretrained_weights(wildcards):
+    """The weights file a stream starts from: resources/<torchvision file> for
+    model.pretrained: imagenet (fetched by the pretrained_weights rule), a local path as given, or nothing.
+    """
+    model = for_stream(
+        parse_dataset(dataset_settings(config, wildcards.dataset)).model,
+        wildcards.stream,
+    )
+    if model.pretrained is None:
+        return []
+    if model.pretrained == "imagenet":
+        return [str(imagenet_weights_path(model.backbone))]
+    return [model.pretrained]

@@ -4,6 +4,7 @@ rule train_stream:
     input:
         manifest="results/{dataset}/manifest.csv",
         shards=packed_shards,
+        weights=pretrained_weights,
     output:
         checkpoint="results/{dataset}/models/{stream}.pt",
         history="results/{dataset}/models/{stream}_history.csv",
@@ -55,7 +56,16 @@ rule score_stream:
     params:
         settings=lambda w: settings(
             w.dataset,
-            train=["test_frames", "crop_size", "batch_size", "num_workers", "device"],
+            train=[
+                "test_frames",
+                "test_crops",
+                "crop_size",
+                "batch_size",
+                "num_workers",
+                "device",
+                "rgb",
+                "flow",
+            ],
         ),
     shell:
         "python -m tclsta.gpus {resources.gpu} -- python -m tclsta score --settings {params.settings:q} --threads {threads}"

@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from tclsta.atomic import atomic_path
-from tclsta.config import DatasetConfig, dataset_settings, load_config, parse_dataset, section_dict, validate_config
+from tclsta.config import (DatasetConfig, dataset_settings, for_stream, load_config, parse_dataset, section_dict,
+                           validate_config)
 from tclsta.errors import BadConfigError, ShardWriteError, TclstaError
 
 log = logging.getLogger("tclsta")
@@ -51,7 +52,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     demo = dataset.demo
     make_demo_dataset(root.parent, classes_per_kind=demo.classes_per_kind, groups=demo.groups,
                       clips_per_group=demo.clips_per_group, num_frames=demo.num_frames,
-                      width=demo.width, height=demo.height, seed=demo.seed)
+                      width=demo.width, height=demo.height, seed=demo.seed, kind=demo.kind, test_groups=demo.test_groups)
 
 
 def cmd_manifest(args: argparse.Namespace) -> None:
@@ -113,8 +114,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     dataset, _ = resolve_settings(args)
     torch.set_num_threads(args.threads)
     preprocessing = {"preprocess": section_dict(dataset.preprocess), "flow": section_dict(dataset.flow)}
-    train_stream(args.shards, read_manifest(args.manifest), args.stream, dataset.model, dataset.train,
-                 args.checkpoint, args.history, preprocessing)
+    train_stream(args.shards, read_manifest(args.manifest), args.stream, for_stream(dataset.model, args.stream),
+                 for_stream(dataset.train, args.stream), args.checkpoint, args.history, preprocessing)
+
+
+def cmd_fetch_weights(args: argparse.Namespace) -> None:
+    from tclsta.pretrained import fetch_weights
+
+    fetch_weights(args.output)
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -145,7 +152,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if dataset.format == "demo":
         from tclsta.demo import expected_ceilings
 
-        extra["expected_ceilings"] = expected_ceilings(dataset.demo.classes_per_kind)
+        extra["expected_ceilings"] = expected_ceilings(dataset.demo.classes_per_kind, dataset.demo.kind)
     if args.rejected:
         extra["rejected"] = pd.read_csv(args.rejected, dtype=str).fillna("").to_dict("records")
     evaluate(read_manifest(args.manifest), args.rgb, args.flow, args.fusion, dataset.fusion, args.output, dataset.name, extra,
@@ -192,6 +199,16 @@ def cmd_report(args: argparse.Namespace) -> None:
                  benchmark_paths=sorted(args.benchmarks_dir.glob("*/*.tsv")) if args.benchmarks_dir else [],
                  attention_json=args.attention_json, attention_png=args.attention_png, plot_paths=dict(args.plot),
                  ablation_csv=args.ablation[0] if args.ablation else None)
+
+
+def cmd_figures(args: argparse.Namespace) -> None:
+    from tclsta.figures import collect_figures, readme_blocks, write_figures
+
+    if args.print:
+        for results in args.results:
+            print("\n\n".join(readme_blocks(collect_figures(results)).values()))
+    else:
+        write_figures(args.results, args.output_dir, args.readme)
 
 
 def cmd_attention(args: argparse.Namespace) -> None:
@@ -265,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--previous", type=Path, help="the shard an earlier run packed: unchanged flow is copied from it")
     sub.add_argument("frames", type=Path)
     sub.add_argument("output", type=Path)
+    sub = stages.add_parser("fetch-weights", help="download torchvision's ImageNet weights file (its hash checked)")
+    sub.set_defaults(func=cmd_fetch_weights)
+    sub.add_argument("output", type=Path, help="resources/<torchvision file name>, e.g. resources/resnet50-0676ba61.pth")
     sub = stages.add_parser("rejected", help="collect the per-shard lists of rejected videos into one CSV")
     sub.set_defaults(func=cmd_rejected)
     sub.add_argument("output", type=Path)
@@ -322,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--plot", nargs=2, action="append", default=[], metavar=("NAME", "PNG"),
                      help="also save the report's figure NAME (confusion, confusion_streams, fusion_weights, training) as PNG")
     sub.add_argument("output", type=Path)
+    sub = stages.add_parser("figures", help="rewrite the README's result tables from results folders (make figures)")
+    sub.set_defaults(func=cmd_figures)
+    sub.add_argument("--readme", type=Path, default=Path("README.md"))
+    sub.add_argument("--output-dir", type=Path, default=Path("docs/figures"), help="where the figures are recorded as JSON")
+    sub.add_argument("--print", action="store_true", help="only print the tables the README would get")
+    sub.add_argument("results", type=Path, nargs="+", help="results folders, e.g. results/demo results/benchmark")
     sub = stages.add_parser("attention", help="spatial and temporal attention of a few test videos (JSON and a PNG figure)")
     sub.set_defaults(func=cmd_attention)
     sub.add_argument("model_dir", type=Path, help="a dataset's results folder, e.g. results/demo")

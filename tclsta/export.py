@@ -3,7 +3,8 @@
 ``python -m tclsta export results/<dataset> <dir>`` writes::
 
     <dir>/bundle.json         format="tclsta-bundle", version=1; classes (label order); settings: the
-                              preprocess, flow and train sections the streams were trained with (what
+                              preprocess, flow and train sections the rgb stream was trained with, and
+                              per stream its own train section (its test protocol) (what
                               `predict` repeats: frame size, TV-L1 parameters and bound, test frames,
                               crop size and crops); per stream its model config and input
                               description; the collaborative model's config, feature sizes and epoch
@@ -123,8 +124,10 @@ def export_bundle(results: Path, out_dir: Path, onnx: bool = True) -> dict:
             _save_onnx(wrapped, (clips,), (["clips"], ["logits", "features"]), out_dir / f"{stream}.onnx")
         with torch.no_grad():
             features[stream] = wrapped(clips)[1]
-        bundle["classes"], bundle["settings"] = state["classes"], state["settings"]
+        if stream == "rgb":
+            bundle["classes"], bundle["settings"] = state["classes"], state["settings"]
         bundle["streams"][stream] = {"model_config": section_dict(model_config), "epoch": state["epoch"],
+                                     "train": state["settings"]["train"],
                                      "input": {"frames": spec.num_frames, "channels": spec.channels,
                                                "crop_size": list(spec.crop_size), "test_crops": spec.test_crops}}
     model, config, state = load_collaborative(paths["collaborative"], cpu)
@@ -170,7 +173,8 @@ class TrainedModels:
     rgb_config: ModelConfig
     flow_config: ModelConfig
     classes: list[str]
-    settings: dict  # preprocess, flow and train sections
+    settings: dict  # preprocess, flow and train sections (of the rgb stream)
+    flow_train: dict  # the flow stream's train section (its test protocol may differ)
     fusion: dict  # fusion.json
 
 
@@ -191,11 +195,12 @@ def load_models(path: Path, device: torch.device) -> TrainedModels:
     fusion = json.loads(needed[2].read_text())
     if not bundled:
         rgb, rgb_config, state = load_checkpoint(needed[0], device)
-        flow, flow_config, _ = load_checkpoint(needed[1], device)
-        return TrainedModels(rgb, flow, rgb_config, flow_config, state["classes"], state["settings"], fusion)
+        flow, flow_config, flow_state = load_checkpoint(needed[1], device)
+        return TrainedModels(rgb, flow, rgb_config, flow_config, state["classes"], state["settings"],
+                             flow_state["settings"]["train"], fusion)
     bundle = json.loads((path / "bundle.json").read_text())
     if bundle.get("format") != BUNDLE_FORMAT or bundle.get("version") != BUNDLE_VERSION:
         raise FileError(path / "bundle.json", f"not a {BUNDLE_FORMAT} version {BUNDLE_VERSION} file")
     configs = [build_section(ModelConfig, bundle["streams"][s]["model_config"], "model") for s in STREAMS]
     return TrainedModels(BundledStream(needed[0], device), BundledStream(needed[1], device), *configs,
-                         bundle["classes"], bundle["settings"], fusion)
+                         bundle["classes"], bundle["settings"], bundle["streams"]["flow"]["train"], fusion)

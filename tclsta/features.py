@@ -22,6 +22,7 @@ The file is written to a temporary name and renamed when complete.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tclsta.atomic import atomic_path
-from tclsta.config import TrainConfig
+from tclsta.config import TrainConfig, for_stream
 from tclsta.errors import FileError
 from tclsta.train import clip_spec, load_checkpoint, pick_device, split_dataset
 
@@ -65,7 +66,8 @@ def extract_features(checkpoint: Path, shards: Sequence[Path], manifest: pd.Data
     """Run a trained stream over every train/val/test video (test protocol) and cache its frame features."""
     device = pick_device(train_config.device)
     model, model_config, state = load_checkpoint(checkpoint, device)
-    spec = clip_spec(state["modality"], model_config, train_config, False)
+    train_config = for_stream(train_config, state["modality"])
+    spec = dataclasses.replace(clip_spec(state["modality"], model_config, train_config, False), test_crops=1)  # centre crop
     dataset = split_dataset(manifest, list(SPLITS), shards, spec, 0)
     loader = DataLoader(dataset, batch_size=train_config.batch_size, num_workers=train_config.num_workers)
     batches = []

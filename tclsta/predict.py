@@ -19,9 +19,9 @@ from tclsta.config import FlowConfig, PreprocessConfig, TrainConfig, build_secti
 from tclsta.data.dataset import flow_clip, flow_windows, rgb_clip, segment_indices, test_views
 from tclsta.errors import BadVideoError, as_bad_video
 from tclsta.evaluate import video_logits
+from tclsta.export import load_models
 from tclsta.flow import create_tvl1, quantise_flow
 from tclsta.fusion import FusionWeights
-from tclsta.export import load_models
 from tclsta.train import clip_spec, pick_device
 from tclsta.video import sample_frames
 
@@ -43,9 +43,9 @@ class Predictor:
         self.classes: list[str] = models.classes
         settings = models.settings
         self.preprocess = build_section(PreprocessConfig, settings["preprocess"], "preprocess")
-        train = build_section(TrainConfig, settings["train"], "train")
-        self.rgb_spec = clip_spec("rgb", rgb_config, train, training=False)
-        self.flow_spec = clip_spec("flow", flow_config, train, training=False)
+        # each stream's own test protocol (train keys may differ per stream)
+        self.rgb_spec = clip_spec("rgb", rgb_config, build_section(TrainConfig, settings["train"], "train"), training=False)
+        self.flow_spec = clip_spec("flow", flow_config, build_section(TrainConfig, models.flow_train, "train"), training=False)
         flow_settings = build_section(FlowConfig, settings["flow"], "flow")
         self.tvl1, self.bound = create_tvl1(flow_settings), flow_settings.bound
         fusion = models.fusion

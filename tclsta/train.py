@@ -145,6 +145,7 @@ def clip_spec(modality: str, model: ModelConfig, train: TrainConfig, training: b
         train=training,
         flip=train.flip and training,
         test_crops=1 if training else train.test_crops,
+        scale_jitter=train.scale_jitter and training,
     )
 
 
@@ -165,12 +166,20 @@ def set_stage(model: AttentionStream, stage: Stage) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def train_mode(model: AttentionStream, stage: Stage) -> None:
-    """Training mode for the stage's parts; frozen parts keep their BatchNorm statistics and no dropout."""
+def train_mode(model: AttentionStream, stage: Stage, partial_bn: bool = False) -> None:
+    """Training mode for the stage's parts; frozen parts keep their BatchNorm statistics and no dropout.
+
+    ``partial_bn`` (TSN): every BatchNorm layer of the backbone but the first keeps
+    its (pretrained) statistics; the layers' scale and shift still learn.
+    """
     model.train()
     for name, part in model.parts().items():
         if name not in STAGE_PARTS[stage.name]:
             part.eval()
+    if partial_bn:
+        norms = [m for m in model.backbone.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        for norm in norms[1:]:
+            norm.eval()
 
 
 def make_optimizer(params: list[torch.nn.Parameter], stage: Stage, config: TrainConfig) -> torch.optim.Optimizer:
@@ -305,7 +314,7 @@ def train_stream(
             lr = optimizer.param_groups[0]["lr"]
             train_set.set_epoch(epoch)
             sampler.set_epoch(epoch)
-            train_mode(model, stage)
+            train_mode(model, stage, train_config.partial_bn and model_config.pretrained is not None)
             train = run_epoch(network, train_loader, runtime, stage, train_config, optimizer, scaler)
             scheduler.step()
             model.eval()
@@ -424,6 +433,7 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[AttentionStream, 
     """
     state = torch.load(path, map_location=device, weights_only=True)
     config = build_section(ModelConfig, state["model_config"], "model")
-    model = build_model(config, state["modality"], len(state["classes"]))
+    # the trained weights replace the initial ones: no pretrained file is read
+    model = build_model(dataclasses.replace(config, pretrained=None), state["modality"], len(state["classes"]))
     model.load_state_dict(state.pop("state_dict"))
     return model.to(device).eval(), config, state

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from tclsta.data.augment import multiscale_crop
 from tclsta.data.shards import ShardReader
 from tclsta.video import decode_jpeg
 
@@ -38,6 +39,7 @@ class ClipSpec:
     train: bool = False
     flip: bool = False
     test_crops: int = 1  # test time: 1 (centre) or 10 (4 corners + centre, each also mirrored)
+    scale_jitter: bool = False  # training: TSN multi-scale corner crops (tclsta/data/augment.py)
 
     @property
     def channels(self) -> int:
@@ -156,9 +158,13 @@ def test_views(clip: np.ndarray, spec: ClipSpec) -> np.ndarray:
 
 
 def crop_and_flip(clip: np.ndarray, spec: ClipSpec, generator: torch.Generator | None) -> np.ndarray:
-    """Random (training) or centre crop of (T, C, H, W); random horizontal flip in training when enabled."""
-    top, left = crop_box(clip.shape[2], clip.shape[3], spec.crop_size, generator)
-    clip = clip[:, :, top : top + spec.crop_size[0], left : left + spec.crop_size[1]]
+    """Random (training; multi-scale with ``spec.scale_jitter``) or centre crop of (T, C, H, W); random
+    horizontal flip in training when enabled."""
+    if generator is not None and spec.scale_jitter:
+        clip = multiscale_crop(clip, spec.crop_size, generator)
+    else:
+        top, left = crop_box(clip.shape[2], clip.shape[3], spec.crop_size, generator)
+        clip = clip[:, :, top : top + spec.crop_size[0], left : left + spec.crop_size[1]]
     if generator is not None and spec.flip and float(torch.rand(1, generator=generator)) < 0.5:
         return _mirror(clip, spec.modality)
     return np.ascontiguousarray(clip)

@@ -105,6 +105,15 @@ def group_keys(frame: pd.DataFrame) -> list[str]:
     return [f"{c}/{group_of(Path(v).name)}" for c, v in zip(frame["class_name"], frame["video_id"])]
 
 
+_HMDB_CLIP = re.compile(r"_\d+$")
+
+
+def hmdb_group_keys(frame: pd.DataFrame) -> list[str]:
+    """Source video of each HMDB51 clip, scoped by class: clips cut from one video share the file
+    name up to the trailing ``_<n>`` (``Class/brush_hair_Aussie_hair_u_nm_np1_ba_goo_0`` -> ``..._goo``)."""
+    return [f"{c}/{_HMDB_CLIP.sub('', Path(v).name)}" for c, v in zip(frame["class_name"], frame["video_id"])]
+
+
 def split_groups(frame: pd.DataFrame, fraction: float, seed: int) -> set[str]:
     """A seeded choice of about ``fraction`` of each class's groups (at least one, never all)."""
     rng = np.random.default_rng(seed)
@@ -118,8 +127,10 @@ def split_groups(frame: pd.DataFrame, fraction: float, seed: int) -> set[str]:
     return chosen
 
 
-def finish_manifest(frame: pd.DataFrame, classes: list[str], source: Path, val_fraction: float, num_shards: int, seed: int) -> pd.DataFrame:
-    """Check a (video_id, path, class_name, label, split) table, carve validation groups, assign shards."""
+def finish_manifest(frame: pd.DataFrame, classes: list[str], source: Path, val_fraction: float, num_shards: int, seed: int,
+                    grouping: Callable[[pd.DataFrame], list[str]] = group_keys) -> pd.DataFrame:
+    """Check a (video_id, path, class_name, label, split) table, carve validation groups (``grouping``
+    names each video's group), assign shards."""
     for column in ("video_id", "path"):  # paths are resolved: one file under two names is caught too
         duplicated = frame[column][frame[column].duplicated()]
         if len(duplicated):
@@ -131,7 +142,7 @@ def finish_manifest(frame: pd.DataFrame, classes: list[str], source: Path, val_f
     if untested:
         log.warning("%s: no test videos for class(es) %s: the report shows '–' for their accuracy", source, untested)
     frame = frame.copy()
-    frame["group"] = group_keys(frame)
+    frame["group"] = grouping(frame)
     train = frame["split"] == "train"
     frame.loc[train & frame["group"].isin(split_groups(frame[train], val_fraction, seed)), "split"] = "val"
     frame["shard"] = frame["video_id"].map(lambda v: shard_of(v, num_shards))
@@ -198,7 +209,7 @@ def build_hmdb_manifest(
             paths.append(path)
             rows.append((str(inside.with_suffix("")), path, class_name, "train" if parts[1] == "1" else "test"))
         require_files(listing, paths, strict)
-    return finish_manifest(labelled_table(rows, classes), classes, splits_dir, val_fraction, num_shards, seed)
+    return finish_manifest(labelled_table(rows, classes), classes, splits_dir, val_fraction, num_shards, seed, hmdb_group_keys)
 
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv")

@@ -18,11 +18,28 @@ IDENTITY_KEYS = (
     "split",
     "split_csv",
     "test_fraction",
+    "rawframes",
 )
 DATASETS = list(config["datasets"])
-DEMO_DATASETS = [d for d in DATASETS if config["datasets"][d]["format"] == "demo"] or [
-    "__none__"
-]
+# The Apptainer image of the flow step (OpenCV built with CUDA), built from workflow/containers/flow.def
+# next to it; `--sdm apptainer` runs the flow rule in it, the other rules as they are.
+FLOW_CONTAINER = os.path.normpath(
+    os.path.join(
+        str(workflow.current_basedir), "..", "workflow", "containers", "flow.sif"
+    )
+)
+
+
+def datasets_pattern(keep):
+    """A wildcard pattern of the datasets whose format ``keep`` accepts (one that matches none if there are none)."""
+    chosen = [d for d in DATASETS if keep(config["datasets"][d]["format"])]
+    return "|".join(chosen or ["__none__"])
+
+
+DEMO_DATASETS = datasets_pattern(lambda f: f == "demo")
+# Videos go through extraction, flow and packing; existing rawframes are imported into shards.
+VIDEO_DATASETS = datasets_pattern(lambda f: f != "rawframes")
+RAWFRAME_DATASETS = datasets_pattern(lambda f: f == "rawframes")
 
 
 # Any dataset name matches: one not in the config stops the DAG with a message naming those that are.
@@ -100,7 +117,7 @@ def _manifest_now(dataset):
 
 
 def shard_inputs(wildcards):
-    """A shard job's inputs: its list of videos and their files.
+    """A shard job's inputs: its list of videos and their files (rawframes: folders).
 
     The list (results/<dataset>/shard_lists/shard_<k>.csv) is made while the DAG is built,
     from the same sources as the manifest, and rewritten only when the shard's own rows

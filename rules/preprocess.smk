@@ -39,6 +39,8 @@ rule extract_frames:
         "logs/extract_frames/{dataset}_{shard}.log",
     benchmark:
         "results/{dataset}/benchmarks/extract_frames/{dataset}_{shard}.tsv"
+    wildcard_constraints:
+        dataset=VIDEO_DATASETS,
     conda:
         "../envs/preprocess.yaml"
     threads: 2
@@ -65,6 +67,8 @@ rule flow:
         "results/{dataset}/benchmarks/flow/{dataset}_{shard}.tsv"
     conda:
         "../envs/preprocess.yaml"
+    container:
+        FLOW_CONTAINER
     threads: 8
     resources:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
@@ -89,6 +93,8 @@ rule pack:
         "logs/pack/{dataset}_{shard}.log",
     benchmark:
         "results/{dataset}/benchmarks/pack/{dataset}_{shard}.tsv"
+    wildcard_constraints:
+        dataset=VIDEO_DATASETS,
     conda:
         "../envs/preprocess.yaml"
     threads: 1
@@ -99,3 +105,33 @@ rule pack:
         settings=lambda w: settings(w.dataset, flow=["bound"]),
     shell:
         "python -m tclsta pack --settings {params.settings:q} {input.frames} {input.flow} {output} 2> {log}"
+
+
+rule import_rawframes:
+    """Existing frames and flow (mmaction2 or denseflow rawframes) of one shard into its shard:
+    frame JPEGs copied, flow JPEGs mapped to the shard's encoding; nothing decoded or recomputed.
+    """
+    input:
+        unpack(shard_inputs),
+    output:
+        shard="results/{dataset}/shards/shard_{shard}.h5",
+        rejected="results/{dataset}/rejected/shard_{shard}.csv",
+    log:
+        "logs/import_rawframes/{dataset}_{shard}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/import_rawframes/{dataset}_{shard}.tsv"
+    wildcard_constraints:
+        dataset=RAWFRAME_DATASETS,
+    conda:
+        "../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=120,
+    params:
+        settings=lambda w: settings(
+            w.dataset, preprocess=["min_frames", "on_bad_video"], flow=["bound"]
+        ),
+    shell:
+        "python -m tclsta rawframes --settings {params.settings:q} --shard {wildcards.shard}"
+        " {input.shard_list} {output.shard} {output.rejected} 2> {log}"

@@ -76,6 +76,14 @@ def cmd_extract(args: argparse.Namespace) -> None:
                   args.workers)
 
 
+def cmd_rawframes(args: argparse.Namespace) -> None:
+    from tclsta.data.manifest import read_manifest
+    from tclsta.data.rawframes import import_shard
+
+    dataset, _ = resolve_settings(args)
+    import_shard(read_manifest(args.manifest), args.shard, dataset, args.output, args.rejected)
+
+
 def cmd_flow(args: argparse.Namespace) -> None:
     from tclsta.preprocess import flow_shard
 
@@ -238,6 +246,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from tclsta.export import export_bundle
+
+    export_bundle(args.results, args.output, onnx=not args.no_onnx)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tclsta", description=__doc__.splitlines()[0])
     stages = parser.add_subparsers(dest="stage", required=True)
@@ -260,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("manifest", type=Path)
     sub.add_argument("output", type=Path)
     sub.add_argument("rejected", type=Path, help="CSV listing videos left out (on_bad_video: skip)")
+    sub = stage("rawframes", cmd_rawframes, "import one shard of existing frames and flow (format rawframes)")
+    sub.add_argument("--shard", type=int, required=True)
+    sub.add_argument("manifest", type=Path)
+    sub.add_argument("output", type=Path)
+    sub.add_argument("rejected", type=Path, help="CSV listing folders left out (on_bad_video: skip)")
     sub = stage("flow", cmd_flow, "TV-L1 optical flow of a frames shard")
     sub.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     sub.add_argument("--previous", type=Path, help="the shard an earlier run packed: unchanged flow is copied from it")
@@ -343,10 +362,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("png_output", type=Path)
     sub = stages.add_parser("predict", help="top-5 classes of new videos with a trained dataset's models")
     sub.set_defaults(func=cmd_predict)
-    sub.add_argument("model_dir", type=Path, help="a dataset's results folder, e.g. results/demo")
+    sub.add_argument("model_dir", type=Path, help="a dataset's results folder, e.g. results/demo, or a bundle from export")
     sub.add_argument("videos", type=Path, nargs="+")
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    sub = stages.add_parser("export", help="write a dataset's models (TorchScript, ONNX), fusion weights and settings as one bundle")
+    sub.set_defaults(func=cmd_export)
+    sub.add_argument("results", type=Path, help="a dataset's results folder, e.g. results/demo")
+    sub.add_argument("output", type=Path, help="the bundle folder to write")
+    sub.add_argument("--no-onnx", action="store_true", help="TorchScript only")
     return parser
 
 

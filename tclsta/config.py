@@ -145,6 +145,16 @@ class DemoConfig:
 
 
 @dataclass(frozen=True)
+class RawframesConfig:
+    """Existing frames and flow (format ``rawframes``): mmaction2 annotation lists, or ``<root>/<class>/<video>/`` folders."""
+
+    train_list: str | None = None  # mmaction2 annotation list, lines "<folder> <total_frames> <label>"
+    test_list: str | None = None
+    class_list: str | None = None  # class names in label order: one per line, or classInd.txt's "1 Name"
+    flow_bound: float = 20.0  # the bound the flow JPEGs were written with (mmaction2 and denseflow: 20)
+
+
+@dataclass(frozen=True)
 class DatasetConfig:
     name: str
     format: str
@@ -155,6 +165,7 @@ class DatasetConfig:
     test_fraction: float = 0.3
     ablation: bool = False
     demo: DemoConfig = field(default_factory=DemoConfig)
+    rawframes: RawframesConfig = field(default_factory=RawframesConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -279,6 +290,7 @@ def parse_dataset(settings: dict[str, Any]) -> DatasetConfig:
     """Typed view of :func:`dataset_settings`' output."""
     sections = {
         "demo": DemoConfig,
+        "rawframes": RawframesConfig,
         "preprocess": PreprocessConfig,
         "flow": FlowConfig,
         "model": ModelConfig,

@@ -26,6 +26,12 @@ class BadVideoError(FileError):
     what = "bad video"
 
 
+class BadFrameFolderError(BadVideoError):
+    """A folder of existing frames and flow (rawframes) with a missing frame or mismatched flow."""
+
+    what = "bad frame folder"
+
+
 def as_bad_video(path: str | Path, error: Exception) -> BadVideoError:
     """``error``, raised while reading the video ``path``, as a ``BadVideoError`` naming it."""
     if isinstance(error, BadVideoError):

@@ -8,7 +8,6 @@ with the learned weights.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +17,12 @@ import torch
 
 from tclsta.config import FlowConfig, PreprocessConfig, TrainConfig, build_section
 from tclsta.data.dataset import flow_clip, flow_windows, model_input, rgb_clip, segment_indices, test_views
-from tclsta.errors import BadVideoError, FileError, as_bad_video
+from tclsta.errors import BadVideoError, as_bad_video
 from tclsta.evaluate import video_logits
+from tclsta.export import load_models
 from tclsta.flow import create_tvl1, quantise_flow
 from tclsta.fusion import FusionWeights
-from tclsta.train import clip_spec, load_checkpoint, pick_device
+from tclsta.train import clip_spec, pick_device
 from tclsta.video import sample_frames
 
 
@@ -36,24 +36,19 @@ class Predictor:
     """Both trained streams and the fusion weights of one dataset's results folder."""
 
     def __init__(self, model_dir: Path, device: str = "auto"):
-        model_dir = Path(model_dir)
+        """``model_dir``: a dataset's results folder, or a bundle that ``tclsta export`` wrote."""
         self.device = pick_device(device)
-        paths = [model_dir / "models" / "rgb.pt", model_dir / "models" / "flow.pt", model_dir / "fusion.json"]
-        for path in paths:
-            if not path.is_file():
-                raise FileError(path, "missing: run the pipeline for this dataset first (snakemake results/<dataset>/report.html)")
-        self.rgb, rgb_config, state = load_checkpoint(paths[0], self.device)
-        self.flow, flow_config, flow_state = load_checkpoint(paths[1], self.device)
-        self.classes: list[str] = state["classes"]
-        settings = state["settings"]
+        models = load_models(model_dir, self.device)
+        self.rgb, self.flow, rgb_config, flow_config = models.rgb, models.flow, models.rgb_config, models.flow_config
+        self.classes: list[str] = models.classes
+        settings = models.settings
         self.preprocess = build_section(PreprocessConfig, settings["preprocess"], "preprocess")
         # each stream's own test protocol (train keys may differ per stream)
         self.rgb_spec = clip_spec("rgb", rgb_config, build_section(TrainConfig, settings["train"], "train"), training=False)
-        self.flow_spec = clip_spec("flow", flow_config, build_section(TrainConfig, flow_state["settings"]["train"], "train"),
-                                   training=False)
+        self.flow_spec = clip_spec("flow", flow_config, build_section(TrainConfig, models.flow_train, "train"), training=False)
         flow_settings = build_section(FlowConfig, settings["flow"], "flow")
         self.tvl1, self.bound = create_tvl1(flow_settings), flow_settings.bound
-        fusion = json.loads(paths[2].read_text())
+        fusion = models.fusion
         self.fusion = FusionWeights(torch.tensor(fusion["raw_per_class"]), torch.tensor(fusion["raw_global"]))
 
     def sampled(self, num_frames: int) -> tuple[list[int], list[np.ndarray], list[int]]:

@@ -33,7 +33,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _progress(items, desc: str):
+def progress(items, desc: str):
     """tqdm bar for interactive runs; plain log lines (no bar) in job logs."""
     return tqdm(items, desc=desc, disable=None, mininterval=5)
 
@@ -109,7 +109,7 @@ def extract_shard(
     todo = [row for row in videos if row.video_id not in reused]
     with ShardWriter(out_path) as writer, ThreadPoolExecutor(max(1, workers)) as pool:
         extracted = _in_order(extract, todo, pool, ahead=2 * max(1, workers))
-        for row in _progress(videos, f"frames shard {shard}"):
+        for row in progress(videos, f"frames shard {shard}"):
             if row.video_id in reused:
                 writer.add(old.record(row.video_id), frames=old.frames(row.video_id), frame_settings=settings)
                 continue
@@ -122,16 +122,27 @@ def extract_shard(
                 continue
             writer.add(record, frames=jpegs, frame_settings=settings)
             log.info("extracted %s: %d frames %dx%d", row.video_id, record.num_frames, record.width, record.height)
-        if rejected and config.on_bad_video == "fail":
-            listing = "\n".join(f"  {path}: {reason}" for _, path, reason in rejected)
-            raise BadVideoError(
-                rejected[0][1],
-                f"{len(rejected)} bad video(s) in shard {shard} (set preprocess.on_bad_video: skip to leave them out):\n{listing}",
-            )
+        collect_rejected(rejected, config, shard)
     if old is not None:
         old.close()
     log.info("shard %d: %d videos extracted, %d reused, %d rejected", shard, len(todo) - len(rejected), len(reused), len(rejected))
-    with atomic_path(rejected_path) as tmp:
+    write_rejected(rejected, rejected_path)
+
+
+def collect_rejected(rejected: list[tuple[str, str, str]], config: PreprocessConfig, shard: int,
+                     error: type[BadVideoError] = BadVideoError) -> None:
+    """With ``on_bad_video: fail``, one ``error`` naming every bad video ``(video_id, path, reason)`` of the shard."""
+    if rejected and config.on_bad_video == "fail":
+        listing = "\n".join(f"  {path}: {reason}" for _, path, reason in rejected)
+        raise error(
+            rejected[0][1],
+            f"{len(rejected)} {error.what}(s) in shard {shard} (set preprocess.on_bad_video: skip to leave them out):\n{listing}",
+        )
+
+
+def write_rejected(rejected: list[tuple[str, str, str]], path: Path) -> None:
+    """The shard's list of videos left out (``on_bad_video: skip``), as CSV."""
+    with atomic_path(path) as tmp:
         pd.DataFrame(rejected, columns=REJECTED_COLUMNS).to_csv(tmp, index=False)
 
 
@@ -219,7 +230,7 @@ def flow_shard(frames_path: Path, config: FlowConfig, out_path: Path, workers: i
                 computed = pool.imap(_flow_of_jpegs, tasks)
         try:
             pending = set(todo)
-            for video_id in _progress(ids, f"flow {frames_path.name}"):
+            for video_id in progress(ids, f"flow {frames_path.name}"):
                 flow = next(computed) if video_id in pending else old.flow(video_id)
                 writer.add(reader.record(video_id), flow=flow, flow_settings=settings)
                 log.info("flow %s: %d pairs%s", video_id, len(flow), "" if video_id in pending else " (reused)")

@@ -396,11 +396,9 @@ def _write_history(history: list[dict], csv_path: Path) -> None:
 
 
 def _tensorboard_writer(log_dir: Path):
-    """A TensorBoard writer when the tensorboard package is installed, else None."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
+    """A TensorBoard writer (event files under ``log_dir``; imported here, only the main process writes)."""
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(str(log_dir))
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader
 
 from conftest import tiny_settings
@@ -32,6 +33,9 @@ def test_train_score_fuse_evaluate(tiny_dataset, tmp_path):
         history = pd.read_csv(tmp_path / f"{stream}_history.csv")
         assert history["epoch"].tolist() == [1, 2]
         assert history["train_loss"].notna().all() and history["val_acc"].between(0, 1).all()
+        events = EventAccumulator(str(tmp_path / f"{stream}_tensorboard")).Reload()  # TensorBoard's own reader
+        assert [event.step for event in events.Scalars("val_acc")] == [1, 2]
+        np.testing.assert_allclose([event.value for event in events.Scalars("val_acc")], history["val_acc"], rtol=1e-6)
         model, model_config, state = load_checkpoint(tmp_path / f"{stream}.pt", torch.device("cpu"))
         assert state["modality"] == stream and state["classes"] == class_names(manifest)
         assert model_config == config.model

@@ -1,7 +1,6 @@
 """The real Snakemake DAG on a temp copy of the workflow with a tiny demo config."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TINY_SETTINGS
+from conftest import REPO, TINY_SETTINGS, run_snakemake
 
 TARGET = "results/tiny/report.html"
 
@@ -28,9 +27,7 @@ def workdir(tmp_path) -> Path:
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return run_snakemake(workdir, *args)
 
 
 def test_demo_dag_end_to_end_then_nothing_to_do(workdir):

@@ -151,7 +151,7 @@ def finish_manifest(frame: pd.DataFrame, classes: list[str], source: Path, val_f
     return frame[MANIFEST_COLUMNS].sort_values("video_id", ignore_index=True)
 
 
-def _table(rows: list[tuple[str, Path, str, str]], classes: list[str]) -> pd.DataFrame:
+def labelled_table(rows: list[tuple[str, Path, str, str]], classes: list[str]) -> pd.DataFrame:
     """(video_id, path, class, split) tuples as a manifest table with labels."""
     frame = pd.DataFrame([(v, str(p), c, s) for v, p, c, s in rows], columns=["video_id", "path", "class_name", "split"])
     frame["label"] = frame["class_name"].map(classes.index).astype(int) if len(frame) else []
@@ -169,16 +169,16 @@ def build_ucf_manifest(
         entries = read_ucf_split(splits_dir / file_name, root, classes)
         require_files(splits_dir / file_name, [p for _, p, _ in entries], strict)
         rows += [(vid, p, c, split_name) for vid, p, c in entries]
-    return finish_manifest(_table(rows, classes), classes, splits_dir, val_fraction, num_shards, seed)
+    return finish_manifest(labelled_table(rows, classes), classes, splits_dir, val_fraction, num_shards, seed)
 
 
-def require_files(listing: Path, paths: list[Path], strict: bool) -> None:
-    """Fail naming the split file and the videos it lists that do not exist.
+def require_files(listing: Path, paths: list[Path], strict: bool, exists: Callable[[Path], bool] = Path.is_file) -> None:
+    """Fail naming the split file and the videos it lists that do not exist (``exists``: files, or frame folders).
 
     Not strict (``on_bad_video: skip``): missing videos stay in the manifest and
     the extraction stage lists them as rejected.
     """
-    missing = [str(p) for p in paths if not p.is_file()]
+    missing = [str(p) for p in paths if not exists(p)]
     if missing and strict:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise BadSplitFileError(listing, f"{len(missing)} listed video(s) not found: {shown}")
@@ -211,7 +211,7 @@ def build_hmdb_manifest(
             paths.append(path)
             rows.append((str(inside.with_suffix("")), path, class_name, "train" if parts[1] == "1" else "test"))
         require_files(listing, paths, strict)
-    return finish_manifest(_table(rows, classes), classes, splits_dir, val_fraction, num_shards, seed, hmdb_group_keys)
+    return finish_manifest(labelled_table(rows, classes), classes, splits_dir, val_fraction, num_shards, seed, hmdb_group_keys)
 
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv")
@@ -238,15 +238,20 @@ def scan_folder(root: Path) -> tuple[list[str], list[tuple[str, Path, str]]]:
     return classes, videos
 
 
+FolderScan = Callable[[Path], tuple[list[str], list[tuple[str, Path, str]]]]
+
+
 def build_folder_manifest(
-    root: Path, split_csv: Path | None, test_fraction: float, val_fraction: float, num_shards: int, seed: int
+    root: Path, split_csv: Path | None, test_fraction: float, val_fraction: float, num_shards: int, seed: int,
+    scan: FolderScan = scan_folder,
 ) -> pd.DataFrame:
     """Manifest of a class-per-folder dataset. The test split comes from ``split_csv`` (columns
     ``path`` relative to the root and ``split`` train/test) or, without one, from a seeded choice of
-    whole groups per class (UCF-style ``gXX`` groups never straddle train and test)."""
-    classes, videos = scan_folder(root)
+    whole groups per class (UCF-style ``gXX`` groups never straddle train and test). ``scan`` lists
+    the videos: files (:func:`scan_folder`) or folders of existing frames."""
+    classes, videos = scan(root)
     if split_csv is None:
-        frame = _table([(v, p, c, "train") for v, p, c in videos], classes)
+        frame = labelled_table([(v, p, c, "train") for v, p, c in videos], classes)
         frame["group"] = group_keys(frame)
         frame.loc[frame["group"].isin(split_groups(frame, test_fraction, seed)), "split"] = "test"
         return finish_manifest(frame.drop(columns="group"), classes, Path(root), val_fraction, num_shards, seed)
@@ -268,7 +273,7 @@ def build_folder_manifest(
             raise BadSplitFileError(split_csv, f"row {number}: {relative!r} is not a video in a class folder of {root}")
         video_id, class_name = by_path[path]
         rows.append((video_id, path, class_name, split))
-    return finish_manifest(_table(rows, classes), classes, Path(split_csv), val_fraction, num_shards, seed)
+    return finish_manifest(labelled_table(rows, classes), classes, Path(split_csv), val_fraction, num_shards, seed)
 
 
 def build_manifest(dataset: DatasetConfig) -> pd.DataFrame:
@@ -279,7 +284,15 @@ def build_manifest(dataset: DatasetConfig) -> pd.DataFrame:
         return build_ucf_manifest(Path(dataset.root), Path(dataset.splits_dir), dataset.split, strict=strict, **common)
     if dataset.format == "hmdb51":
         return build_hmdb_manifest(Path(dataset.root), Path(dataset.splits_dir), dataset.split, strict=strict, **common)
+    if dataset.format == "rawframes" and dataset.rawframes.train_list:
+        from tclsta.data.rawframes import build_rawframes_manifest
+
+        return build_rawframes_manifest(Path(dataset.root), dataset.rawframes, strict=strict, **common)
     split_csv = Path(dataset.split_csv) if dataset.split_csv else None
+    if dataset.format == "rawframes":
+        from tclsta.data.rawframes import scan_frame_folders
+
+        return build_folder_manifest(Path(dataset.root), split_csv, dataset.test_fraction, scan=scan_frame_folders, **common)
     return build_folder_manifest(Path(dataset.root), split_csv, dataset.test_fraction, **common)
 
 

@@ -7,8 +7,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# Jobs that run torch use one thread each (Snakemake runs such jobs side by side instead): floating-point
+# sums then do not depend on the machine's core count, and the demo's numbers are the same on every run.
+ONE_THREAD_RULES := train_stream score_stream features collaborative attention \
+	ablation_train_stream ablation_score_stream ablation_features ablation_collaborative
+ONE_THREAD := --set-threads $(foreach rule,$(ONE_THREAD_RULES),$(rule)=1)  # after the targets: it takes several values
 
-.PHONY: demo test setup system-packages lint clean-demo
+.PHONY: demo figures test setup system-packages lint clean-demo
 
 setup: $(STAMP) system-packages
 
@@ -37,8 +42,15 @@ system-packages:
 	fi
 
 demo: setup
-	snakemake --cores $(CORES) results/demo/report.html
+	snakemake --cores $(CORES) results/demo/report.html $(ONE_THREAD)
+	@python -m tclsta figures --print results/demo
 	@echo "Open results/demo/report.html"
+
+# Runs the demo and the benchmark (with its ablation), then rewrites the README's result tables from the
+# files they produced and records those figures, with the commit, under docs/figures/.
+figures: setup
+	snakemake --cores $(CORES) results/demo/report.html results/benchmark/report.html $(ONE_THREAD)
+	python -m tclsta figures --readme README.md --output-dir docs/figures results/demo results/benchmark
 
 test: setup
 	python -m pytest

@@ -76,8 +76,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", action="append", help="WxH, repeatable (default: 340x256 and 170x128)")
     parser.add_argument("--pairs", type=int, default=8, help="frame pairs per CPU measurement")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                        help="torch backend on the CPU, on CUDA, or auto: the CPU, and CUDA when torch sees a GPU")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "none"], default="auto",
+                        help="torch backend on the CPU, on CUDA, auto (the CPU, and CUDA when torch sees a GPU), or none (OpenCV only)")
     parser.add_argument("--batch", type=int, action="append", help="pairs per call on CUDA, repeatable (default: 32, 64, 128, 256)")
     parser.add_argument("--frames", choices=["pan", "demo"], default="pan")
     args = parser.parse_args()
@@ -94,7 +94,10 @@ def main() -> None:
         prev, nxt = (pan_pairs if args.frames == "pan" else demo_pairs)(height, width, args.pairs)
         cv2.setNumThreads(1)
         opencv = create_tvl1(FlowConfig(backend="opencv"))
+        cpu_start = time.process_time()
         seconds, reference = timed(lambda: np.stack([opencv(a, b) for a, b in zip(prev, nxt)]))
+        print(f"{width:>3}x{height:<3}  opencv cpu, 1 thread: {len(prev) / (time.process_time() - cpu_start):.2f} pairs per CPU-second "
+              "(does not depend on other load)")
         cv2.setNumThreads(-1)
         opencv_speed = len(prev) / seconds
         rows = [("opencv cpu, 1 thread", len(prev), seconds, reference)]

@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tclsta.config import FlowConfig, dataset_settings, load_config, parse_dataset
+from tclsta.data.dataset import model_input
 from tclsta.data.manifest import build_ucf_manifest
 from tclsta.demo import make_demo_dataset
 from tclsta.models import stream_loss
@@ -62,7 +63,7 @@ def timed_steps(model, optimizer, batches, device: torch.device, steps: int) -> 
             waited = clips = 0
         before = time.perf_counter()
         batch, labels = next(iterator)
-        batch, labels = batch.to(device, non_blocking=True), labels.to(device)
+        batch, labels = model_input(batch, device), labels.to(device)
         waited += time.perf_counter() - before
         loss = stream_loss(model(batch, labels), labels)
         optimizer.zero_grad(set_to_none=True)

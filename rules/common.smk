@@ -1,18 +1,35 @@
 import functools
-import hashlib
 import os
 
 from snakemake.logging import logger
 
-from tclsta.config import dataset_settings, parse_dataset
-from tclsta.data.manifest import read_manifest, ucf_split_files
+from tclsta.config import dataset_settings, for_stream, parse_dataset
 from tclsta.datasets import manifest_sources, missing_data
+from tclsta.data.manifest import build_manifest, read_manifest, ucf_split_files, write_shard_list
+from tclsta.errors import TclstaError
+from tclsta.pretrained import imagenet_weights_path
 from tclsta.settings import stage_settings_json
 
 DATASETS = list(config["datasets"])
-DEMO_DATASETS = [d for d in DATASETS if config["datasets"][d]["format"] == "demo"] or [
-    "__none__"
-]
+# The Apptainer image of the flow step (OpenCV built with CUDA), built from workflow/containers/flow.def
+# next to it; `--sdm apptainer` runs the flow rule in it, the other rules as they are.
+FLOW_CONTAINER = os.path.normpath(
+    os.path.join(
+        str(workflow.current_basedir), "..", "workflow", "containers", "flow.sif"
+    )
+)
+
+
+def datasets_pattern(keep):
+    """A wildcard pattern of the datasets whose format ``keep`` accepts (one that matches none if there are none)."""
+    chosen = [d for d in DATASETS if keep(config["datasets"][d]["format"])]
+    return "|".join(chosen or ["__none__"])
+
+
+DEMO_DATASETS = datasets_pattern(lambda f: f == "demo")
+# Videos go through extraction, flow and packing; existing rawframes are imported into shards.
+VIDEO_DATASETS = datasets_pattern(lambda f: f != "rawframes")
+RAWFRAME_DATASETS = datasets_pattern(lambda f: f == "rawframes")
 
 
 # Any dataset name matches: one not in the config stops the DAG with a message naming those that are.
@@ -72,26 +89,39 @@ def _manifest_table(path, mtime):
     return read_manifest(path)
 
 
-def shard_rows(wildcards):
-    """The manifest rows of one shard (after the manifest checkpoint has run)."""
-    path = checkpoints.manifest.get(dataset=wildcards.dataset).output[0]
-    table = _manifest_table(path, os.path.getmtime(path))
-    return table[table["shard"] == int(wildcards.shard)]
+@functools.lru_cache(maxsize=64)
+def _manifest_now(dataset):
+    """The dataset's manifest as its sources say now; None while they are missing (demo
+    videos not generated yet) or faulty (the manifest job then names the fault)."""
+    try:
+        return build_manifest(parse_dataset(dataset_settings(config, dataset)))
+    except (TclstaError, OSError):
+        return None
 
 
-def shard_videos(wildcards):
-    """The video files of one shard: a shard is rebuilt only when its own videos change.
+def shard_inputs(wildcards):
+    """A shard job's inputs: its list of videos and their files (rawframes: folders).
 
-    Missing files are left to the extraction stage, which names them (or, with
-    on_bad_video: skip, lists them as rejected).
+    The list (results/<dataset>/shard_lists/shard_<k>.csv) is made while the DAG is built,
+    from the same sources as the manifest, and rewritten only when the shard's own rows
+    change: adding a video plans only its shard's jobs, in a dry run too. Until the sources
+    exist, the shard waits for the manifest job. Missing video files are left to the
+    extraction stage, which names them (or, with on_bad_video: skip, lists them as rejected).
     """
-    return [p for p in shard_rows(wildcards)["path"] if os.path.exists(p)]
-
-
-def shard_fingerprint(wildcards):
-    """A digest of a shard's ids, classes and labels, so that relabelling re-runs it."""
-    rows = shard_rows(wildcards)[["video_id", "class_name", "label", "path"]]
-    return hashlib.sha256(rows.to_csv(index=False).encode()).hexdigest()[:16]
+    manifest = _manifest_now(wildcards.dataset)
+    if manifest is None:
+        path = checkpoints.manifest.get(dataset=wildcards.dataset).output[0]
+        manifest = _manifest_table(path, os.path.getmtime(path))
+    listing = write_shard_list(
+        manifest,
+        int(wildcards.shard),
+        f"results/{wildcards.dataset}/shard_lists/shard_{wildcards.shard}.csv",
+    )
+    rows = manifest[manifest["shard"] == int(wildcards.shard)]
+    return {
+        "shard_list": str(listing),
+        "videos": [p for p in rows["path"] if os.path.exists(p)],
+    }
 
 
 def shard_ids(dataset):
@@ -112,3 +142,18 @@ def rejected_lists(wildcards):
         dataset=wildcards.dataset,
         shard=shard_ids(wildcards.dataset),
     )
+
+
+def pretrained_weights(wildcards):
+    """The weights file a stream starts from: resources/<torchvision file> for
+    model.pretrained: imagenet (fetched by the pretrained_weights rule), a local path as given, or nothing.
+    """
+    model = for_stream(
+        parse_dataset(dataset_settings(config, wildcards.dataset)).model,
+        wildcards.stream,
+    )
+    if model.pretrained is None:
+        return []
+    if model.pretrained == "imagenet":
+        return [str(imagenet_weights_path(model.backbone))]
+    return [model.pretrained]

@@ -7,7 +7,7 @@ rule demo_dataset:
     benchmark:
         "results/{dataset}/benchmarks/demo_dataset/{dataset}.tsv"
     wildcard_constraints:
-        dataset="|".join(DEMO_DATASETS),
+        dataset=DEMO_DATASETS,
     conda:
         "../envs/preprocess.yaml"
     threads: 1

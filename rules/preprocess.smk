@@ -23,11 +23,11 @@ checkpoint manifest:
 rule extract_frames:
     """Decode and resize the videos of one shard with ffmpeg; frames kept as JPEG.
 
-    Its inputs are the shard's own videos, so adding videos re-runs only their shards,
-    and videos the previous packed shard holds unchanged are copied, not decoded.
+    Its inputs are the shard's list of videos and their files, so adding videos re-runs
+    only their shards, and videos the previous packed shard holds unchanged are copied.
     """
     input:
-        shard_videos,
+        unpack(shard_inputs),
     output:
         frames=temp("results/{dataset}/work/frames_{shard}.h5"),
         rejected="results/{dataset}/rejected/shard_{shard}.csv",
@@ -35,20 +35,20 @@ rule extract_frames:
         "logs/extract_frames/{dataset}_{shard}.log",
     benchmark:
         "results/{dataset}/benchmarks/extract_frames/{dataset}_{shard}.tsv"
+    wildcard_constraints:
+        dataset=VIDEO_DATASETS,
     conda:
         "../envs/preprocess.yaml"
-    threads: 1
+    threads: 2
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=120,
     params:
         settings=lambda w: settings(w.dataset, "extract"),
-        manifest="results/{dataset}/manifest.csv",
-        fingerprint=shard_fingerprint,
         previous="results/{dataset}/shards/shard_{shard}.h5",
     shell:
-        "python -m tclsta extract --settings {params.settings:q} --manifest {params.manifest} --shard {wildcards.shard}"
-        " --previous {params.previous} --output {output.frames} --rejected {output.rejected} 2> {log}"
+        "python -m tclsta extract --settings {params.settings:q} --manifest {input.shard_list} --shard {wildcards.shard}"
+        " --workers {threads} --previous {params.previous} --output {output.frames} --rejected {output.rejected} 2> {log}"
 
 
 rule flow:
@@ -63,6 +63,8 @@ rule flow:
         "results/{dataset}/benchmarks/flow/{dataset}_{shard}.tsv"
     conda:
         "../envs/preprocess.yaml"
+    container:
+        FLOW_CONTAINER
     threads: 8
     resources:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
@@ -87,6 +89,8 @@ rule pack:
         "logs/pack/{dataset}_{shard}.log",
     benchmark:
         "results/{dataset}/benchmarks/pack/{dataset}_{shard}.tsv"
+    wildcard_constraints:
+        dataset=VIDEO_DATASETS,
     conda:
         "../envs/preprocess.yaml"
     threads: 1
@@ -97,3 +101,31 @@ rule pack:
         settings=lambda w: settings(w.dataset, "pack"),
     shell:
         "python -m tclsta pack --settings {params.settings:q} --frames {input.frames} --flow {input.flow} --output {output} 2> {log}"
+
+
+rule import_rawframes:
+    """Existing frames and flow (mmaction2 or denseflow rawframes) of one shard into its shard:
+    frame JPEGs copied, flow JPEGs mapped to the shard's encoding; nothing decoded or recomputed.
+    """
+    input:
+        unpack(shard_inputs),
+    output:
+        shard="results/{dataset}/shards/shard_{shard}.h5",
+        rejected="results/{dataset}/rejected/shard_{shard}.csv",
+    log:
+        "logs/import_rawframes/{dataset}_{shard}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/import_rawframes/{dataset}_{shard}.tsv"
+    wildcard_constraints:
+        dataset=RAWFRAME_DATASETS,
+    conda:
+        "../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=120,
+    params:
+        settings=lambda w: settings(w.dataset, "rawframes"),
+    shell:
+        "python -m tclsta rawframes --settings {params.settings:q} --manifest {input.shard_list} --shard {wildcards.shard}"
+        " --output {output.shard} --rejected {output.rejected} 2> {log}"

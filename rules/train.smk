@@ -4,6 +4,7 @@ rule train_stream:
     input:
         manifest="results/{dataset}/manifest.csv",
         shards=packed_shards,
+        weights=pretrained_weights,
     output:
         checkpoint="results/{dataset}/models/{stream}.pt",
         history="results/{dataset}/models/{stream}_history.csv",

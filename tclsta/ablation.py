@@ -7,7 +7,10 @@ entry names what it changes from the dataset's config; the workflow
 ``results/<dataset>/ablation/<variant>/`` (same layout as the full model's
 ``models/``, ``features/``, ``scores/``) and :func:`ablation_table` tabulates
 top-1 and mean class accuracy of the rgb and flow streams and of the variant's
-fusion, as ``results/<dataset>/ablation.csv``.
+fusion, as ``results/<dataset>/ablation.csv``: each with its 95% bootstrap interval
+over the test videos, and its difference to the full model with the paired
+bootstrap interval of that difference (the same resamples of the same videos for
+every variant; ``tclsta.evaluate.Bootstrap``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from tclsta.config import FusionConfig
@@ -24,8 +28,12 @@ from tclsta.settings import StageSettings
 STREAMS = ("rgb", "flow")
 
 FUSIONS = ("collaborative", "learned", "late")
-COLUMNS = ["variant", "description", "fusion", "num_test_videos", "rgb_top1", "rgb_mean_class_accuracy",
-           "flow_top1", "flow_mean_class_accuracy", "fused_top1", "fused_mean_class_accuracy"]
+MODELS = ("rgb", "flow", "fused")
+METRICS = ("top1", "mean_class_accuracy")
+# Per model and metric: the value, its interval, the difference to the full model and that difference's interval.
+STATISTICS = ("", "_ci_low", "_ci_high", "_diff", "_diff_ci_low", "_diff_ci_high")
+COLUMNS = ["variant", "description", "fusion", "num_test_videos",
+           *(f"{model}_{metric}{statistic}" for model in MODELS for metric in METRICS for statistic in STATISTICS)]
 
 
 @dataclass(frozen=True)
@@ -98,31 +106,57 @@ def ablation_inputs(results: Path) -> list[Path]:
 
 
 def ablation_table(results: Path, fusion: FusionConfig) -> pd.DataFrame:
-    """Test-split top-1 and mean class accuracy of each variant's rgb, flow and fused predictions.
+    """Test-split top-1 and mean class accuracy of each variant's rgb, flow and fused predictions, with intervals.
 
     ``results`` is a dataset's results folder (``results/<dataset>``); ``fusion``
     gives the fixed late-fusion weights. One row per :data:`VARIANTS` entry, columns :data:`COLUMNS`.
     """
     # here, not at the top: the workflow imports this module, and every job would pay for importing torch
-    from tclsta.evaluate import aligned_logits, classification_metrics, paired_scores, read_fusion
-    from tclsta.fusion import late_fusion
-    from tclsta.inference import read_scores
+    from tclsta.evaluate import Bootstrap, interval
 
+    predictions = {variant.name: _test_predictions(variant, results, fusion) for variant in VARIANTS}
+    full = VARIANTS[0].name
+    video_ids, labels, _ = predictions[full]
+    num_classes = predictions[full][2]["rgb"].shape[1]
+    bootstrap = Bootstrap.draw(len(video_ids))
+    samples: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     rows = []
     for variant in VARIANTS:
-        paths = variant.inputs(results)
-        rgb, flow, labels, video_ids = paired_scores(read_scores(paths["rgb"]), read_scores(paths["flow"]), "test")
-        if variant.fusion == "collaborative":
-            fused = aligned_logits(read_scores(paths["collaborative"]), video_ids, paths["collaborative"])
-        elif variant.fusion == "learned":
-            fused = read_fusion(paths["learned"]).fuse(rgb, flow)
-        else:
-            fused = late_fusion(rgb, flow, tuple(fusion.late_fusion_weights))
+        ids, _, scores = predictions[variant.name]
+        if sorted(ids) != sorted(video_ids):
+            raise RuntimeError(f"ablation variant {variant.name} scored other test videos than the full model")
+        order = pd.Index(ids).get_indexer(video_ids)  # the full model's order: every variant shares the resamples
         row = {"variant": variant.name, "description": variant.description, "fusion": variant.fusion,
-               "num_test_videos": len(labels)}
-        for name, scores in (("rgb", rgb), ("flow", flow), ("fused", fused)):
-            metrics = classification_metrics(scores, labels, scores.shape[1])
-            row[f"{name}_top1"] = metrics["top1"]
-            row[f"{name}_mean_class_accuracy"] = metrics["mean_class_accuracy"]
+               "num_test_videos": len(video_ids)}
+        samples[variant.name] = {}
+        for model in MODELS:
+            correct = (scores[model][order].argmax(1) == labels).astype(float)
+            samples[variant.name][model] = resampled = bootstrap.accuracy_samples(correct, labels, num_classes)
+            per_class = [correct[labels == k].mean() for k in np.unique(labels)]
+            points = {"top1": correct.mean(), "mean_class_accuracy": np.mean(per_class)}
+            for metric, key in (("top1", "accuracy"), ("mean_class_accuracy", "mean_class_accuracy")):
+                name = f"{model}_{metric}"
+                row[name] = float(points[metric])
+                row[f"{name}_ci_low"], row[f"{name}_ci_high"] = interval(resampled[key])
+                row[f"{name}_diff"] = row[name] - rows[0][name] if rows else 0.0
+                row[f"{name}_diff_ci_low"], row[f"{name}_diff_ci_high"] = interval(
+                    resampled[key] - samples[full][model][key])
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _test_predictions(variant: Variant, results: Path, fusion: FusionConfig) -> tuple[list[str], np.ndarray, dict]:
+    """A variant's test videos, their labels and the (N, K) scores of its rgb, flow and fused predictions."""
+    from tclsta.evaluate import aligned_logits, paired_scores, read_fusion
+    from tclsta.inference import read_scores
+    from tclsta.fusion import late_fusion
+
+    paths = variant.inputs(results)
+    rgb, flow, labels, video_ids = paired_scores(read_scores(paths["rgb"]), read_scores(paths["flow"]), "test")
+    if variant.fusion == "collaborative":
+        fused = aligned_logits(read_scores(paths["collaborative"]), video_ids, paths["collaborative"])
+    elif variant.fusion == "learned":
+        fused = read_fusion(paths["learned"]).fuse(rgb, flow)
+    else:
+        fused = late_fusion(rgb, flow, tuple(fusion.late_fusion_weights))
+    return video_ids, labels.numpy(), {"rgb": rgb.numpy(), "flow": flow.numpy(), "fused": fused.numpy()}

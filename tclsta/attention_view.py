@@ -33,7 +33,7 @@ import torch
 from matplotlib.figure import Figure, SubFigure
 
 from tclsta.atomic import write_bytes_atomic, write_text_atomic
-from tclsta.data.dataset import IMAGENET_MEAN, IMAGENET_STD, flow_windows, segment_indices
+from tclsta.data.dataset import flow_windows, model_input, segment_indices
 from tclsta.inference import split_dataset
 from tclsta.predict import Predictor
 from tclsta.report import PLOT_DPI, STREAM_COLORS, figure_png, mpl_text
@@ -120,21 +120,21 @@ def attention_views(
     if not chosen:
         return []
     clips = {stream: torch.stack([datasets[stream][i][0] for i in chosen]) for stream in models}  # (B, T, C, h, w)
-    outputs = {stream: models[stream](clips[stream].to(predictor.device)) for stream in models}
+    outputs = {stream: models[stream](model_input(clips[stream], predictor.device)) for stream in models}
     fused = predictor.fusion.fuse(outputs["rgb"].logits.cpu(), outputs["flow"].logits.cpu())  # (B, K)
     top = fused.softmax(1).topk(min(5, len(predictor.classes)))
 
     views = []
     for row, index in enumerate(chosen):
         _, video_id, label, num_frames = items[index]
-        rgb = clips["rgb"][row].numpy()  # (T, 3, h, w), ImageNet-normalised
-        flow = clips["flow"][row].numpy()  # (T, 2L, h, w) in [-1, 1]
+        rgb = clips["rgb"][row].numpy()  # (T, 3, h, w) uint8
+        flow = model_input(clips["flow"][row], "cpu").numpy()  # (T, 2L, h, w) in [-1, 1]
         views.append(
             AttentionView(
                 video_id=video_id,
                 class_name=predictor.classes[label],
                 label=label,
-                rgb_images=(rgb.transpose(0, 2, 3, 1) * IMAGENET_STD + IMAGENET_MEAN).clip(0.0, 1.0),  # (T, h, w, 3)
+                rgb_images=rgb.transpose(0, 2, 3, 1) / np.float32(255.0),  # (T, h, w, 3) in [0, 1]
                 flow_magnitude=np.hypot(flow[:, 0::2], flow[:, 1::2]).mean(1),  # (T, h, w)
                 frame_indices={
                     "rgb": segment_indices(num_frames, specs["rgb"].num_frames, None),

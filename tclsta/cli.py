@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from tclsta.atomic import atomic_path
-from tclsta.config import DatasetConfig, dataset_settings, load_config, validate_settings
+from tclsta.config import DatasetConfig, dataset_settings, for_stream, load_config, section_dict, validate_settings
 from tclsta.errors import BadConfigError, ShardWriteError, TclstaError
 from tclsta.settings import StageSettings, declared_settings
 
@@ -72,7 +72,16 @@ def cmd_extract(args: argparse.Namespace) -> None:
     from tclsta.preprocess import extract_shard
 
     dataset, _ = resolve_settings(args, declared_settings("extract"))
-    extract_shard(read_manifest(args.manifest), args.shard, dataset.preprocess, args.output, args.rejected, args.previous)
+    extract_shard(read_manifest(args.manifest), args.shard, dataset.preprocess, args.output, args.rejected, args.previous,
+                  args.workers)
+
+
+def cmd_rawframes(args: argparse.Namespace) -> None:
+    from tclsta.data.manifest import read_manifest
+    from tclsta.data.rawframes import import_shard
+
+    dataset, _ = resolve_settings(args, declared_settings("rawframes"))
+    import_shard(read_manifest(args.manifest), args.shard, dataset, args.output, args.rejected)
 
 
 def cmd_flow(args: argparse.Namespace) -> None:
@@ -106,8 +115,17 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     dataset, settings = resolve_settings(args, declared_settings("train"))
     torch.set_num_threads(args.threads)
-    train_stream(args.shards, read_manifest(args.manifest), args.stream, dataset.model, dataset.train,
-                 args.output, args.history, PREDICT_SETTINGS.select(settings))
+    train = for_stream(dataset.train, args.stream)
+    # the checkpoint records the stream's own test protocol (its train.<stream> overrides applied)
+    recorded = PREDICT_SETTINGS.select({**settings, "train": section_dict(train)})
+    train_stream(args.shards, read_manifest(args.manifest), args.stream, for_stream(dataset.model, args.stream), train,
+                 args.output, args.history, recorded)
+
+
+def cmd_fetch_weights(args: argparse.Namespace) -> None:
+    from tclsta.pretrained import fetch_weights
+
+    fetch_weights(args.output)
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -160,7 +178,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if dataset.format == "demo":
         from tclsta.demo import expected_ceilings
 
-        extra["expected_ceilings"] = expected_ceilings(dataset.demo.classes_per_kind)
+        extra["expected_ceilings"] = expected_ceilings(dataset.demo.classes_per_kind, dataset.demo.kind)
     if args.rejected:
         extra["rejected"] = pd.read_csv(args.rejected, dtype=str).fillna("").to_dict("records")
     evaluate(read_manifest(args.manifest), args.rgb, args.flow, args.fusion, dataset.fusion, args.output, dataset.name, extra,
@@ -185,6 +203,16 @@ def cmd_report(args: argparse.Namespace) -> None:
                  benchmark_paths=sorted(args.benchmarks_dir.glob("*/*.tsv")) if args.benchmarks_dir else [],
                  attention_json=args.attention_json, attention_png=args.attention_png, plot_paths=dict(args.plot),
                  ablation_csv=args.ablation[0] if args.ablation else None)
+
+
+def cmd_figures(args: argparse.Namespace) -> None:
+    from tclsta.figures import collect_figures, readme_blocks, write_figures
+
+    if args.print:
+        for results in args.results:
+            print("\n\n".join(readme_blocks(collect_figures(results)).values()))
+    else:
+        write_figures(args.results, args.output_dir, args.readme)
 
 
 def cmd_attention(args: argparse.Namespace) -> None:
@@ -220,6 +248,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from tclsta.export import export_bundle
+
+    export_bundle(args.results, args.output, onnx=not args.no_onnx)
+
+
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
     """Where a stage that reads config gets it from."""
     parser.add_argument("--config", type=Path, help="config YAML (with --dataset)")
@@ -251,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_options(sub)
     sub.add_argument("--manifest", type=Path, required=True)
     sub.add_argument("--shard", type=int, required=True)
+    sub.add_argument("--workers", type=int, default=1, help="videos decoded and encoded at once")
     sub.add_argument("--previous", type=Path, help="the shard an earlier run packed: unchanged videos are copied from it")
     sub.add_argument("--output", type=Path, required=True, help="frames HDF5 of the shard")
     sub.add_argument("--rejected", type=Path, required=True, help="CSV listing videos left out (on_bad_video: skip)")
@@ -270,6 +305,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--flow", type=Path, required=True)
     sub.add_argument("--output", type=Path, required=True, help="the packed shard")
     sub.set_defaults(func=cmd_pack)
+
+    sub = stages.add_parser("rawframes", help="import one shard of existing frames and flow (format rawframes)")
+    add_settings_options(sub)
+    sub.add_argument("--manifest", type=Path, required=True, help="the shard's list of videos")
+    sub.add_argument("--shard", type=int, required=True)
+    sub.add_argument("--output", type=Path, required=True, help="the shard")
+    sub.add_argument("--rejected", type=Path, required=True, help="CSV listing folders left out (on_bad_video: skip)")
+    sub.set_defaults(func=cmd_rawframes)
+
+    sub = stages.add_parser("fetch-weights", help="download torchvision's ImageNet weights file (its hash checked)")
+    sub.add_argument("--output", type=Path, required=True,
+                     help="resources/<torchvision file name>, e.g. resources/resnet50-0676ba61.pth")
+    sub.set_defaults(func=cmd_fetch_weights)
 
     sub = stages.add_parser("rejected", help="collect the per-shard lists of rejected videos into one CSV")
     sub.add_argument("--output", type=Path, required=True)
@@ -348,6 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--output", type=Path, required=True, help="the HTML report")
     sub.set_defaults(func=cmd_report)
 
+    sub = stages.add_parser("figures", help="rewrite the README's result tables from results folders (make figures)")
+    sub.add_argument("--readme", type=Path, default=Path("README.md"))
+    sub.add_argument("--output-dir", type=Path, default=Path("docs/figures"), help="where the figures are recorded as JSON")
+    sub.add_argument("--print", action="store_true", help="only print the tables the README would get")
+    sub.add_argument("results", type=Path, nargs="+", help="results folders, e.g. results/demo results/benchmark")
+    sub.set_defaults(func=cmd_figures)
+
     sub = stages.add_parser("attention", help="spatial and temporal attention of a few test videos (JSON and a PNG figure)")
     sub.add_argument("--results", type=Path, required=True, help="a dataset's results folder, e.g. results/demo")
     sub.add_argument("--manifest", type=Path, required=True)
@@ -360,11 +415,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(func=cmd_attention)
 
     sub = stages.add_parser("predict", help="top-5 classes of new videos with a trained dataset's models")
-    sub.add_argument("results", type=Path, help="a dataset's results folder, e.g. results/demo")
+    sub.add_argument("results", type=Path, help="a dataset's results folder, e.g. results/demo, or a bundle from export")
     sub.add_argument("videos", type=Path, nargs="+")
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     sub.set_defaults(func=cmd_predict)
+
+    sub = stages.add_parser("export", help="write a dataset's models (TorchScript, ONNX), fusion weights and settings as one bundle")
+    sub.add_argument("results", type=Path, help="a dataset's results folder, e.g. results/demo")
+    sub.add_argument("--output", type=Path, required=True, help="the bundle folder to write")
+    sub.add_argument("--no-onnx", action="store_true", help="TorchScript only")
+    sub.set_defaults(func=cmd_export)
     return parser
 
 

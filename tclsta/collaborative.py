@@ -1,9 +1,13 @@
 """Training of the static-motion collaborative model on the cached stream features.
 
 A flat loop like ``train.py``: the two streams' features (``tclsta/features.py``)
-are paired by video, the model (``tclsta/models/collaborative.py``) is trained
-on the training videos with RMSprop, and the epoch with the best validation
-accuracy (then lowest validation loss) is kept; the test videos are only
+are paired by video and the model (``tclsta/models/collaborative.py``) is trained
+with RMSprop. ``fit_on: val`` (the default) fits it on the validation videos'
+features, which the streams never trained on, for ``epochs`` epochs (the last
+is kept): the streams over-fit their own training videos, so their features of
+those videos are more confident than those of unseen videos. ``fit_on: train``
+fits on the training videos' features and keeps the epoch with the best
+validation accuracy (then lowest validation loss). The test videos are only
 scored. Outputs: a checkpoint that loads with ``weights_only=True``, the
 per-epoch history CSV, and a scores CSV in the format of the stream scores
 (``tclsta/evaluate.py``) for the val and test videos.
@@ -97,7 +101,10 @@ def run_epoch(model: CollaborativeModel, data: tuple[torch.Tensor, torch.Tensor,
 
 def train_collaborative(rgb_features: Path, flow_features: Path, config: CollaborativeConfig, device_name: str,
                         checkpoint_path: Path, history_path: Path, scores_path: Path) -> None:
-    """Train the collaborative model on the training videos, keep the best epoch on validation, score val and test."""
+    """Train the collaborative model on the ``config.fit_on`` videos' features, score val and test.
+
+    The history has both splits' loss and accuracy per epoch, whichever is fitted.
+    """
     torch.manual_seed(config.seed)
     device = pick_device(device_name)
     paired = pair_features(read_features(rgb_features), read_features(flow_features))
@@ -108,22 +115,24 @@ def train_collaborative(rgb_features: Path, flow_features: Path, config: Collabo
     model = build_collaborative(config, paired.static.shape[-1], paired.motion.shape[-1], len(paired.classes)).to(device)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
-    log.info("collaborative model (mutual guidance %s): %d train / %d val videos, device %s",
-             config.mutual_guidance, len(train[2]), len(val[2]), device)
+    log.info("collaborative model (mutual guidance %s): %d train / %d val videos, fitted on %s, device %s",
+             config.mutual_guidance, len(train[2]), len(val[2]), config.fit_on, device)
+    fit_on_val = config.fit_on == "val"
 
     history: list[dict] = []
     best = (-1.0, math.inf, 0)  # (val accuracy, val loss, epoch): higher accuracy wins, then lower loss
     best_state = copy.deepcopy(model.state_dict())
     for epoch in range(1, config.epochs + 1):
         start = time.time()
-        train_loss, train_acc = run_epoch(model, train, config.batch_size, device, optimizer, generator)
-        val_loss, val_acc = run_epoch(model, val, config.batch_size, device)
+        fitted = run_epoch(model, val if fit_on_val else train, config.batch_size, device, optimizer, generator)
+        checked = run_epoch(model, train if fit_on_val else val, config.batch_size, device)
+        (train_loss, train_acc), (val_loss, val_acc) = (checked, fitted) if fit_on_val else (fitted, checked)
         history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
                             val_acc=val_acc, seconds=time.time() - start))
-        if (val_acc, -val_loss) > (best[0], -best[1]):
+        if fit_on_val or (val_acc, -val_loss) > (best[0], -best[1]):
             best = (val_acc, val_loss, epoch)
             best_state = copy.deepcopy(model.state_dict())
-    log.info("best epoch %d of %d: val acc %.3f, val loss %.4f", best[2], config.epochs, best[0], best[1])
+    log.info("kept epoch %d of %d: val acc %.3f, val loss %.4f", best[2], config.epochs, best[0], best[1])
     model.load_state_dict(best_state)
 
     state = {

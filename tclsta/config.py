@@ -22,6 +22,7 @@ from tclsta.errors import BadConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 SECTIONS = ("preprocess", "flow", "model", "train", "fusion", "collaborative")
+STREAMS = ("rgb", "flow")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class ModelConfig:
     temporal_hidden: int = 512
     class_source: str = "predicted"
     dropout: float = 0.5
+    rgb: dict = field(default_factory=dict)  # per-stream overrides of the keys above
+    flow: dict = field(default_factory=dict)
 
 
 # The paper's three training stages: (1) backbone + spatial head, (2) temporal head only,
@@ -94,12 +97,16 @@ class TrainConfig:
     flip: bool = True
     val_fraction: float = 0.2
     test_crops: int = 1
+    scale_jitter: bool = False
+    partial_bn: bool = False
     num_workers: int = 2
     device: str = "auto"
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
     seed: int = 0
+    rgb: dict = field(default_factory=dict)  # per-stream overrides of the keys above
+    flow: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,7 @@ class CollaborativeConfig:
     dropout: float = 0.5
     batch_size: int = 256
     mutual_guidance: bool = True
+    fit_on: str = "val"
     seed: int = 0
 
 
@@ -132,6 +140,18 @@ class DemoConfig:
     width: int = 128
     height: int = 96
     seed: int = 0
+    kind: str = "demo"  # demo | benchmark (tclsta/demo.py)
+    test_groups: int = 1
+
+
+@dataclass(frozen=True)
+class RawframesConfig:
+    """Existing frames and flow (format ``rawframes``): mmaction2 annotation lists, or ``<root>/<class>/<video>/`` folders."""
+
+    train_list: str | None = None  # mmaction2 annotation list, lines "<folder> <total_frames> <label>"
+    test_list: str | None = None
+    class_list: str | None = None  # class names in label order: one per line, or classInd.txt's "1 Name"
+    flow_bound: float = 20.0  # the bound the flow JPEGs were written with (mmaction2 and denseflow: 20)
 
 
 @dataclass(frozen=True)
@@ -145,6 +165,7 @@ class DatasetConfig:
     test_fraction: float = 0.3
     ablation: bool = False
     demo: DemoConfig = field(default_factory=DemoConfig)
+    rawframes: RawframesConfig = field(default_factory=RawframesConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -155,6 +176,7 @@ class DatasetConfig:
 
 SECTION_TYPES = {
     "demo": DemoConfig,
+    "rawframes": RawframesConfig,
     "preprocess": PreprocessConfig,
     "flow": FlowConfig,
     "model": ModelConfig,
@@ -217,8 +239,51 @@ def load_config(path: str | Path) -> dict:
     return config
 
 
+# The recipe for real videos (every format but the generated demo), after the paper, the authors'
+# release and TSN (Wang et al., ECCV 2016, and its PyTorch release); README.md tabulates each
+# default with its source. It is the bottom layer: config.yaml's top-level sections and then the
+# dataset's own entry override it key by key.
+_FLOW_STAGES = (
+    {"name": "spatial", "epochs": 80, "lr": 1e-3},  # TSN trains flow about 4x longer than RGB (340 vs 80 epochs)
+    {"name": "temporal", "epochs": 5, "lr": 1e-3},
+    {"name": "joint", "epochs": 5, "lr": 1e-5},
+)
+REAL_DATASET_RECIPE: dict[str, dict] = {
+    "model": {"pretrained": "imagenet", "rgb": {"dropout": 0.8}, "flow": {"dropout": 0.7}},
+    "train": {
+        "optimizer": "sgd",
+        "stages": [dict(stage) for stage in PAPER_STAGES],
+        "flow": {"stages": [dict(stage) for stage in _FLOW_STAGES]},
+        "scale_jitter": True,
+        "partial_bn": True,
+        "flip": True,
+        "test_frames": 25,
+        "test_crops": 10,
+    },
+}
+
+
+def merge_section(*layers: dict) -> dict:
+    """Merge layers of one section, later layers winning key by key.
+
+    The per-stream maps (``rgb:``, ``flow:``) merge the same way, and a key a
+    layer sets for both streams also replaces the per-stream values of that key
+    from earlier layers: a dataset entry's ``train.stages`` wins over a default
+    ``train.flow.stages``.
+    """
+    merged: dict = {}
+    for layer in layers:
+        common = {k: v for k, v in layer.items() if k not in STREAMS}
+        merged.update(common)
+        for stream in STREAMS:
+            kept = {k: v for k, v in merged.get(stream, {}).items() if k not in common}
+            merged[stream] = {**kept, **layer.get(stream, {})}
+    return {k: v for k, v in merged.items() if not (k in STREAMS and not v)}
+
+
 def dataset_settings(config: dict, name: str) -> dict[str, Any]:
-    """One dataset's settings: the defaults, then the dataset's own overrides."""
+    """One dataset's settings: the real-dataset recipe (not for demo datasets), the defaults, then the
+    dataset's own overrides."""
     if name not in config.get("datasets", {}):
         known = ", ".join(sorted(config.get("datasets", {})))
         raise BadConfigError(
@@ -229,8 +294,9 @@ def dataset_settings(config: dict, name: str) -> dict[str, Any]:
         )
     entry = copy.deepcopy(config["datasets"][name])
     settings: dict[str, Any] = {"name": name, **{k: v for k, v in entry.items() if k not in SECTIONS}}
+    recipe = {} if entry.get("format") == "demo" else copy.deepcopy(REAL_DATASET_RECIPE)
     for section in SECTIONS:
-        settings[section] = {**config.get(section, {}), **entry.get(section, {})}
+        settings[section] = merge_section(recipe.get(section, {}), config.get(section, {}), entry.get(section, {}))
     return settings
 
 
@@ -262,6 +328,16 @@ def parse_dataset(settings: dict[str, Any]) -> DatasetConfig:
         return DatasetConfig(**kwargs)
     except TypeError as exc:
         raise BadConfigError(f"datasets.{settings.get('name')}", str(exc)) from exc
+
+
+StreamSection = TypeVar("StreamSection", ModelConfig, TrainConfig)
+
+
+def for_stream(section: StreamSection, stream: str) -> StreamSection:
+    """The ``model`` or ``train`` section as one stream uses it: its ``rgb:``/``flow:`` overrides applied."""
+    overrides = getattr(section, stream)
+    key = f"{'model' if isinstance(section, ModelConfig) else 'train'}.{stream}"
+    return build_section(type(section), {**section_dict(section), **overrides, "rgb": {}, "flow": {}}, key)
 
 
 def section_dict(section: Any) -> dict:

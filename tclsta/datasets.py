@@ -21,6 +21,7 @@ VIDEO_LAYOUT = {
     "ucf101": "<Class>/v_<Class>_gXX_cYY.avi",
     "hmdb51": "<class>/<video>.avi",
     "folder": "<class>/<video>",
+    "rawframes": "<video>/img_00001.jpg, flow_x_00001.jpg, flow_y_00001.jpg (<class>/<video>/ without lists)",
 }
 
 # How to get each public dataset, for the message of MissingDataError. The commands produce the
@@ -69,9 +70,18 @@ def missing_data(settings: dict[str, Any]) -> list[str]:
             missing.append(f"the split files in {settings['splits_dir']}/: {', '.join(absent)} not found")
     elif fmt == "hmdb51" and not hmdb51_split_files(settings):
         missing.append(f"split files {settings['splits_dir']}/<class>_test_split{settings.get('split', 1)}.txt: none found")
-    elif fmt == "folder" and settings.get("split_csv") and not Path(settings["split_csv"]).is_file():
+    elif fmt in ("folder", "rawframes") and settings.get("split_csv") and not Path(settings["split_csv"]).is_file():
         missing.append(f"split file {settings['split_csv']}: not found")
+    missing += [f"rawframes list {path}: not found" for path in rawframes_lists(settings) if not Path(path).is_file()]
     return missing
+
+
+def rawframes_lists(settings: dict[str, Any]) -> list[str]:
+    """The annotation lists and class list of a rawframes dataset that has them (else none)."""
+    listed = settings.get("rawframes", {})
+    if settings["format"] != "rawframes" or not listed.get("train_list"):
+        return []
+    return [listed["train_list"], listed["test_list"], listed["class_list"]]
 
 
 def hmdb51_split_files(settings: dict[str, Any]) -> list[str]:
@@ -100,6 +110,8 @@ def manifest_sources(settings: dict[str, Any]) -> list[str]:
         return split_files(settings)
     if fmt == "hmdb51":
         return hmdb51_split_files(settings)
+    if rawframes_lists(settings):
+        return rawframes_lists(settings)
     folders = sorted(p for p in glob.glob(f"{glob.escape(settings['root'])}/*") if Path(p).is_dir())
     return folders + ([settings["split_csv"]] if settings.get("split_csv") else [])
 
@@ -107,10 +119,11 @@ def manifest_sources(settings: dict[str, Any]) -> list[str]:
 def instructions(settings: dict[str, Any]) -> str:
     """How to put a dataset's data in place, or point its entry at a copy elsewhere."""
     name, fmt = settings["name"], settings["format"]
-    keys = f"datasets.{name}.root" + (f" and datasets.{name}.splits_dir" if fmt != "folder" else "")
-    if fmt == "folder":
+    keys = f"datasets.{name}.root" + (f" and datasets.{name}.splits_dir" if fmt not in ("folder", "rawframes") else "")
+    if fmt in ("folder", "rawframes"):
         return (
-            f"Put the videos there as {VIDEO_LAYOUT[fmt]} (one folder per class),\n"
+            f"Put the {'videos' if fmt == 'folder' else 'frame folders'} there as {VIDEO_LAYOUT[fmt]}"
+            f"{' (one folder per class)' if fmt == 'folder' else ''},\n"
             f"or set {keys} in config.yaml."
         )
     return (

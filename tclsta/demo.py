@@ -13,12 +13,37 @@ texture drifts inside the fixed patch outline like a conveyor belt.
 Hence RGB alone and flow alone each reach ``(n + 1) / (2 n)`` accuracy for ``n`` classes
 per kind, and only fusing both streams reaches 100% (``expected_ceilings``).
 
+The **benchmark** (``kind="benchmark"``) uses the same classes but is built so that each
+component of the method has something to do (each need, with the effect expected when the
+component is switched off):
+
+* *spatial attention*: the target is a small patch of fine texture; a larger patch of coarse
+  texture, coloured like a random appearance class but paler, drifts in a random diagonal
+  direction (class directions are horizontal or vertical) for the whole clip (the "spatial
+  distractor"). Averaging over positions mixes its colour and motion into the stream's
+  evidence: both streams should lose accuracy without spatial attention.
+* *temporal attention*: a second such distractor drifts diagonally only outside the action
+  window, and the target shows its colour only inside it. Averaging over frames mixes in the
+  distractor's motion and the target's grey frames: both streams, the motion stream most,
+  should lose accuracy without temporal attention.
+* *per-class fusion weights*: appearance class ``i`` drifts in the same direction as motion
+  class ``i``, so the motion stream cannot tell the pair apart and, trained to confidence, is
+  confidently wrong on about half of their videos, while the static stream is reliable on the
+  appearance classes (and blind among the motion classes). A fixed weighting that trusts flow
+  (late fusion 1:1.5) follows the wrong stream on the appearance classes; learned per-class
+  weights should shift towards RGB there and towards flow on the motion classes.
+* *mutual guidance*: the colour appears only while the target moves, so the motion stream's
+  cue tells the static stream *when* to look (the collaborative model attends over frames,
+  not positions). Without guidance the static attention must find those frames alone.
+
+Ceilings: RGB ``(n + 1) / (2 n)``, flow 1/2 (the pairs), fused 100%.
+
 Layout written by ``make_demo_dataset``::
 
     root/videos/<Class>/v_<Class>_gXX_cYY.avi   mpeg4 in AVI, 25 fps, yuv420p
     root/splits/classInd.txt                    "1 DriftRight" (1-based labels)
-    root/splits/trainlist01.txt                 "DriftRight/v_DriftRight_g02_c01.avi 1" (groups 2..)
-    root/splits/testlist01.txt                  "DriftRight/v_DriftRight_g01_c01.avi"   (group 1)
+    root/splits/trainlist01.txt                 "DriftRight/v_DriftRight_g02_c01.avi 1" (groups test_groups + 1..)
+    root/splits/testlist01.txt                  "DriftRight/v_DriftRight_g01_c01.avi"   (groups 1..test_groups)
 """
 
 from __future__ import annotations
@@ -38,13 +63,11 @@ from tclsta.config import DatasetConfig
 from tclsta.data.manifest import ucf_split_files
 from tclsta.errors import BadConfigError
 from tclsta.settings import StageSettings, section_keys
-from tclsta.errors import BadConfigError
 from tclsta.video import ffmpeg_binaries, last_stderr_line
 
 MOTION_CLASSES = ("DriftRight", "DriftLeft", "DriftUp", "DriftDown")
 APPEARANCE_CLASSES = ("RedPatch", "GreenPatch", "BluePatch", "MagentaPatch")
 FPS = 25
-TEST_GROUP = 1
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])  # BT.601, as cv2.COLOR_RGB2GRAY and ffmpeg's yuv420p
 
 # Unit drift directions in image coordinates (x right, y down).
@@ -73,6 +96,19 @@ _PATCH_SIDE_RANGE = (28.0, 36.0)
 _SPEED_RANGE = (1.5, 2.0)  # px per frame
 _TEXTURE_BLUR_SIGMA = 1.2  # gives texture features of about 3-4 px
 _ACTION_FRACTION_RANGE = (0.4, 0.6)
+KINDS = ("demo", "benchmark")
+# The benchmark's sizes in pixels at its reference frame height of 48 (64x48).
+_BENCHMARK_SHORT_SIDE = 48
+_TARGET_SIDE_RANGE = (8.0, 10.0)
+_DISTRACTOR_SIDE_RANGE = (14.0, 18.0)
+_TARGET_BLUR_SIGMA = 0.7  # fine texture on the target
+_DISTRACTOR_BLUR_SIGMA = 2.0  # coarse texture on the distractors
+_BENCHMARK_SPEED_RANGE = (1.2, 1.6)
+_BENCHMARK_ACTION_FRACTION_RANGE = (0.35, 0.5)
+# Distractors drift diagonally (a class's direction is horizontal or vertical) and in paler colours (this
+# fraction of a class's chroma): a stream can learn to tell them from the target, but averaging mixes them in.
+_DIAGONALS = tuple((x * math.sqrt(0.5), y * math.sqrt(0.5)) for x in (-1, 1) for y in (-1, 1))
+_DISTRACTOR_CHROMA = 0.5
 
 
 @dataclass(frozen=True)
@@ -92,19 +128,47 @@ class DemoClip:
     noise_seed: int  # seeds the background clutter and the texture
 
 
+@dataclass(frozen=True)
+class BenchmarkPatch:
+    """One textured square of a benchmark clip: where it is, when and how its texture drifts, when it is coloured."""
+
+    x: int  # top-left corner
+    y: int
+    side: int
+    velocity: tuple[float, float]  # (dx, dy) in px per frame while moving, y pointing down
+    moving: tuple[tuple[int, int], ...]  # [start, stop) intervals of frame steps in which the texture drifts
+    chroma: tuple[float, float, float]  # luma-free RGB offset, shown in the frames of ``coloured``
+    coloured: tuple[int, int]  # [start, stop) frames
+    texture_sigma: float  # blur of the texture in px (feature size)
+
+
+@dataclass(frozen=True)
+class BenchmarkClip:
+    """A benchmark clip: the target patch (the class's cue), then the distractors."""
+
+    width: int
+    height: int
+    num_frames: int
+    action_start: int  # the target moves from frame i to i + 1 for action_start <= i < action_stop
+    action_stop: int
+    patches: tuple[BenchmarkPatch, ...]  # target first
+    noise_seed: int  # seeds the background clutter and the textures
+
+
 def class_names(classes_per_kind: int) -> list[str]:
     """The dataset's classes in label order: motion classes, then appearance classes."""
     return [*MOTION_CLASSES[:classes_per_kind], *APPEARANCE_CLASSES[:classes_per_kind]]
 
 
-def expected_ceilings(classes_per_kind: int) -> dict[str, float]:
+def expected_ceilings(classes_per_kind: int, kind: str = "demo") -> dict[str, float]:
     """Best achievable accuracy per stream on a balanced test set.
 
-    Each single stream separates its own kind perfectly and is at chance among the
-    ``n`` classes of the other kind: ``(n + n * 1/n) / (2 n)``.
+    In the demo each single stream separates its own kind perfectly and is at chance among
+    the ``n`` classes of the other kind: ``(n + n * 1/n) / (2 n)``. In the benchmark the
+    motion stream cannot tell appearance class ``i`` from motion class ``i``: 1/2.
     """
     single_stream = (classes_per_kind + 1) / (2 * classes_per_kind)
-    return {"rgb": single_stream, "flow": single_stream, "fused": 1.0}
+    return {"rgb": single_stream, "flow": single_stream if kind == "demo" else 0.5, "fused": 1.0}
 
 
 def chroma_offset(class_name: str) -> tuple[float, float, float]:
@@ -171,10 +235,41 @@ def _render_background(rng: np.random.Generator, width: int, height: int, scale:
     return cv2.GaussianBlur(background, (0, 0), 0.8 * scale)
 
 
-def _render_texture(rng: np.random.Generator, size: int, scale: float) -> np.ndarray:
-    """Smooth random texture in [-1, 1], ``(size, size)`` float32."""
-    noise = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), _TEXTURE_BLUR_SIGMA * scale)
+def _render_texture(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
+    """Smooth random texture in [-1, 1] with features of about ``3 sigma`` px, ``(size, size)`` float32."""
+    noise = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), sigma)
     return np.clip(noise / (2 * noise.std()), -1, 1)
+
+
+def _drift_steps(index: int, moving: tuple[tuple[int, int], ...]) -> int:
+    """How many frame steps the texture has drifted by frame ``index``."""
+    return sum(min(max(index - start, 0), stop - start) for start, stop in moving)
+
+
+def _texture_size(side: int, velocity: tuple[float, float], moving: tuple[tuple[int, int], ...]) -> int:
+    """Side of a texture large enough to drift ``side`` px windows over it any way, plus the cubic kernel."""
+    max_travel = math.ceil(math.hypot(*velocity) * sum(stop - start for start, stop in moving))
+    return side + 2 * max_travel + 8
+
+
+def _paint_patch(frames: np.ndarray, texture: np.ndarray, patch: BenchmarkPatch) -> None:
+    """Draw ``patch`` into ``frames`` (T, H, W, 3) float32, its ``texture`` drifting inside the fixed outline."""
+    rows = slice(patch.y, patch.y + patch.side)
+    cols = slice(patch.x, patch.x + patch.side)
+    rest_origin = (texture.shape[0] - patch.side) / 2
+    for index in range(len(frames)):
+        steps = _drift_steps(index, patch.moving)
+        # Moving the sampling window against the drift moves the content along it.
+        origin_x = rest_origin - steps * patch.velocity[0]
+        origin_y = rest_origin - steps * patch.velocity[1]
+        shift = np.array([[1, 0, origin_x], [0, 1, origin_y]], np.float32)
+        patch_texture = cv2.warpAffine(
+            texture, shift, (patch.side, patch.side), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
+        )  # (S, S)
+        grey = PATCH_MEAN + PATCH_CONTRAST * np.clip(patch_texture, -1, 1)
+        coloured = patch.coloured[0] <= index < patch.coloured[1]
+        chroma = np.array(patch.chroma if coloured else (0.0, 0.0, 0.0), np.float32)
+        frames[index, rows, cols] = grey[:, :, None] + chroma  # (S, S, 3)
 
 
 def render_clip(plan: DemoClip) -> np.ndarray:
@@ -182,25 +277,75 @@ def render_clip(plan: DemoClip) -> np.ndarray:
     rng = np.random.default_rng(plan.noise_seed)
     scale = min(plan.width, plan.height) / _REFERENCE_SHORT_SIDE
     background = _render_background(rng, plan.width, plan.height, scale)
-    max_travel = math.ceil(math.hypot(*plan.velocity) * (plan.motion_stop - plan.motion_start))
-    texture_size = plan.patch_side + 2 * max_travel + 8  # room to drift any way, plus the cubic kernel
-    texture = _render_texture(rng, texture_size, scale)
-
+    patch = BenchmarkPatch(
+        x=plan.patch_x, y=plan.patch_y, side=plan.patch_side, velocity=plan.velocity,
+        moving=((plan.motion_start, plan.motion_stop),), chroma=plan.chroma, coloured=(0, plan.num_frames),
+        texture_sigma=_TEXTURE_BLUR_SIGMA * scale,
+    )
+    texture = _render_texture(rng, _texture_size(patch.side, patch.velocity, patch.moving), patch.texture_sigma)
     frames = np.repeat(background[None, :, :, None], 3, axis=3).repeat(plan.num_frames, axis=0)  # (T, H, W, 3)
-    rows = slice(plan.patch_y, plan.patch_y + plan.patch_side)
-    cols = slice(plan.patch_x, plan.patch_x + plan.patch_side)
-    rest_origin = (texture_size - plan.patch_side) / 2
-    for index in range(plan.num_frames):
-        steps = min(max(index - plan.motion_start, 0), plan.motion_stop - plan.motion_start)
-        # Moving the sampling window against the drift moves the content along it.
-        origin_x = rest_origin - steps * plan.velocity[0]
-        origin_y = rest_origin - steps * plan.velocity[1]
-        shift = np.array([[1, 0, origin_x], [0, 1, origin_y]], np.float32)
-        patch_texture = cv2.warpAffine(
-            texture, shift, (plan.patch_side, plan.patch_side), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
-        )  # (S, S)
-        grey = PATCH_MEAN + PATCH_CONTRAST * np.clip(patch_texture, -1, 1)
-        frames[index, rows, cols] = grey[:, :, None] + np.array(plan.chroma, np.float32)  # (S, S, 3)
+    _paint_patch(frames, texture, patch)
+    return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
+
+
+def _place_apart(rng: np.random.Generator, sides: list[int], width: int, height: int) -> list[tuple[int, int]]:
+    """Top-left corners of squares of ``sides`` inside the frame, no two overlapping (rejection sampling)."""
+    for _ in range(1000):
+        corners = [(int(rng.integers(0, width - side, endpoint=True)), int(rng.integers(0, height - side, endpoint=True)))
+                   for side in sides]
+        boxes = [(x, y, x + side, y + side) for (x, y), side in zip(corners, sides)]
+        if all(a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+               for i, a in enumerate(boxes) for b in boxes[i + 1:]):
+            return corners
+    raise BadConfigError("width/height", f"{width}x{height} is too small for non-overlapping patches of sides {sides}")
+
+
+def benchmark_direction(class_name: str) -> tuple[float, float]:
+    """Drift direction of a benchmark class: appearance class i drifts like motion class i."""
+    if class_name in APPEARANCE_CLASSES:
+        return _MOTION_DIRECTIONS[MOTION_CLASSES[APPEARANCE_CLASSES.index(class_name)]]
+    return _MOTION_DIRECTIONS[class_name]
+
+
+def plan_benchmark_clip(
+    class_name: str, group: int, clip: int, *, num_frames: int, width: int, height: int, seed: int
+) -> BenchmarkClip:
+    """Draw one benchmark clip (module docstring) deterministically from its identity and ``seed``."""
+    all_classes = [*MOTION_CLASSES, *APPEARANCE_CLASSES]
+    rng = np.random.default_rng([seed, len(KINDS), all_classes.index(class_name), group, clip])
+    scale = min(width, height) / _BENCHMARK_SHORT_SIDE
+    steps = max(1, round(rng.uniform(*_BENCHMARK_ACTION_FRACTION_RANGE) * (num_frames - 1)))
+    start = int(rng.integers(0, num_frames - 1 - steps, endpoint=True))
+    stop = start + steps
+    sides = [round(rng.uniform(*_TARGET_SIDE_RANGE) * scale),
+             *(round(rng.uniform(*_DISTRACTOR_SIDE_RANGE) * scale) for _ in range(2))]
+    corners = _place_apart(rng, sides, width, height)
+    directions = [benchmark_direction(class_name), *(_DIAGONALS[int(rng.integers(len(_DIAGONALS)))] for _ in range(2))]
+    colours = [chroma_offset(class_name), *(tuple(_DISTRACTOR_CHROMA * np.array(
+        chroma_offset(APPEARANCE_CLASSES[int(rng.integers(len(APPEARANCE_CLASSES)))]))) for _ in range(2))]
+    movements = [((start, stop),), ((0, num_frames - 1),), ((0, start), (stop, num_frames - 1))]
+    patches = []
+    for index, ((x, y), side, (dx, dy), chroma, moving) in enumerate(zip(corners, sides, directions, colours, movements)):
+        speed = rng.uniform(*_BENCHMARK_SPEED_RANGE) * scale
+        target = index == 0
+        patches.append(BenchmarkPatch(
+            x=x, y=y, side=side, velocity=(speed * dx, speed * dy), moving=moving, chroma=chroma,
+            coloured=(start, stop + 1) if target else (0, num_frames),
+            texture_sigma=(_TARGET_BLUR_SIGMA if target else _DISTRACTOR_BLUR_SIGMA) * scale,
+        ))
+    return BenchmarkClip(width=width, height=height, num_frames=num_frames, action_start=start, action_stop=stop,
+                         patches=tuple(patches), noise_seed=int(rng.integers(2**63)))
+
+
+def render_benchmark_clip(plan: BenchmarkClip) -> np.ndarray:
+    """The benchmark clip's frames, ``(T, H, W, 3)`` uint8 RGB."""
+    rng = np.random.default_rng(plan.noise_seed)
+    scale = min(plan.width, plan.height) / _BENCHMARK_SHORT_SIDE
+    background = _render_background(rng, plan.width, plan.height, scale)
+    frames = np.repeat(background[None, :, :, None], 3, axis=3).repeat(plan.num_frames, axis=0)  # (T, H, W, 3)
+    for patch in plan.patches:
+        texture = _render_texture(rng, _texture_size(patch.side, patch.velocity, patch.moving), patch.texture_sigma)
+        _paint_patch(frames, texture, patch)
     return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
 
 
@@ -223,12 +368,18 @@ def _write_avi(path: Path, frames: np.ndarray) -> None:
 
 
 def _check_arguments(
-    classes_per_kind: int, groups: int, clips_per_group: int, num_frames: int, width: int, height: int
+    classes_per_kind: int, groups: int, clips_per_group: int, num_frames: int, width: int, height: int,
+    kind: str, test_groups: int,
 ) -> None:
+    if kind not in KINDS:
+        raise BadConfigError("kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
     if not 1 <= classes_per_kind <= len(MOTION_CLASSES):
         raise BadConfigError("classes_per_kind", f"must be between 1 and {len(MOTION_CLASSES)}, got {classes_per_kind}")
-    if groups < 2:
-        raise BadConfigError("groups", f"must be at least 2 (group 1 is the test split), got {groups}")
+    if test_groups < 1:
+        raise BadConfigError("test_groups", f"must be at least 1, got {test_groups}")
+    if groups <= test_groups:
+        raise BadConfigError("groups", f"must be more than test_groups={test_groups} (groups 1..test_groups are the "
+                                       f"test split), got {groups}")
     if clips_per_group < 1:
         raise BadConfigError("clips_per_group", f"must be at least 1, got {clips_per_group}")
     if num_frames < 4:
@@ -249,7 +400,7 @@ def demo_dataset(dataset: DatasetConfig) -> None:
     demo = dataset.demo
     make_demo_dataset(root.parent, classes_per_kind=demo.classes_per_kind, groups=demo.groups,
                       clips_per_group=demo.clips_per_group, num_frames=demo.num_frames,
-                      width=demo.width, height=demo.height, seed=demo.seed)
+                      width=demo.width, height=demo.height, seed=demo.seed, kind=demo.kind, test_groups=demo.test_groups)
 
 
 def make_demo_dataset(
@@ -262,12 +413,16 @@ def make_demo_dataset(
     width: int = 128,
     height: int = 96,
     seed: int = 0,
+    kind: str = "demo",
+    test_groups: int = 1,
 ) -> None:
-    """Write the demo videos and UCF101-style split files under ``root``, deterministically from ``seed``.
+    """Write the demo (or benchmark) videos and UCF101-style split files under ``root``, deterministically
+    from ``seed``; groups ``1..test_groups`` are the test split.
 
     The split files are written last, each atomically, because they are what the workflow tracks.
     """
-    _check_arguments(classes_per_kind, groups, clips_per_group, num_frames, width, height)
+    _check_arguments(classes_per_kind, groups, clips_per_group, num_frames, width, height, kind, test_groups)
+    plan, render = (plan_clip, render_clip) if kind == "demo" else (plan_benchmark_clip, render_benchmark_clip)
     root = Path(root)
     classes = class_names(classes_per_kind)
     clips = [
@@ -279,8 +434,8 @@ def make_demo_dataset(
 
     def write_clip(identity: tuple[str, int, int]) -> None:
         class_name, group, clip = identity
-        plan = plan_clip(class_name, group, clip, num_frames=num_frames, width=width, height=height, seed=seed)
-        _write_avi(root / "videos" / class_name / video_name(class_name, group, clip), render_clip(plan))
+        frames = render(plan(class_name, group, clip, num_frames=num_frames, width=width, height=height, seed=seed))
+        _write_avi(root / "videos" / class_name / video_name(class_name, group, clip), frames)
 
     # ffmpeg runs as a subprocess, so threads encode in parallel.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
@@ -290,7 +445,7 @@ def make_demo_dataset(
     train_lines, test_lines = [], []
     for class_name, group, clip in clips:
         relative = f"{class_name}/{video_name(class_name, group, clip)}"
-        if group == TEST_GROUP:
+        if group <= test_groups:
             test_lines.append(relative)
         else:
             train_lines.append(f"{relative} {labels[class_name]}")

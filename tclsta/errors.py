@@ -26,6 +26,12 @@ class BadVideoError(FileError):
     what = "bad video"
 
 
+class BadFrameFolderError(BadVideoError):
+    """A folder of existing frames and flow (rawframes) with a missing frame or mismatched flow."""
+
+    what = "bad frame folder"
+
+
 def as_bad_video(path: str | Path, error: Exception) -> BadVideoError:
     """``error``, raised while reading the video ``path``, as a ``BadVideoError`` naming it."""
     if isinstance(error, BadVideoError):
@@ -80,13 +86,6 @@ class BadTableError(FileError):
 
 class DeviceError(BadConfigError):
     """A device that was asked for but is not there (``cuda`` without a visible GPU)."""
-
-
-class PretrainedWeightsError(BadConfigError):
-    """``model.pretrained`` weights that are missing, unreachable or not a backbone's state dict."""
-
-    def __init__(self, reason: str):
-        super().__init__("model.pretrained", reason)
 
 
 class MissingDataError(TclstaError):

@@ -1,8 +1,16 @@
-"""Fusing the streams' scores (``tclsta.inference`` writes them) and the accuracy metrics of the test split."""
+"""Fusing the streams' scores (``tclsta.inference`` writes them) and the accuracy metrics of the test split.
+
+Every accuracy comes with a 95% bootstrap confidence interval over the test
+videos (:class:`Bootstrap`: ``BOOTSTRAP_SAMPLES`` resamples of the test videos
+with replacement, drawn from a fixed seed, so reruns give the same intervals).
+Models scored on the same videos share the resamples, which makes the
+interval of a difference between two models a paired one.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -19,7 +27,52 @@ from tclsta.settings import StageSettings
 
 FUSE_SETTINGS = StageSettings("fuse", fusion=("steps", "lr", "per_class_penalty"))
 # The demo's expected accuracy ceilings depend on its format and classes.
-EVALUATE_SETTINGS = StageSettings("evaluate", entry=("format",), demo=("classes_per_kind",), fusion=("late_fusion_weights",))
+EVALUATE_SETTINGS = StageSettings("evaluate", entry=("format",), demo=("classes_per_kind", "kind"), fusion=("late_fusion_weights",))
+STREAMS = ("rgb", "flow")
+BOOTSTRAP_SAMPLES = 2000
+BOOTSTRAP_SEED = 0
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Resamples of N test videos with replacement, as counts: ``weights[b, i]`` is how often video i is drawn in
+    resample b. An accuracy over the videos becomes a weighted mean per resample."""
+
+    weights: np.ndarray  # (B, N)
+
+    @classmethod
+    def draw(cls, num_videos: int, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> Bootstrap:
+        rng = np.random.default_rng(seed)
+        drawn = rng.integers(0, num_videos, size=(samples, num_videos))  # (B, N) video indices
+        weights = np.zeros((samples, num_videos))
+        np.add.at(weights, (np.arange(samples)[:, None], drawn), 1)
+        return cls(weights)
+
+    def per_class_accuracy(self, correct: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+        """(B, K) per-class accuracy in each resample; NaN where a resample holds no video of the class."""
+        members = np.eye(num_classes)[labels]  # (N, K)
+        totals = self.weights @ members  # (B, K)
+        hits = self.weights @ (members * correct[:, None])  # (B, K)
+        return np.divide(hits, totals, out=np.full_like(hits, np.nan), where=totals > 0)
+
+    def accuracy_samples(self, correct: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
+        """Top-1 (or top-5: ``correct`` says which) and mean class accuracy in each resample, (B,) each."""
+        with np.errstate(all="ignore"):
+            mean_class = np.nanmean(self.per_class_accuracy(correct, labels, num_classes), axis=1)
+        return {"accuracy": self.weights @ correct / self.weights.sum(1), "mean_class_accuracy": mean_class}
+
+
+def interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> list[float]:
+    """Percentile interval [low, high] of bootstrap samples (along the first axis); NaN-free columns only."""
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.nanpercentile(samples, [tail, 100 - tail], axis=0)
+    return [float(low), float(high)] if np.ndim(low) == 0 else [low.tolist(), high.tolist()]
+
+
+def excludes_zero(bounds: Sequence[float]) -> bool:
+    """Whether a difference's interval lies entirely on one side of zero: the difference is distinguishable."""
+    return bounds[0] > 0 or bounds[1] < 0
 
 
 def paired_scores(rgb: pd.DataFrame, flow: pd.DataFrame, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
@@ -31,21 +84,47 @@ def paired_scores(rgb: pd.DataFrame, flow: pd.DataFrame, split: str) -> tuple[to
     return rgb_logits, flow_logits, torch.tensor(merged["label"].to_numpy()), merged["video_id"].tolist()
 
 
-def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
-    """Top-1, top-5, mean class accuracy, per-class accuracy and the confusion matrix (rows: true)."""
+def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                           bootstrap: Bootstrap | None = None) -> dict:
+    """Top-1, top-5, mean class accuracy, per-class accuracy and the confusion matrix (rows: true).
+
+    With ``bootstrap`` (drawn for these videos) each accuracy also gets its interval, as ``<name>_ci``.
+    """
     predicted = scores.argmax(1)
     top5 = scores.topk(min(5, num_classes), 1).indices
     confusion = np.zeros((num_classes, num_classes), dtype=int)
     np.add.at(confusion, (labels.numpy(), predicted.numpy()), 1)
     totals = confusion.sum(1)
     per_class = np.where(totals > 0, np.diag(confusion) / np.maximum(totals, 1), np.nan)
-    return {
-        "top1": float((predicted == labels).float().mean()),
-        "top5": float((top5 == labels[:, None]).any(1).float().mean()),
+    top1_correct = (predicted == labels).numpy().astype(float)
+    top5_correct = (top5 == labels[:, None]).any(1).numpy().astype(float)
+    metrics = {
+        "top1": float(top1_correct.mean()),
+        "top5": float(top5_correct.mean()),
         "mean_class_accuracy": float(np.nanmean(per_class)),
-        "per_class_accuracy": [None if np.isnan(a) else float(a) for a in per_class],
+        "per_class_accuracy": _none_for_nan(per_class),
         "confusion": confusion.tolist(),
     }
+    if bootstrap is not None:
+        labels_array = labels.numpy()
+        top1 = bootstrap.accuracy_samples(top1_correct, labels_array, num_classes)
+        metrics["top1_ci"] = interval(top1["accuracy"])
+        metrics["top5_ci"] = interval(bootstrap.accuracy_samples(top5_correct, labels_array, num_classes)["accuracy"])
+        metrics["mean_class_accuracy_ci"] = interval(top1["mean_class_accuracy"])
+        per_class_samples = bootstrap.per_class_accuracy(top1_correct, labels_array, num_classes)
+        with np.errstate(all="ignore"):
+            low, high = interval(per_class_samples)
+        metrics["per_class_accuracy_ci"] = [list(pair) for pair in zip(_none_for_nan(low), _none_for_nan(high))]
+    return metrics
+
+
+def _none_for_nan(values: Sequence[float]) -> list[float | None]:
+    return [None if np.isnan(value) else float(value) for value in values]
+
+
+def per_class_accuracy(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float | None]:
+    """Accuracy of each class (None for classes without videos)."""
+    return classification_metrics(scores, labels, num_classes)["per_class_accuracy"]
 
 
 def fuse_streams(rgb_scores: Path, flow_scores: Path, config: FusionConfig, classes: list[str], out_path: Path) -> None:
@@ -72,7 +151,11 @@ def aligned_logits(scores: pd.DataFrame, video_ids: Sequence[str], source: Path)
 
 def read_fusion(path: Path) -> FusionWeights:
     """The fusion weights ``fuse_streams`` wrote."""
-    fusion = json.loads(Path(path).read_text())
+    return fusion_weights(json.loads(Path(path).read_text()))
+
+
+def fusion_weights(fusion: dict) -> FusionWeights:
+    """The fusion weights of a fusion JSON's content."""
     return FusionWeights(torch.tensor(fusion["raw_per_class"]), torch.tensor(fusion["raw_global"]))
 
 
@@ -93,11 +176,13 @@ def evaluate(
     }
     if collaborative_scores is not None:
         candidates["collaborative"] = aligned_logits(read_scores(collaborative_scores), video_ids, collaborative_scores)
+    bootstrap = Bootstrap.draw(len(labels))
     results, confusion = {}, {}
     for name, scores in candidates.items():
-        metrics = classification_metrics(scores, labels, len(classes))
+        metrics = classification_metrics(scores, labels, len(classes), bootstrap)
         confusion[name] = metrics.pop("confusion")
         results[name] = metrics
+    val_rgb, val_flow, val_labels, _ = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "val")
     payload = {
         "dataset": dataset,
         "classes": classes,
@@ -106,6 +191,11 @@ def evaluate(
         "results": results,
         "confusion": confusion,
         "fusion_weights": {"global": fusion["global"], "per_class": fusion["per_class"]},
+        # what the fusion weights were learned from: each stream's accuracy per class on the validation videos
+        "validation_per_class_accuracy": {"rgb": per_class_accuracy(val_rgb, val_labels, len(classes)),
+                                          "flow": per_class_accuracy(val_flow, val_labels, len(classes))},
+        "bootstrap": {"samples": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED, "confidence": CONFIDENCE,
+                      "over": "test videos"},
         **(extra or {}),
     }
     write_text_atomic(out_path, json.dumps(payload, indent=2))

@@ -34,7 +34,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from tclsta.atomic import atomic_path
-from tclsta.config import TrainConfig
+from tclsta.config import TrainConfig, for_stream
+from tclsta.data.dataset import model_input
 from tclsta.errors import FileError
 from tclsta.inference import SCORE_SETTINGS, inference_clip_spec, load_checkpoint, pick_device, split_dataset
 from tclsta.settings import StageSettings
@@ -67,13 +68,14 @@ def extract_features(checkpoint: Path, shards: Sequence[Path], manifest: pd.Data
     """Run a trained stream over every train/val/test video (test protocol) and cache its frame features."""
     device = pick_device(train_config.device)
     model, model_config, state = load_checkpoint(checkpoint, device)
+    train_config = for_stream(train_config, state["modality"])
     spec = inference_clip_spec(state["modality"], model_config.flow_stack, train_config)
     dataset = split_dataset(manifest, list(SPLITS), shards, spec, 0)
     loader = DataLoader(dataset, batch_size=train_config.batch_size, num_workers=train_config.num_workers)
     batches = []
     with torch.no_grad():
         for clips, _ in loader:
-            batches.append(frame_features(model, clips.to(device)).float().cpu())  # (B, T, D)
+            batches.append(frame_features(model, model_input(clips, device)).float().cpu())  # (B, T, D)
     features = torch.cat(batches).numpy() if batches else np.zeros((0, spec.num_frames, 0), np.float32)
     split_of = manifest.set_index("video_id")["split"]
     video_ids = [item[1] for item in dataset.items]

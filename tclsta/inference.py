@@ -4,7 +4,7 @@ What every stage after training needs (scoring, features, attention, prediction,
 evaluation, the collaborative model) and the trainer shares; the trainer
 (:mod:`tclsta.train`) imports this module, never the other way round.
 
-Test protocol: ``train.test_frames`` frames spread uniformly over the video,
+Test protocol (a stream's ``train.rgb``/``train.flow`` overrides applied): ``train.test_frames`` frames spread uniformly over the video,
 the centre crop (``train.test_crops: 1``) or the four corners and the centre,
 each mirrored (``10``); a video's logits are averaged over its crops.
 
@@ -15,6 +15,7 @@ validation and test videos.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Sequence
 
@@ -24,8 +25,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from tclsta.atomic import atomic_path
-from tclsta.config import ModelConfig, TrainConfig, build_section, section_dict
-from tclsta.data.dataset import ClipSpec, ShardClipDataset, stream_channels
+from tclsta.config import ModelConfig, TrainConfig, build_section, for_stream, section_dict
+from tclsta.data.dataset import ClipSpec, ShardClipDataset, model_input, stream_channels
 from tclsta.data.tables import read_table
 from tclsta.errors import DeviceError, FileError
 from tclsta.models import AttentionStream
@@ -33,7 +34,8 @@ from tclsta.settings import StageSettings
 
 TEST_PROTOCOL = ("test_frames", "test_crops", "crop_size")
 """The ``train`` keys that define the test clips (:func:`inference_clip_spec`)."""
-SCORE_SETTINGS = StageSettings("score", train=(*TEST_PROTOCOL, "batch_size", "num_workers", "device"))
+# rgb/flow: each stream's overrides of these keys (tclsta.config.for_stream)
+SCORE_SETTINGS = StageSettings("score", train=(*TEST_PROTOCOL, "batch_size", "num_workers", "device", "rgb", "flow"))
 
 
 def pick_device(name: str, key: str = "train.device") -> torch.device:
@@ -102,7 +104,8 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[AttentionStream, 
         raise FileError(path, "no such checkpoint: train the stream first (snakemake results/<dataset>/models/<stream>.pt)")
     state = torch.load(path, map_location=device, weights_only=True)
     config = build_section(ModelConfig, state["model_config"], "model")
-    model = build_model(config, state["modality"], len(state["classes"]))
+    # the trained weights replace the initial ones: no pretrained file is read
+    model = build_model(dataclasses.replace(config, pretrained=None), state["modality"], len(state["classes"]))
     model.load_state_dict(state.pop("state_dict"))
     return model.to(device).eval(), config, state
 
@@ -119,13 +122,14 @@ def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFram
     """Video-level logits of a trained stream on the val and test videos (the test protocol above)."""
     device = pick_device(train_config.device)
     model, model_config, state = load_checkpoint(checkpoint, device)
+    train_config = for_stream(train_config, state["modality"])
     spec = inference_clip_spec(state["modality"], model_config.flow_stack, train_config)
     dataset = split_dataset(manifest, ["val", "test"], shards, spec, 0)
     loader = DataLoader(dataset, batch_size=train_config.batch_size, num_workers=train_config.num_workers)
     logits = []
     with torch.no_grad():
         for clips, _ in loader:
-            logits.append(video_logits(model, clips.to(device)).float().cpu())
+            logits.append(video_logits(model, model_input(clips, device)).float().cpu())
     scores = torch.cat(logits).numpy() if logits else np.zeros((0, len(state["classes"])))
     split_of = manifest.set_index("video_id")["split"]
     video_ids = [item[1] for item in dataset.items]

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from tclsta.config import yaml_key
-from tclsta.data.dataset import flow_clip, flow_windows, rgb_clip, segment_indices, test_views
-from tclsta.errors import BadVideoError, FileError, as_bad_video
-from tclsta.evaluate import read_fusion
+from tclsta.data.dataset import flow_clip, flow_windows, model_input, rgb_clip, segment_indices, test_views
+from tclsta.errors import BadVideoError, as_bad_video
+from tclsta.evaluate import fusion_weights
+from tclsta.export import load_models
 from tclsta.flow import TVL1_PARAMETERS, create_tvl1, quantise_flow
-from tclsta.inference import TEST_PROTOCOL, inference_clip_spec, load_checkpoint, pick_device, video_logits
+from tclsta.inference import TEST_PROTOCOL, inference_clip_spec, pick_device, video_logits
 from tclsta.settings import StageSettings
 from tclsta.video import sample_frames
 
@@ -44,21 +45,19 @@ class Predictor:
     """Both trained streams and the fusion weights of one dataset's results folder."""
 
     def __init__(self, model_dir: Path, device: str = "auto"):
-        model_dir = Path(model_dir)
+        """``model_dir``: a dataset's results folder, or a bundle that ``tclsta export`` wrote."""
         self.device = pick_device(device, "--device")
-        paths = [model_dir / "models" / "rgb.pt", model_dir / "models" / "flow.pt", model_dir / "fusion.json"]
-        for path in paths:
-            if not path.is_file():
-                raise FileError(path, "missing: run the pipeline for this dataset first (snakemake results/<dataset>/report.html)")
-        self.rgb, rgb_config, state = load_checkpoint(paths[0], self.device)
-        self.flow, flow_config, _ = load_checkpoint(paths[1], self.device)
-        self.classes: list[str] = state["classes"]
-        settings = PREDICT_SETTINGS.parse(state["settings"])
+        models = load_models(model_dir, self.device)
+        self.rgb, self.flow = models.rgb, models.flow
+        self.classes: list[str] = models.classes
+        settings = PREDICT_SETTINGS.parse(models.settings)
         self.preprocess = settings.preprocess
-        self.rgb_spec = inference_clip_spec("rgb", rgb_config.flow_stack, settings.train)
-        self.flow_spec = inference_clip_spec("flow", flow_config.flow_stack, settings.train)
+        # each stream's own test protocol (train keys may differ per stream)
+        flow_train = PREDICT_SETTINGS.parse({**models.settings, "train": models.flow_train}).train
+        self.rgb_spec = inference_clip_spec("rgb", models.rgb_config.flow_stack, settings.train)
+        self.flow_spec = inference_clip_spec("flow", models.flow_config.flow_stack, flow_train)
         self.tvl1, self.bound = create_tvl1(settings.flow), settings.flow.bound
-        self.fusion = read_fusion(paths[2])
+        self.fusion = fusion_weights(models.fusion)
 
     def sampled(self, num_frames: int) -> tuple[list[int], list[np.ndarray], list[int]]:
         """Of a video of ``num_frames`` frames: the RGB stream's frames, the flow windows and the
@@ -74,7 +73,7 @@ class Predictor:
         return {*picks, *pairs, *(i + 1 for i in pairs)}
 
     def clips(self, num_frames: int, frames: dict[int, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Test-time clips from the needed frames (index -> (H, W, 3)) of a video of ``num_frames``:
+        """Test-time uint8 clips from the needed frames (index -> (H, W, 3)) of a video of ``num_frames``:
         RGB (1, [crops,] T, 3, h, w) and flow (1, [crops,] T, 2L, h, w)."""
         picks, windows, needed = self.sampled(num_frames)
         rgb = test_views(rgb_clip(np.stack([frames[i] for i in picks])), self.rgb_spec)
@@ -96,7 +95,8 @@ class Predictor:
         if num_frames < 2:
             raise BadVideoError(video, f"{num_frames} frame(s): optical flow needs at least 2")
         rgb, flow = self.clips(num_frames, frames)
-        fused = self.fusion.fuse(video_logits(self.rgb, rgb.to(self.device)).cpu(), video_logits(self.flow, flow.to(self.device)).cpu())
+        fused = self.fusion.fuse(video_logits(self.rgb, model_input(rgb, self.device)).cpu(),
+                                 video_logits(self.flow, model_input(flow, self.device)).cpu())
         probabilities = fused.softmax(1)[0]
         top = probabilities.topk(min(5, len(self.classes)))
         return Prediction(str(video), [(self.classes[i], float(p)) for p, i in zip(top.values, top.indices)])

@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, Iterator, TypeVar
 
 import pandas as pd
 from tqdm import tqdm
@@ -20,16 +23,18 @@ from tclsta.data.shards import ShardReader, ShardWriter, VideoRecord
 from tclsta.errors import BadShardError, BadVideoError, as_bad_video
 from tclsta.flow import shard_flow
 from tclsta.settings import StageSettings
-from tclsta.video import decode_frames, encode_jpeg
+from tclsta.video import video_jpegs
 
 log = logging.getLogger(__name__)
 EXTRACT_SETTINGS = StageSettings("extract", preprocess=("short_side", "jpeg_quality", "min_frames", "on_bad_video", "max_frame_pixels",
                                                        "max_video_frames", "max_video_seconds"))
 PACK_SETTINGS = StageSettings("pack", flow=("bound",))
 REJECTED_COLUMNS = ["video_id", "path", "reason"]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
-def _progress(items, desc: str):
+def progress(items, desc: str):
     """tqdm bar for interactive runs; plain log lines (no bar) in job logs."""
     return tqdm(items, desc=desc, disable=None, mininterval=5)
 
@@ -59,6 +64,15 @@ def source_record(row, height: int = 0, width: int = 0, num_frames: int = 0) -> 
                        stat.st_size, stat.st_mtime)
 
 
+def _in_order(work: Callable[[T], R], items: list[T], pool: ThreadPoolExecutor, ahead: int) -> Iterator[Future]:
+    """Futures of ``work(item)`` in the order of ``items``, at most ``ahead`` submitted ahead of the consumer."""
+    futures = deque(pool.submit(work, item) for item in items[:ahead])
+    for item in items[ahead:]:
+        yield futures.popleft()
+        futures.append(pool.submit(work, item))
+    yield from futures
+
+
 def extract_shard(
     manifest: pd.DataFrame,
     shard: int,
@@ -66,53 +80,70 @@ def extract_shard(
     out_path: Path,
     rejected_path: Path,
     previous: Path | None = None,
+    workers: int = 1,
 ) -> None:
     """Decode the videos of ``shard``, resize them and store their frames as JPEG.
 
-    Videos that ``previous`` (the shard packed by an earlier run) holds unchanged
-    are copied, not decoded again. Bad videos are collected, not fatal one by
-    one: with ``on_bad_video: fail`` the stage raises one error naming every bad
-    video of the shard and writes nothing; with ``skip`` it leaves them out and
-    lists them in ``rejected_path``.
+    ``workers`` videos are decoded (ffmpeg) and encoded (libjpeg-turbo) at once in
+    threads, so probing, decoding and encoding overlap; they are written in
+    video-id order. Videos that ``previous`` (the shard packed by an earlier run)
+    holds unchanged are copied, not decoded again. Bad videos are collected, not
+    fatal one by one: with ``on_bad_video: fail`` the stage raises one error naming
+    every bad video of the shard and writes nothing; with ``skip`` it leaves them
+    out and lists them in ``rejected_path``.
     """
-    videos = manifest[manifest["shard"] == shard].sort_values("video_id")
+    videos = list(manifest[manifest["shard"] == shard].sort_values("video_id").itertuples(index=False))
     settings = json.dumps({"short_side": config.short_side, "jpeg_quality": config.jpeg_quality})
     rejected: list[tuple[str, str, str]] = []
     old = open_previous(previous)
-    reused = 0
-    with ShardWriter(out_path) as writer:
-        for row in _progress(videos.itertuples(index=False), f"frames shard {shard}"):
+    reused = {row.video_id for row in videos if Path(row.path).is_file() and reusable(old, source_record(row), "frames", settings)}
+
+    def extract(row) -> tuple[VideoRecord, list[bytes]]:
+        if not Path(row.path).is_file():
+            raise BadVideoError(row.path, "file not found")
+        record = source_record(row)
+        jpegs, height, width = video_jpegs(Path(row.path), config.short_side, config.jpeg_quality, limits=config)
+        if len(jpegs) < config.min_frames:
+            raise BadVideoError(row.path, f"{len(jpegs)} frames, fewer than preprocess.min_frames={config.min_frames}")
+        return dataclasses.replace(record, height=height, width=width, num_frames=len(jpegs)), jpegs
+
+    todo = [row for row in videos if row.video_id not in reused]
+    with ShardWriter(out_path) as writer, ThreadPoolExecutor(max(1, workers)) as pool:
+        extracted = _in_order(extract, todo, pool, ahead=2 * max(1, workers))
+        for row in progress(videos, f"frames shard {shard}"):
+            if row.video_id in reused:
+                writer.add(old.record(row.video_id), frames=old.frames(row.video_id), frame_settings=settings)
+                continue
             try:
-                if not Path(row.path).is_file():
-                    raise BadVideoError(row.path, "file not found")
-                record = source_record(row)
-                if reusable(old, record, "frames", settings):
-                    writer.add(old.record(row.video_id), frames=old.frames(row.video_id), frame_settings=settings)
-                    reused += 1
-                    continue
-                frames = decode_frames(Path(row.path), config.short_side, limits=config)
-                if len(frames) < config.min_frames:
-                    raise BadVideoError(row.path, f"{len(frames)} frames, fewer than preprocess.min_frames={config.min_frames}")
-            except BadShardError:  # the previous shard, not this video
-                raise
-            except Exception as exc:  # whatever else goes wrong with one video is that video's error
+                record, jpegs = next(extracted).result()
+            except Exception as exc:  # whatever goes wrong with one video is that video's error
                 error = as_bad_video(row.path, exc)
                 log.warning("%s", error)
                 rejected.append((row.video_id, row.path, error.reason))
                 continue
-            record = dataclasses.replace(record, height=frames.shape[1], width=frames.shape[2], num_frames=len(frames))
-            writer.add(record, frames=[encode_jpeg(f, config.jpeg_quality) for f in frames], frame_settings=settings)
-            log.info("extracted %s: %d frames %dx%d", row.video_id, len(frames), record.width, record.height)
-        if rejected and config.on_bad_video == "fail":
-            listing = "\n".join(f"  {path}: {reason}" for _, path, reason in rejected)
-            raise BadVideoError(
-                rejected[0][1],
-                f"{len(rejected)} bad video(s) in shard {shard} (set preprocess.on_bad_video: skip to leave them out):\n{listing}",
-            )
+            writer.add(record, frames=jpegs, frame_settings=settings)
+            log.info("extracted %s: %d frames %dx%d", row.video_id, record.num_frames, record.width, record.height)
+        collect_rejected(rejected, config, shard)
     if old is not None:
         old.close()
-    log.info("shard %d: %d videos extracted, %d reused, %d rejected", shard, len(videos) - reused - len(rejected), reused, len(rejected))
-    with atomic_path(rejected_path) as tmp:
+    log.info("shard %d: %d videos extracted, %d reused, %d rejected", shard, len(todo) - len(rejected), len(reused), len(rejected))
+    write_rejected(rejected, rejected_path)
+
+
+def collect_rejected(rejected: list[tuple[str, str, str]], config: PreprocessConfig, shard: int,
+                     error: type[BadVideoError] = BadVideoError) -> None:
+    """With ``on_bad_video: fail``, one ``error`` naming every bad video ``(video_id, path, reason)`` of the shard."""
+    if rejected and config.on_bad_video == "fail":
+        listing = "\n".join(f"  {path}: {reason}" for _, path, reason in rejected)
+        raise error(
+            rejected[0][1],
+            f"{len(rejected)} {error.what}(s) in shard {shard} (set preprocess.on_bad_video: skip to leave them out):\n{listing}",
+        )
+
+
+def write_rejected(rejected: list[tuple[str, str, str]], path: Path) -> None:
+    """The shard's list of videos left out (``on_bad_video: skip``), as CSV."""
+    with atomic_path(path) as tmp:
         pd.DataFrame(rejected, columns=REJECTED_COLUMNS).to_csv(tmp, index=False)
 
 
@@ -138,7 +169,7 @@ def flow_shard(frames_path: Path, config: FlowConfig, out_path: Path, workers: i
         computed = shard_flow(todo, reader.frames, config, workers)
         try:
             pending = set(todo)
-            for video_id in _progress(ids, f"flow {frames_path.name}"):
+            for video_id in progress(ids, f"flow {frames_path.name}"):
                 flow = next(computed) if video_id in pending else old.flow(video_id)
                 writer.add(reader.record(video_id), flow=flow, flow_settings=settings)
                 log.info("flow %s: %d pairs%s", video_id, len(flow), "" if video_id in pending else " (reused)")

@@ -209,11 +209,18 @@ def _accuracy_body(metrics: dict) -> str:
         if key not in results:
             continue
         result = results[key]
-        row = [label, _pct(result["top1"]), _pct(result["top5"]), _pct(result["mean_class_accuracy"])]
+        row = [label, *(_pct_ci(result[name], result.get(f"{name}_ci")) for name in ("top1", "top5", "mean_class_accuracy"))]
         if ceilings:
             row.append(_pct(ceilings[key]) if key in ceilings else "–")
         rows.append(row)
     parts = [_table(header, rows, numeric_from=1)]
+    bootstrap = metrics.get("bootstrap")
+    if bootstrap:
+        parts.append(
+            f'<p class="note">In brackets: {100 * bootstrap["confidence"]:.0f}% bootstrap confidence interval over the '
+            f'{metrics.get("num_test_videos_scored", "")} test videos ({bootstrap["samples"]} resamples, '
+            f'seed {bootstrap["seed"]}).</p>'
+        )
     if ceilings:
         parts.append(
             '<p class="note">The synthetic demo is built so that each stream alone cannot exceed its expected '
@@ -225,13 +232,36 @@ def _accuracy_body(metrics: dict) -> str:
 
 
 def _ablation_body(table: pd.DataFrame) -> str:
-    """Each component switched off in turn: per-stream and fused accuracy of every variant."""
-    header = ["variant", "changed", "fusion", "rgb top-1 (%)", "flow top-1 (%)", "fused top-1 (%)", "fused mean class acc. (%)"]
-    rows = [[row.variant, row.description, row.fusion, _pct(row.rgb_top1), _pct(row.flow_top1), _pct(row.fused_top1),
-             _pct(row.fused_mean_class_accuracy)] for row in table.itertuples()]
+    """Each component switched off in turn: per-stream and fused top-1 with intervals, and each difference to the full
+    model with its paired interval; differences whose interval excludes zero are marked."""
+    models = (("rgb", "RGB"), ("flow", "flow"), ("fused", "fused"))
+    header = ["variant", "changed", "fusion"]
+    for _, label in models:
+        header += [f"{label} top-1 (%)", f"{label} − full (pp)"]
+    rows = []
+    for row in table.itertuples():
+        cells = [row.variant, row.description, row.fusion]
+        for model, _ in models:
+            value = getattr(row, f"{model}_top1")
+            cells.append(_pct_ci(value, (getattr(row, f"{model}_top1_ci_low"), getattr(row, f"{model}_top1_ci_high"))))
+            cells.append("–" if row.Index == 0 else _difference(
+                getattr(row, f"{model}_top1_diff"),
+                (getattr(row, f"{model}_top1_diff_ci_low"), getattr(row, f"{model}_top1_diff_ci_high"))))
+        rows.append(cells)
     note = ('<p class="note">Variants that change a stream retrain both streams with that component off; the others '
-            "reuse the full model's streams and change only the fusion.</p>")
+            "reuse the full model's streams and change only the fusion. In brackets: 95% bootstrap intervals over the "
+            f"{int(table['num_test_videos'].iloc[0]) if len(table) else 0} test videos; a difference's interval is "
+            "paired (the same resampled videos for both models). <b>*</b>: the interval excludes zero, so the difference "
+            "is distinguishable from resampling noise; unmarked differences are not.</p>")
     return _table(header, rows, numeric_from=3, highlight={0}) + "\n" + note
+
+
+def _difference(value: float, bounds: tuple[float, float]) -> str:
+    """A difference in percentage points with its interval, starred when the interval excludes zero."""
+    from tclsta.evaluate import excludes_zero
+
+    mark = " *" if excludes_zero(bounds) else ""
+    return f"{100 * value:+.1f} [{100 * bounds[0]:+.1f}, {100 * bounds[1]:+.1f}]{mark}"
 
 
 def _published_block() -> str:
@@ -247,11 +277,46 @@ def _published_block() -> str:
 
 
 def _fusion_body(metrics: dict, per_class_png: bytes) -> str:
-    """Global fusion weights and the grouped bar chart of the per-class weights."""
-    global_rows = [[stream, f"{weight:.3f}"] for stream, weight in metrics["fusion_weights"]["global"].items()]
-    return _table(["stream", "global weight"], global_rows, numeric_from=1) + _png_img(
-        per_class_png, "per-class fusion weights"
-    )
+    """Global fusion weights, and the per-class weights next to each stream's per-class validation accuracy
+    (what they were learned from)."""
+    weights = metrics["fusion_weights"]
+    global_rows = [[stream, f"{weight:.3f}"] for stream, weight in weights["global"].items()]
+    parts = [_table(["stream", "global weight"], global_rows, numeric_from=1)]
+    validation = metrics.get("validation_per_class_accuracy")
+    if validation:
+        rows, agreement = [], fusion_agreement(metrics)
+        for index, name in enumerate(metrics["classes"]):
+            rgb_share = weights["per_class"]["rgb"][index]
+            rows.append([name, f"{rgb_share:.3f}", f"{1 - rgb_share:.3f}",
+                         _pct_or_dash(validation["rgb"][index]), _pct_or_dash(validation["flow"][index]),
+                         agreement["leans"][index], agreement["more_accurate"][index]])
+        parts.append(
+            "<h3>Per-class weights and validation accuracy</h3>"
+            + _table(["class", "RGB weight", "flow weight", "RGB val. acc. (%)", "flow val. acc. (%)",
+                      "weight leans to", "more accurate on val."], rows, numeric_from=1)
+            + f'<p class="note">A class\'s weight "leans" to a stream when that stream\'s share is above its global '
+            f"share. Of the {agreement['decided']} classes where one stream is more accurate on the validation videos, "
+            f"the weights lean to that stream in {agreement['agree']}.</p>"
+        )
+    parts.append(_png_img(per_class_png, "per-class fusion weights"))
+    return "\n".join(parts)
+
+
+def fusion_agreement(metrics: Mapping) -> dict:
+    """Per class, the stream the learned weights lean to (share above its global share) and the stream more accurate
+    on validation ("tie" when equal); ``decided``: classes with a more accurate stream, ``agree``: of those, the
+    classes whose weights lean to it."""
+    weights = metrics["fusion_weights"]
+    validation = metrics["validation_per_class_accuracy"]
+    leans, more_accurate = [], []
+    for index in range(len(metrics["classes"])):
+        share = weights["per_class"]["rgb"][index] - weights["global"]["rgb"]
+        leans.append("RGB" if share > 0 else "flow" if share < 0 else "neither")
+        rgb, flow = (validation[stream][index] for stream in ("rgb", "flow"))
+        more_accurate.append("tie" if rgb is None or flow is None or rgb == flow else "RGB" if rgb > flow else "flow")
+    decided = [i for i, stream in enumerate(more_accurate) if stream != "tie"]
+    return {"leans": leans, "more_accurate": more_accurate, "decided": len(decided),
+            "agree": sum(leans[i] == more_accurate[i] for i in decided)}
 
 
 def _confusion_body(metrics: dict, pngs: Mapping[str, bytes]) -> str:
@@ -548,6 +613,15 @@ def _better_stream(accuracy: Mapping[str, np.ndarray], index: int) -> str:
 
 def _pct(fraction: float) -> str:
     return "–" if np.isnan(fraction) else f"{100 * fraction:.1f}"
+
+
+def _pct_or_dash(fraction: float | None) -> str:
+    return "–" if fraction is None else _pct(fraction)
+
+
+def _pct_ci(fraction: float, bounds: Sequence[float] | None) -> str:
+    """A percentage with its interval in brackets, when there is one."""
+    return _pct(fraction) if bounds is None else f"{_pct(fraction)} [{_pct(bounds[0])}, {_pct(bounds[1])}]"
 
 
 def _hms(seconds: float) -> str:

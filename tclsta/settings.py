@@ -33,6 +33,7 @@ STAGE_MODULES = {
     "extract": ("tclsta.preprocess", "EXTRACT_SETTINGS"),
     "flow": ("tclsta.flow", "FLOW_SETTINGS"),
     "pack": ("tclsta.preprocess", "PACK_SETTINGS"),
+    "rawframes": ("tclsta.data.rawframes", "RAWFRAMES_SETTINGS"),
     "train": ("tclsta.train", "TRAIN_SETTINGS"),
     "score": ("tclsta.inference", "SCORE_SETTINGS"),
     "features": ("tclsta.features", "FEATURES_SETTINGS"),

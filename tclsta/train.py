@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from tclsta.atomic import atomic_path, write_text_atomic
 from tclsta.config import ModelConfig, TrainConfig, section_dict
-from tclsta.data.dataset import ClipSpec, ShardClipDataset
+from tclsta.data.dataset import ClipSpec, ShardClipDataset, model_input
 from tclsta.data.manifest import class_names
 from tclsta.inference import build_model, inference_clip_spec, pick_device, save_checkpoint, split_dataset
 from tclsta.models import AttentionStream, stream_loss
@@ -118,9 +118,9 @@ def start_runtime(device_name: str) -> Runtime:
 
 
 def train_clip_spec(modality: str, flow_stack: int, train: TrainConfig) -> ClipSpec:
-    """Training clips: ``train_frames`` random segments, random crops (and flips when ``train.flip``)."""
+    """Training clips: ``train_frames`` random segments, random crops (flips when ``train.flip``, multi-scale crops when ``train.scale_jitter``)."""
     return ClipSpec(modality=modality, num_frames=train.train_frames, crop_size=tuple(train.crop_size),
-                    flow_stack=flow_stack, train=True, flip=train.flip)
+                    flow_stack=flow_stack, train=True, flip=train.flip, scale_jitter=train.scale_jitter)
 
 
 def set_stage(model: AttentionStream, stage: Stage) -> list[torch.nn.Parameter]:
@@ -134,12 +134,20 @@ def set_stage(model: AttentionStream, stage: Stage) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def train_mode(model: AttentionStream, stage: Stage) -> None:
-    """Training mode for the stage's parts; frozen parts keep their BatchNorm statistics and no dropout."""
+def train_mode(model: AttentionStream, stage: Stage, partial_bn: bool = False) -> None:
+    """Training mode for the stage's parts; frozen parts keep their BatchNorm statistics and no dropout.
+
+    ``partial_bn`` (TSN): every BatchNorm layer of the backbone but the first keeps
+    its (pretrained) statistics; the layers' scale and shift still learn.
+    """
     model.train()
     for name, part in model.parts().items():
         if name not in STAGE_PARTS[stage.name]:
             part.eval()
+    if partial_bn:
+        norms = [m for m in model.backbone.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        for norm in norms[1:]:
+            norm.eval()
 
 
 def make_optimizer(params: list[torch.nn.Parameter], stage: Stage, config: TrainConfig) -> torch.optim.Optimizer:
@@ -183,7 +191,7 @@ def run_epoch(
     with torch.set_grad_enabled(training):
         for clips, labels in tqdm(loader, disable=not show, leave=False, desc="train" if training else "val"):
             data_seconds += time.perf_counter() - waited
-            clips, labels = clips.to(runtime.device, non_blocking=True), labels.to(runtime.device)  # (B, T, C, H, W), (B,)
+            clips, labels = model_input(clips, runtime.device), labels.to(runtime.device)  # (B, T, C, H, W), (B,)
             with torch.autocast(runtime.device.type, dtype=amp_dtype) if use_amp else nullcontext():
                 output = model(clips, labels)
                 loss = stream_loss(output, labels, **weights)
@@ -274,7 +282,7 @@ def train_stream(
             lr = optimizer.param_groups[0]["lr"]
             train_set.set_epoch(epoch)
             sampler.set_epoch(epoch)
-            train_mode(model, stage)
+            train_mode(model, stage, train_config.partial_bn and model_config.pretrained is not None)
             train = run_epoch(network, train_loader, runtime, stage, train_config, optimizer, scaler)
             scheduler.step()
             model.eval()
@@ -356,9 +364,7 @@ def _write_history(history: list[dict], csv_path: Path) -> None:
 
 
 def _tensorboard_writer(log_dir: Path):
-    """A TensorBoard writer when the tensorboard package is installed, else None."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
+    """A TensorBoard writer (event files under ``log_dir``; imported here, only the main process writes)."""
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(str(log_dir))

@@ -195,9 +195,9 @@ def scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, i
     return _even(width * short / height), short
 
 
-def _decoder(path: Path, width: int, height: int, max_frames: int | None):
-    """The ffmpeg command piping frames scaled to ``width`` x ``height`` as rawvideo rgb24."""
-    output_args = {"format": "rawvideo", "pix_fmt": "rgb24"}
+def _decoder(path: Path, width: int, height: int, max_frames: int | None, pixel_format: str = "rgb24"):
+    """The ffmpeg command piping frames scaled to ``width`` x ``height`` as rawvideo (rgb24, or bgr24)."""
+    output_args = {"format": "rawvideo", "pix_fmt": pixel_format}
     if max_frames is not None:
         output_args["frames:v"] = max_frames
     # Always scale to an explicit size: the byte count per frame is then known for certain.
@@ -223,8 +223,8 @@ def _check_decoded_count(path: Path, count: int, limits: PreprocessConfig | None
 
 
 def decode_frames(path: Path, short_side: int | None = None, max_frames: int | None = None,
-                  limits: PreprocessConfig | None = None) -> np.ndarray:
-    """All frames (or the first ``max_frames``) as ``(T, H, W, 3)`` uint8 RGB.
+                  limits: PreprocessConfig | None = None, pixel_format: str = "rgb24") -> np.ndarray:
+    """All frames (or the first ``max_frames``) as ``(T, H, W, 3)`` uint8 RGB (``pixel_format="bgr24"``: BGR).
 
     Frames are resized by ffmpeg's scale filter to ``scaled_size(..., short_side)``
     and piped as rawvideo rgb24. With ``limits``, a video over them is refused from
@@ -237,7 +237,7 @@ def decode_frames(path: Path, short_side: int | None = None, max_frames: int | N
     width, height = scaled_size(info.width, info.height, short_side)
     if limits is not None:
         max_frames = min(max_frames or limits.max_video_frames + 1, limits.max_video_frames + 1)
-    stream = _decoder(path, width, height, max_frames)
+    stream = _decoder(path, width, height, max_frames, pixel_format)
     ffmpeg_exe, _ = ffmpeg_binaries()
     try:
         raw, stderr = stream.run(cmd=ffmpeg_exe, capture_stdout=True, capture_stderr=True)
@@ -296,12 +296,26 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     """JPEG bytes of an RGB ``(H, W, 3)`` or grey ``(H, W)`` uint8 image."""
     if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
         raise ValueError(f"expected uint8 (H, W) or (H, W, 3), got {image.dtype} {image.shape}")
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    return _encode_bgr_jpeg(cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image, quality)
+
+
+def _encode_bgr_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """JPEG bytes (libjpeg-turbo through OpenCV, which releases the GIL) of a BGR or grey image."""
     ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise ValueError("OpenCV could not encode the image as JPEG")
     return buffer.tobytes()
+
+
+def video_jpegs(path: Path, short_side: int | None, quality: int,
+                limits: PreprocessConfig | None = None) -> tuple[list[bytes], int, int]:
+    """(one JPEG per frame, height, width) of a video, decoded as by ``decode_frames`` (``limits`` checked).
+
+    ffmpeg hands over BGR pixels, so the JPEGs are those ``encode_jpeg`` makes of the
+    RGB frames at ``quality``, without a colour conversion per frame.
+    """
+    frames = decode_frames(path, short_side, limits=limits, pixel_format="bgr24")  # (T, H, W, 3) BGR
+    return [_encode_bgr_jpeg(frame, quality) for frame in frames], frames.shape[1], frames.shape[2]
 
 
 def decode_jpeg(data: bytes | np.ndarray) -> np.ndarray:

@@ -7,6 +7,9 @@ TV-L1, h5py writes the shards.
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +42,13 @@ TINY_SETTINGS = {
     },
     "fusion": {"steps": 50},
 }
+
+
+def run_snakemake(workdir: Path, *args: str, cores: int = 2, timeout: int = 900) -> subprocess.CompletedProcess:
+    """The real ``snakemake`` of this environment, run in ``workdir``."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), *args], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def tiny_settings(root: Path) -> dict:

@@ -5,7 +5,7 @@ import json
 
 from test_collaborative import TINY_COLLABORATIVE, train_collaborative_into, train_streams
 
-from tclsta.ablation import COLUMNS, VARIANTS, ablation_inputs, ablation_table, variant_settings
+from tclsta.ablation import COLUMNS, METRICS, MODELS, VARIANTS, ablation_inputs, ablation_table, variant_settings
 from tclsta.evaluate import fuse_streams
 from tclsta.features import read_features
 
@@ -31,13 +31,22 @@ def test_ablation_table_from_real_runs(tiny_dataset, tmp_path):
     assert list(table.columns) == COLUMNS
     assert table["variant"].tolist() == [v.name for v in VARIANTS]
     assert (table["num_test_videos"] == 8).all()
-    accuracies = table.filter(like="_top1").join(table.filter(like="_mean_class_accuracy"))
+    accuracies = table[[c for c in COLUMNS[4:] if "_diff" not in c]]
     assert accuracies.notna().all().all() and ((accuracies >= 0) & (accuracies <= 1)).all().all()
+    for name in (f"{model}_{metric}" for model in MODELS for metric in METRICS):
+        assert (table[f"{name}_ci_low"] <= table[name]).all() and (table[name] <= table[f"{name}_ci_high"]).all()
+        assert (table[f"{name}_diff"] == table[name] - table.loc[0, name]).all()
+        assert (table[f"{name}_diff_ci_low"] <= table[f"{name}_diff"] + 1e-9).all()
+        # the full model against itself: the same resamples give a difference of exactly zero
+        assert table.loc[0, [f"{name}_diff", f"{name}_diff_ci_low", f"{name}_diff_ci_high"]].tolist() == [0, 0, 0]
+    assert ablation_table(results, config.fusion).equals(table)  # seeded: the same intervals again
     by_name = table.set_index("variant")
     # Variants that reuse the full model's streams report the same stream accuracies.
     for name in ("learned_fusion", "late_fusion", "no_mutual_guidance"):
         assert by_name.loc[name, "rgb_top1"] == by_name.loc["full", "rgb_top1"]
         assert by_name.loc[name, "flow_mean_class_accuracy"] == by_name.loc["full", "flow_mean_class_accuracy"]
+        # the same predictions on the same resamples: a paired difference of zero, interval included
+        assert by_name.loc[name, ["rgb_top1_diff_ci_low", "rgb_top1_diff_ci_high"]].tolist() == [0, 0]
 
 
 def test_variant_settings_override_only_the_sections_a_stage_uses():

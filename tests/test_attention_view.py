@@ -8,7 +8,6 @@ import sys
 from io import BytesIO
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 

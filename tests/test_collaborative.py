@@ -19,7 +19,7 @@ from tclsta.features import extract_features, read_features
 from tclsta.models import CollaborativeModel
 from tclsta.train import train_stream
 
-TINY_COLLABORATIVE = CollaborativeConfig(epochs=8, hidden=16, batch_size=4, dropout=0.0)
+TINY_COLLABORATIVE = CollaborativeConfig(epochs=8, hidden=16, batch_size=4, dropout=0.0, fit_on="train")
 
 
 def train_streams(dataset, folder: Path, model: ModelConfig | None = None) -> None:
@@ -113,3 +113,31 @@ def test_collaborative_needs_validation_videos(tmp_path):
             file.create_dataset("features", data=np.zeros((2, 3, dims), np.float32))
     with pytest.raises(RuntimeError, match="1 training and 0 validation videos"):
         train_collaborative_into(features, tmp_path, dataclasses.replace(TINY_COLLABORATIVE, epochs=1))
+
+
+def test_fit_on_val_learns_from_validation_features_only(tmp_path):
+    """Validation features separate the classes, training features are noise: fitting on val learns, keeps the last epoch."""
+    features = tmp_path / "features"
+    features.mkdir()
+    rng = np.random.default_rng(0)
+    splits = ["train"] * 20 + ["val"] * 20 + ["test"] * 4
+    labels = np.array([i % 2 for i in range(len(splits))])
+    for stream, dims in (("rgb", 6), ("flow", 4)):
+        values = rng.normal(size=(len(splits), 3, dims)).astype(np.float32)
+        seen = np.array([s != "train" for s in splits])
+        values[seen, :, 0] += np.where(labels[seen] == 1, 3.0, -3.0)[:, None]  # separable outside the training videos
+        with h5py.File(features / f"{stream}.h5", "w") as file:
+            file.attrs.update(format="tclsta-features", version=1, stream=stream, classes=json.dumps(["a", "b"]), checkpoint_epoch=1)
+            file.create_dataset("video_ids", data=[f"v{i}" for i in range(len(splits))], dtype=h5py.string_dtype())
+            file.create_dataset("splits", data=splits, dtype=h5py.string_dtype())
+            file.create_dataset("labels", data=labels)
+            file.create_dataset("features", data=values)
+    train_collaborative_into(features, tmp_path, dataclasses.replace(TINY_COLLABORATIVE, fit_on="val", epochs=30))
+    history = pd.read_csv(tmp_path / "models" / "collaborative_history.csv")
+    assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0] / 2 and history["val_acc"].iloc[-1] == 1.0
+    assert history["train_acc"].max() < 0.9  # the training videos' noise was never fitted
+    _, _, state = load_collaborative(tmp_path / "models" / "collaborative.pt", torch.device("cpu"))
+    assert state["epoch"] == 30
+    scores = read_scores(tmp_path / "scores" / "collaborative.csv")
+    test = scores[scores["split"] == "test"]
+    assert (test.filter(like="score_").to_numpy().argmax(1) == test["label"].to_numpy()).all()

@@ -37,11 +37,13 @@ def test_shipped_config_is_valid_and_overrides_merge():
     [
         (lambda c: c["train"].update(batch_size=-1), "train.batch_size"),
         (lambda c: c["train"].update(batch_size="ten"), "train.batch_size"),
-        (lambda c: c["train"]["stages"][0].update(epochs=0), "train.stages.0.epochs"),
-        (lambda c: c["train"]["stages"][0].update(name="warmup"), "train.stages.0.name"),
+        (lambda c: c["datasets"]["demo"]["train"]["stages"][0].update(epochs=0), "datasets.demo.train.stages.0.epochs"),
+        (lambda c: c["datasets"]["demo"]["train"]["stages"][0].update(name="warmup"), "datasets.demo.train.stages.0.name"),
+        (lambda c: c["train"].update(flow={"stages": [{"name": "warmup", "epochs": 1, "lr": 0.1}]}), "train.flow.stages.0.name"),
         (lambda c: c["flow"].update(bogus=1), "flow"),
         (lambda c: c["datasets"]["demo"]["preprocess"].update(short_side=-5), "datasets.demo.preprocess.short_side"),
         (lambda c: c["datasets"]["demo"].update(format="youtube"), "datasets.demo.format"),
+        (lambda c: c["datasets"]["benchmark"]["demo"].update(kind="harder"), "datasets.benchmark.demo.kind"),
         (lambda c: c.update(extra_section={}), "<top level>"),
         (lambda c: c["train"].update(batch_size=4.0), "train.batch_size"),  # YAML float where code needs an int
         (lambda c: c["train"].update(flip="yes"), "train.flip"),

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from tclsta.data.dataset import ClipSpec, ShardClipDataset, segment_indices
+from tclsta.data.dataset import IMAGENET_MEAN, IMAGENET_STD, ClipSpec, ShardClipDataset, model_input, segment_indices
 from tclsta.data.manifest import read_manifest
 
 
@@ -17,10 +17,21 @@ def test_rgb_and_flow_clips_have_the_documented_shapes(tiny_dataset):
     flow = dataset(tiny_dataset, ClipSpec("flow", num_frames=4, crop_size=(40, 56), flow_stack=3))
     assert len(rgb) == len(flow) == 24
     clip, label = rgb[0]
-    assert clip.shape == (4, 3, 40, 56) and clip.dtype == torch.float32 and 0 <= label < 4
+    assert clip.shape == (4, 3, 40, 56) and clip.dtype == torch.uint8 and 0 <= label < 4
     clip, _ = flow[0]
-    assert clip.shape == (4, 6, 40, 56)
-    assert clip.abs().max() <= 1.0
+    assert clip.shape == (4, 6, 40, 56) and clip.dtype == torch.uint8
+
+
+def test_model_input_normalises_uint8_clips_on_the_device(tiny_dataset):
+    rgb = dataset(tiny_dataset, ClipSpec("rgb", num_frames=4, crop_size=(40, 56)))[0][0]
+    expected = (rgb.numpy().transpose(0, 2, 3, 1) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD  # (T, h, w, 3)
+    converted = model_input(rgb[None], "cpu")
+    assert converted.dtype == torch.float32 and converted.shape == (1, 4, 3, 40, 56)
+    np.testing.assert_allclose(converted[0].numpy().transpose(0, 2, 3, 1), expected, atol=1e-5)
+    flow = model_input(dataset(tiny_dataset, ClipSpec("flow", 4, (40, 56), flow_stack=3))[0][0][None], "cpu")
+    assert flow.shape == (1, 4, 6, 40, 56) and -1.0 <= float(flow.min()) < float(flow.max()) <= 1.0
+    extremes = torch.tensor([0, 255], dtype=torch.uint8).view(1, 2, 1, 1)  # one flow pair: -bound, +bound
+    np.testing.assert_allclose(model_input(extremes, "cpu").flatten().numpy(), [-1.0, 1.0])
 
 
 def test_test_clips_are_deterministic_and_training_clips_vary_by_epoch(tiny_dataset):

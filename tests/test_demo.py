@@ -13,12 +13,16 @@ from tclsta.demo import (
     APPEARANCE_CLASSES,
     LUMA_WEIGHTS,
     MOTION_CLASSES,
+    BenchmarkClip,
     DemoClip,
+    benchmark_direction,
     chroma_offset,
     drift_direction,
     expected_ceilings,
     make_demo_dataset,
+    plan_benchmark_clip,
     plan_clip,
+    render_benchmark_clip,
     render_clip,
 )
 from tclsta.errors import BadConfigError
@@ -144,3 +148,67 @@ def test_flow_inside_patch_follows_class_direction(decoded: dict[tuple[str, int]
         still = plan.motion_stop if plan.motion_stop < plan.num_frames - 1 else plan.motion_start - 1
         still_flow = tvl1.calc(grey[still], grey[still + 1], None)[rows, cols]
         assert np.abs(still_flow).mean() < 0.2, (name, "moves outside the action window")
+
+
+def _benchmark_plan(class_name: str, clip: int = 1) -> BenchmarkClip:
+    return plan_benchmark_clip(class_name, 1, clip, num_frames=12, width=64, height=48, seed=0)
+
+
+def test_benchmark_dataset_layout_and_determinism(tmp_path: Path) -> None:
+    settings = dict(classes_per_kind=1, groups=3, test_groups=2, clips_per_group=1, num_frames=8, width=64, height=48,
+                    kind="benchmark")
+    make_demo_dataset(tmp_path / "a", **settings)
+    make_demo_dataset(tmp_path / "b", **settings)
+    splits = tmp_path / "a" / "splits"
+    assert (splits / "testlist01.txt").read_text().splitlines() == [
+        "DriftRight/v_DriftRight_g01_c01.avi", "DriftRight/v_DriftRight_g02_c01.avi",
+        "RedPatch/v_RedPatch_g01_c01.avi", "RedPatch/v_RedPatch_g02_c01.avi"]
+    assert (splits / "trainlist01.txt").read_text().splitlines() == [
+        "DriftRight/v_DriftRight_g03_c01.avi 1", "RedPatch/v_RedPatch_g03_c01.avi 2"]
+    for video in sorted((tmp_path / "a" / "videos").rglob("*.avi")):
+        again = tmp_path / "b" / video.relative_to(tmp_path / "a")
+        np.testing.assert_array_equal(decode_frames(video), decode_frames(again))
+    with pytest.raises(BadConfigError, match="kind"):
+        make_demo_dataset(tmp_path / "c", kind="other")
+    with pytest.raises(BadConfigError, match="groups"):
+        make_demo_dataset(tmp_path / "c", groups=3, test_groups=3)
+
+
+def test_benchmark_builds_in_each_need() -> None:
+    """Small target drifting in its class's direction inside the window only (appearance class i like motion class i),
+    coloured only then; one distractor drifting throughout, one only outside the window; no overlaps."""
+    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create(nscales=3, warps=3, epsilon=0.05)
+    for motion, appearance in zip(MOTION_CLASSES, APPEARANCE_CLASSES):
+        assert benchmark_direction(appearance) == benchmark_direction(motion) == drift_direction(motion)
+    for class_name in ("DriftLeft", "GreenPatch"):
+        plan = _benchmark_plan(class_name)
+        frames = render_benchmark_clip(plan)
+        target, spatial, temporal = plan.patches
+        assert target.side < min(spatial.side, temporal.side)
+        boxes = [(p.x, p.y, p.x + p.side, p.y + p.side) for p in plan.patches]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+        grey = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames]
+
+        def mean_flow(patch, step: int) -> np.ndarray:
+            inner = (slice(patch.y + 2, patch.y + patch.side - 2), slice(patch.x + 2, patch.x + patch.side - 2))
+            return tvl1.calc(grey[step], grey[step + 1], None)[inner].reshape(-1, 2).mean(axis=0)
+
+        inside = (plan.action_start + plan.action_stop) // 2
+        outside = plan.action_stop if plan.action_stop < plan.num_frames - 1 else plan.action_start - 1
+        assert mean_flow(target, inside) @ np.array(benchmark_direction(class_name)) > 0.5
+        assert np.abs(mean_flow(target, outside)).max() < 0.3
+        assert np.linalg.norm(mean_flow(spatial, inside)) > 0.5 and np.linalg.norm(mean_flow(spatial, outside)) > 0.5
+        assert np.abs(mean_flow(temporal, inside)).max() < 0.3 and np.linalg.norm(mean_flow(temporal, outside)) > 0.5
+        rows, cols = slice(target.y, target.y + target.side), slice(target.x, target.x + target.side)
+        grey_frame = plan.action_stop + 1 if plan.action_stop + 1 < plan.num_frames else plan.action_start - 1
+        spread = [np.ptp(frames[i, rows, cols].reshape(-1, 3).mean(axis=0)) for i in (inside, grey_frame)]
+        if class_name in APPEARANCE_CLASSES:
+            assert spread[0] > 40 and spread[1] < 3  # coloured only while it moves
+        else:
+            assert spread[0] < 3 and spread[1] < 3
+
+
+def test_benchmark_ceilings() -> None:
+    assert expected_ceilings(4, "benchmark") == {"rgb": 0.625, "flow": 0.5, "fused": 1.0}

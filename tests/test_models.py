@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import urllib.error
 from pathlib import Path
 
 import pytest
 import torch
-import torchvision
 from torchvision.models import resnet18
 
-from tclsta.errors import PretrainedWeightsError
 from tclsta.models import (
     AttentionStream,
     SpatialAttention,
@@ -20,8 +16,7 @@ from tclsta.models import (
     cross_modality_weight,
     stream_loss,
 )
-from tclsta.errors import FileError
-from tclsta.models.backbones import cached_state_dict
+from tclsta.pretrained import WeightsError
 
 NUM_CLASSES = 5
 SMALL = dict(backbone="small", spatial_hidden=32, temporal_hidden=32)
@@ -125,42 +120,12 @@ def test_local_motion_weights_load_as_saved(tmp_path: Path) -> None:
 
 
 def test_missing_local_weights_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(PretrainedWeightsError, match="missing.pth"):
+    with pytest.raises(WeightsError, match="missing.pth: model.pretrained names this file, which does not exist"):
         build_backbone("resnet18", 3, pretrained=str(tmp_path / "missing.pth"))
 
 
-def test_imagenet_download_failure_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With an empty hub cache and no network, the error points to a local weights file."""
-
-    def offline(*args: object, **kwargs: object) -> None:
-        raise urllib.error.URLError("network unreachable")
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(PretrainedWeightsError, match="could not be downloaded.*local weights file path"):
-        build_backbone("resnet18", 3, pretrained="imagenet")
-
-
-def test_weights_from_hub_cache_load_when_their_hash_matches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A file in the hub cache loads without a download when its SHA-256 starts with the digits in its
-    name (torchvision's naming), and is refused otherwise (a swapped file)."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    folder = Path(torch.hub.get_dir()) / "checkpoints"
-    folder.mkdir(parents=True)
-    made = folder / "made.pth"
-    torch.save(torchvision.models.resnet18().state_dict(), made)
-    digits = hashlib.sha256(made.read_bytes()).hexdigest()[:8]
-    made.rename(folder / f"resnet18-{digits}.pth")
-    state = cached_state_dict(f"https://download.invalid/models/resnet18-{digits}.pth")  # no download: cached
-    torch.testing.assert_close(state["conv1.weight"], torch.load(folder / f"resnet18-{digits}.pth", weights_only=True)["conv1.weight"])
-
-    (folder / "resnet18-00000000.pth").write_bytes((folder / f"resnet18-{digits}.pth").read_bytes())
-    with pytest.raises(FileError, match="SHA-256 .* is not the 00000000"):
-        cached_state_dict("https://download.invalid/models/resnet18-00000000.pth")
-
-
 def test_small_backbone_has_no_imagenet_weights() -> None:
-    with pytest.raises(PretrainedWeightsError, match="no ImageNet weights"):
+    with pytest.raises(WeightsError, match="no ImageNet weights"):
         build_backbone("small", 3, pretrained="imagenet")
 
 

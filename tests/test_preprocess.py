@@ -1,13 +1,10 @@
 """Extraction, flow and packing on real videos; bad videos are named and nothing half-written is kept."""
 
-import dataclasses
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tclsta.ablation import COLUMNS, VARIANTS
+from tclsta.ablation import COLUMNS, METRICS, VARIANTS
 from tclsta.attention_view import attention_figure
 from tclsta.report import PLOT_NAMES, figure_png, write_report
 
@@ -22,7 +22,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def _result(rng: np.random.Generator, top1: float, num_classes: int) -> dict:
     per_class = rng.uniform(0.0, 1.0, num_classes).round(3).tolist()
-    return {"top1": top1, "top5": 0.98, "mean_class_accuracy": 0.6, "per_class_accuracy": per_class}
+    return {"top1": top1, "top5": 0.98, "mean_class_accuracy": 0.6, "per_class_accuracy": per_class,
+            "top1_ci": [top1 - 0.1, min(top1 + 0.1, 1.0)], "top5_ci": [0.95, 1.0], "mean_class_accuracy_ci": [0.5, 0.7]}
 
 
 def _confusion(rng: np.random.Generator, num_classes: int) -> list[list[int]]:
@@ -48,6 +49,11 @@ def _metrics(dataset: str, classes: list[str], *, demo_extras: bool) -> dict:
             "global": {"rgb": 0.4, "flow": 0.6},
             "per_class": {"rgb": rgb_weights.tolist(), "flow": (1 - rgb_weights).tolist()},
         },
+        # RGB more accurate exactly where its weight share is above its global 0.4, except on the last class
+        "validation_per_class_accuracy": {"rgb": [0.9 if w > 0.4 else 0.2 for w in rgb_weights[:-1]] + [0.1],
+                                          "flow": [0.5] * (num_classes - 1) + [None]},
+        "bootstrap": {"samples": 2000, "seed": 0, "confidence": 0.95, "over": "test videos"},
+        "num_test_videos_scored": 32,
     }
     if demo_extras:
         metrics["expected_ceilings"] = {"rgb": 0.625, "flow": 0.625, "fused": 1.0}
@@ -205,24 +211,43 @@ def test_attention_section_embeds_the_figure_and_escapes_names(make_report, tmp_
 
 
 def test_ablation_table_lists_every_variant(make_report, tmp_path) -> None:
-    rows = [
-        {"variant": variant.name, "description": variant.description, "fusion": variant.fusion, "num_test_videos": 32,
-         "rgb_top1": 0.6875, "rgb_mean_class_accuracy": 0.6875, "flow_top1": 0.5 + 0.03 * i,
-         "flow_mean_class_accuracy": 0.5, "fused_top1": 1.0 - 0.05 * i, "fused_mean_class_accuracy": 0.9}
-        for i, variant in enumerate(VARIANTS)
-    ]
+    rows = []
+    for i, variant in enumerate(VARIANTS):
+        row = {"variant": variant.name, "description": variant.description, "fusion": variant.fusion, "num_test_videos": 32}
+        for model, value in (("rgb", 0.6875), ("flow", 0.5 + 0.03 * i), ("fused", 1.0 - 0.05 * i)):
+            for metric in METRICS:
+                row |= {f"{model}_{metric}": value, f"{model}_{metric}_ci_low": value - 0.1,
+                        f"{model}_{metric}_ci_high": value + 0.1}
+                diff = value - rows[0][f"{model}_{metric}"] if rows else 0.0
+                row |= {f"{model}_{metric}_diff": diff, f"{model}_{metric}_diff_ci_low": diff - 0.1,
+                        f"{model}_{metric}_diff_ci_high": diff + 0.1}
+        rows.append(row)
     path = tmp_path / "ablation.csv"
     pd.DataFrame(rows, columns=COLUMNS).to_csv(path, index=False)
     html = make_report(ablation=path).read_text()
     section = html[html.index('id="ablation"'):html.index('id="fusion"')]
     for variant in VARIANTS:
         assert f"<td>{variant.name}</td>" in section
-    assert '<td class="num">85.0</td>' in section  # fused top-1 of the fourth variant, as a percentage
+    assert '<td class="num">85.0 [75.0, 95.0]</td>' in section  # fused top-1 of the fourth variant, with its interval
+    assert '<td class="num">-15.0 [-25.0, -5.0] *</td>' in section  # its difference to the full model excludes zero
+    assert '<td class="num">-5.0 [-15.0, +5.0]</td>' in section  # the second variant's does not: no mark
     assert 'id="ablation"' not in make_report().read_text()  # no table without the file
+
+
+def test_accuracy_has_intervals_and_fusion_weights_sit_next_to_validation_accuracy(make_report) -> None:
+    html = make_report().read_text()
+    accuracy = html[html.index('id="accuracy"'):html.index('id="fusion"')]
+    assert '<td class="num">90.0 [80.0, 100.0]</td>' in accuracy  # fused top-1 and its interval
+    assert "95% bootstrap confidence interval over the 32 test videos" in accuracy
+    fusion = html[html.index('id="fusion"'):html.index('id="confusion"')]
+    assert "RGB val. acc. (%)" in fusion and '<td class="num">90.0</td>' in fusion and '<td class="num">–</td>' in fusion
+    assert f"Of the {len(CLASSES) - 1} classes where one stream is more accurate" in fusion
+    assert f"the weights lean to that stream in {len(CLASSES) - 1}.</p>" in fusion
 
 
 def test_class_without_test_videos_shows_a_dash(make_report) -> None:
     text = make_report(untested_classes=(1,)).read_text(encoding="utf-8")
+    text = text[text.index('id="per-class"'):]  # the fusion section lists classes too
     row = re.search(rf"<tr[^>]*><td>{re.escape(CLASSES[1])}</td>(.*?)</tr>", text, re.S)
     assert row is not None
     assert re.findall(r"<td[^>]*>([^<]*)</td>", row.group(1)) == ["–"] * 4

@@ -23,7 +23,7 @@ import yaml
 
 from conftest import REPO, tiny_settings
 from tclsta.ablation import VARIANTS_BY_NAME
-from tclsta.config import DatasetConfig, parse_dataset, validate_config, yaml_key
+from tclsta.config import REAL_DATASET_RECIPE, STREAMS, DatasetConfig, parse_dataset, validate_config, yaml_key
 from tclsta.data.manifest import read_manifest
 from tclsta.settings import SECTION_TYPES, StageSettings, UndeclaredSettingError, declared_settings
 from tclsta.train import train_stream
@@ -32,7 +32,11 @@ from test_workflow import snakemake, workdir  # noqa: F401  (workdir is a fixtur
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 BASE = "base"
 # Values the generic rule of changed_value() cannot pick: another format than demo needs no generated data.
-ALTERNATIVES = {"format": "folder"}
+ALTERNATIVES = {"format": "folder", "model.rgb": {"dropout": 0.3}, "model.flow": {"dropout": 0.3},
+                "train.rgb": {"batch_size": 3}, "train.flow": {"batch_size": 3}}  # per-stream overrides
+# keys the schema accepts only together (dependentRequired): the walk changes them with their companions
+COMPANIONS = {"rawframes.train_list": ("rawframes.test_list", "rawframes.class_list"),
+              "rawframes.test_list": ("rawframes.train_list", "rawframes.class_list")}
 
 
 def schema_keys() -> list[str]:
@@ -95,6 +99,12 @@ def dataset_entry(name: str) -> dict:
     """The tiny dataset under the name ``name`` (a demo dataset lives in data/<name>/), ablation on."""
     entry = {k: v for k, v in tiny_settings(Path("data") / name).items() if k != "name"}
     entry["ablation"] = True
+    # the keys the real-dataset recipe sets pinned to their demo values, so that the `format` change
+    # (demo -> folder) changes only `format` (an entry's own value wins over the recipe's, for both streams)
+    for section, values in REAL_DATASET_RECIPE.items():
+        for key, value in values.items():
+            for name_ in value if key in STREAMS else [key]:
+                set_key(entry, f"{section}.{name_}", base_value(entry, f"{section}.{name_}"))
     return entry
 
 
@@ -139,6 +149,10 @@ def test_every_key_reaches_exactly_the_rules_whose_stage_reads_it(workdir):  # n
         entry = dataset_entry(name)
         new_values[key] = changed_value(key, base_value(entry, key))
         set_key(entry, key, new_values[key])
+        for companion in COMPANIONS.get(key, ()):
+            set_key(entry, companion, changed_value(companion, base_value(entry, companion)))
+        if key == "model.pretrained":  # a local weights file is an input of training: there
+            (workdir / new_values[key]).touch()
         datasets[name] = entry
         if entry["format"] != "demo":  # data the workflow does not generate: there, so the DAG includes the dataset
             (workdir / entry["root"]).mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader
 
 from conftest import tiny_settings
+from tclsta.data.dataset import model_input
 from tclsta.data.manifest import class_names, read_manifest
 from tclsta.evaluate import evaluate, fuse_streams
 from tclsta.inference import build_model, inference_clip_spec, load_checkpoint, score_stream, split_dataset
@@ -31,6 +33,9 @@ def test_train_score_fuse_evaluate(tiny_dataset, tmp_path):
         history = pd.read_csv(tmp_path / f"{stream}_history.csv")
         assert history["epoch"].tolist() == [1, 2]
         assert history["train_loss"].notna().all() and history["val_acc"].between(0, 1).all()
+        events = EventAccumulator(str(tmp_path / f"{stream}_tensorboard")).Reload()  # TensorBoard's own reader
+        assert [event.step for event in events.Scalars("val_acc")] == [1, 2]
+        np.testing.assert_allclose([event.value for event in events.Scalars("val_acc")], history["val_acc"], rtol=1e-6)
         model, model_config, state = load_checkpoint(tmp_path / f"{stream}.pt", torch.device("cpu"))
         assert state["modality"] == stream and state["classes"] == class_names(manifest)
         assert model_config == config.model
@@ -104,9 +109,9 @@ def test_ten_crop_scores_average_mirrored_corner_crops(tiny_dataset, tmp_path):
         score_stream(tmp_path / "flow.pt", tiny_dataset.shards, manifest, train_config, tmp_path / f"{crops}.csv")
         scores[crops] = pd.read_csv(tmp_path / f"{crops}.csv").filter(like="score_").to_numpy()
     assert scores[1].shape == scores[10].shape and not np.allclose(scores[1], scores[10])
-    views = clip.numpy()  # the last one: 10 crops of a flow clip
-    torch.testing.assert_close(torch.from_numpy(views[5][:, 1::2]), torch.from_numpy(views[0][:, 1::2, :, ::-1].copy()))
-    torch.testing.assert_close(torch.from_numpy(views[5][:, 0::2]), -torch.from_numpy(views[0][:, 0::2, :, ::-1].copy()))
+    views = model_input(clip, "cpu")  # the last one: 10 crops of a flow clip, in [-1, 1]
+    torch.testing.assert_close(views[5][:, 1::2], views[0][:, 1::2].flip(-1))
+    torch.testing.assert_close(views[5][:, 0::2], -views[0][:, 0::2].flip(-1))
 
 
 def train_command(tiny_dataset, tmp_path: Path, name: str, stages: list[dict], launcher: list[str]) -> list[str]:

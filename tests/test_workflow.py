@@ -1,7 +1,7 @@
 """The real Snakemake DAG on a temp copy of the workflow with a tiny demo config."""
 
 import json
-import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TINY_SETTINGS
+from conftest import REPO, TINY_SETTINGS, run_snakemake
 
 TARGET = "results/tiny/report.html"
 
@@ -27,9 +27,7 @@ def workdir(tmp_path) -> Path:
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return run_snakemake(workdir, *args)
 
 
 def test_demo_dag_end_to_end_then_nothing_to_do(workdir):
@@ -122,16 +120,22 @@ def test_new_videos_rebuild_only_their_shard_and_new_datasets_touch_nothing_else
     shutil.copy(source, added)
     with open(workdir / "data/tiny/splits/trainlist01.txt", "a") as listing:
         listing.write("DriftLeft/v_DriftLeft_g03_c09.avi 2\n")
-    assert snakemake(workdir, "results/tiny/manifest.csv").returncode == 0
+    # The dry run plans one shard at once, before the manifest job has run: each shard's input is
+    # its own list of videos, rewritten only when the shard's rows change.
+    lists = {p.name: p.stat().st_mtime_ns for p in (workdir / "results/tiny/shard_lists").iterdir()}
     dry = snakemake(workdir, "-n", TARGET)
     counts = job_counts(dry.stdout + dry.stderr)
     assert counts["extract_frames"] == counts["flow"] == counts["pack"] == 1, counts
-    assert counts["train_stream"] == 2
+    assert counts["manifest"] == 1 and counts["train_stream"] == 2
+    changed = [p.name for p in (workdir / "results/tiny/shard_lists").iterdir() if p.stat().st_mtime_ns != lists[p.name]]
+    assert len(changed) == 1 and len(lists) == 4, (changed, lists)
 
+    for log in (workdir / "logs/extract_frames").iterdir():
+        log.unlink()
     run = snakemake(workdir, TARGET)
     assert run.returncode == 0, run.stderr[-3000:]
-    logs = "".join(p.read_text() for p in (workdir / "logs/extract_frames").iterdir())
-    assert "1 videos extracted" in logs and "reused" in logs
+    logs = [p.read_text() for p in (workdir / "logs/extract_frames").iterdir()]
+    assert len(logs) == 1 and "1 videos extracted" in logs[0] and "reused" in logs[0], logs
 
     # A second dataset adds jobs for itself only.
     config["datasets"]["other"] = {**config["datasets"]["tiny"], "root": "data/other/videos", "splits_dir": "data/other/splits"}
@@ -139,3 +143,17 @@ def test_new_videos_rebuild_only_their_shard_and_new_datasets_touch_nothing_else
     dry = snakemake(workdir, "-n", TARGET, "results/other/report.html")
     output = dry.stdout + dry.stderr
     assert "dataset=other" in output and "dataset=tiny" not in output
+
+
+def test_slurm_profile_gives_gpus_to_the_gpu_rules_only_one_task_each():
+    """The rules that start their command on GPUs (tclsta.gpus) are exactly those the SLURM profile
+    gives a GPU; each runs one task (no --ntasks-per-gpu), and no group ties a GPU job to CPU jobs."""
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    rules_text = "\n".join(p.read_text() for p in (REPO / "rules").glob("*.smk"))
+    blocks = re.split(r"^(?:rule|checkpoint) ", rules_text, flags=re.MULTILINE)[1:]
+    gpu_rules = {block.split(":")[0] for block in blocks if "tclsta.gpus" in block}
+    assert gpu_rules >= {"flow", "train_stream"}
+    resources = profile["set-resources"]
+    assert {rule for rule, values in resources.items() if values.get("gpu")} == gpu_rules
+    assert all(resources[rule]["tasks_per_gpu"] == 0 for rule in gpu_rules)
+    assert "groups" not in profile

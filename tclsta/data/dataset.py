@@ -1,11 +1,18 @@
 """A torch Dataset of clips read from HDF5 shards.
 
-Each item is ``(clip, label)`` with ``clip`` shaped (T, C, H, W) float32
+Each item is ``(clip, label)`` with ``clip`` shaped (T, C, H, W) uint8
 (with 10 test crops: (10, T, C, H, W)):
 T frames spread over the video in equal segments (TSN-style: a random frame
 per segment in training, the segment's centre at test time), C = 3 for the
 static (RGB) stream and C = 2L for the motion stream (L consecutive flow x/y
-pairs stacked). Shards are opened lazily, once per worker process.
+pairs stacked, quantised as in the shards). Shards are opened lazily, once per
+worker process.
+
+Clips stay uint8 until the batch is on the device: ``model_input`` converts it
+there (ImageNet normalisation for RGB, [-1, 1] for flow), so workers decode and
+crop only, and a quarter of the bytes cross from the workers and to the device.
+JPEGs are decoded by ``torchvision.io.decode_jpeg`` (libjpeg-turbo, straight to
+channels-first RGB).
 """
 
 from __future__ import annotations
@@ -18,9 +25,10 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_jpeg
 
+from tclsta.data.augment import multiscale_crop
 from tclsta.data.shards import ShardReader
-from tclsta.video import decode_jpeg
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -38,6 +46,7 @@ class ClipSpec:
     train: bool = False
     flip: bool = False
     test_crops: int = 1  # test time: 1 (centre) or 10 (4 corners + centre, each also mirrored)
+    scale_jitter: bool = False  # training: TSN multi-scale corner crops (tclsta/data/augment.py)
 
     @property
     def channels(self) -> int:
@@ -112,7 +121,7 @@ class ShardClipDataset(Dataset):
         reader = self._reader(path)
         if spec.modality == "rgb":
             picks = segment_indices(num_frames, spec.num_frames, generator)
-            clip = rgb_clip(np.stack([decode_jpeg(j) for j in reader.frames(video_id, picks)]))
+            clip = decode_rgb_jpegs(reader.frames(video_id, picks))
         else:
             windows = flow_windows(num_frames, spec, generator)
             needed = sorted(set(np.concatenate(windows).tolist()))
@@ -123,9 +132,30 @@ class ShardClipDataset(Dataset):
         return torch.from_numpy(test_views(clip, spec)), label
 
 
+def decode_rgb_jpegs(jpegs: Sequence[bytes]) -> np.ndarray:
+    """JPEG-encoded RGB frames -> (T, 3, H, W) uint8, decoded in one batched call."""
+    data = [torch.frombuffer(bytearray(j), dtype=torch.uint8) for j in jpegs]  # a writable copy of ~25 kB each
+    images = decode_jpeg(data, mode=ImageReadMode.RGB)
+    return torch.stack(images).numpy()  # (T, 3, H, W)
+
+
 def rgb_clip(images: np.ndarray) -> np.ndarray:
-    """(T, H, W, 3) uint8 RGB -> (T, 3, H, W) float32, ImageNet-normalised."""
-    return ((images.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)
+    """(T, H, W, 3) uint8 RGB frames -> (T, 3, H, W) uint8 (a view)."""
+    return images.transpose(0, 3, 1, 2)
+
+
+def model_input(clips: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """uint8 clips (..., C, H, W) from this dataset -> float32 model input on ``device``.
+
+    RGB (C = 3) is ImageNet-normalised, flow (C = 2L, always even) mapped back to [-1, 1].
+    The conversion runs after the copy, on the device, so the copy moves uint8.
+    """
+    clips = clips.to(device, non_blocking=True)
+    if clips.shape[-3] == 3:
+        mean = torch.tensor(IMAGENET_MEAN * 255.0, device=clips.device).view(3, 1, 1)
+        std = torch.tensor(IMAGENET_STD * 255.0, device=clips.device).view(3, 1, 1)
+        return (clips.float() - mean) / std
+    return clips.float() * (2.0 / 255.0) - 1.0
 
 
 def flow_windows(num_frames: int, spec: ClipSpec, generator: torch.Generator | None) -> list[np.ndarray]:
@@ -135,17 +165,16 @@ def flow_windows(num_frames: int, spec: ClipSpec, generator: torch.Generator | N
 
 
 def flow_clip(pairs: np.ndarray, pair_indices: list[int], windows: list[np.ndarray]) -> np.ndarray:
-    """Quantised pairs (n, 2, H, W) uint8 at ``pair_indices`` -> stacked windows (T, 2L, H, W) float32 in [-1, 1]."""
+    """Quantised pairs (n, 2, H, W) uint8 at ``pair_indices`` -> stacked windows (T, 2L, H, W) uint8."""
     position = {p: i for i, p in enumerate(pair_indices)}
-    stacked = [pairs[[position[p] for p in w]].reshape(-1, *pairs.shape[2:]) for w in windows]
-    return np.stack(stacked).astype(np.float32) * (2.0 / 255.0) - 1.0
+    return np.stack([pairs[[position[p] for p in w]].reshape(-1, *pairs.shape[2:]) for w in windows])
 
 
 def _mirror(clip: np.ndarray, modality: str) -> np.ndarray:
-    """Horizontal mirror of (T, C, H, W); mirrored x-flow changes sign."""
+    """Horizontal mirror of uint8 (T, C, H, W); mirrored x-flow changes sign (quantised: q -> 255 - q)."""
     clip = clip[..., ::-1].copy()
     if modality == "flow":
-        clip[:, 0::2] = -clip[:, 0::2]
+        clip[:, 0::2] = 255 - clip[:, 0::2]
     return clip
 
 
@@ -161,9 +190,14 @@ def test_views(clip: np.ndarray, spec: ClipSpec) -> np.ndarray:
 
 
 def crop_and_flip(clip: np.ndarray, spec: ClipSpec, generator: torch.Generator | None) -> np.ndarray:
-    """Random (training) or centre crop of (T, C, H, W); random horizontal flip in training when enabled."""
-    top, left = crop_box(clip.shape[2], clip.shape[3], spec.crop_size, generator)
-    clip = clip[:, :, top : top + spec.crop_size[0], left : left + spec.crop_size[1]]
+    """Random (training; multi-scale with ``spec.scale_jitter``) or centre crop of uint8 (T, C, H, W); random
+    horizontal flip in training when enabled. Only the crop is copied: it is the first step after decoding,
+    before any conversion."""
+    if generator is not None and spec.scale_jitter:
+        clip = multiscale_crop(clip, spec.crop_size, generator)
+    else:
+        top, left = crop_box(clip.shape[2], clip.shape[3], spec.crop_size, generator)
+        clip = clip[:, :, top : top + spec.crop_size[0], left : left + spec.crop_size[1]]
     if generator is not None and spec.flip and float(torch.rand(1, generator=generator)) < 0.5:
         return _mirror(clip, spec.modality)
     return np.ascontiguousarray(clip)

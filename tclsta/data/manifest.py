@@ -20,11 +20,13 @@ import logging
 import re
 import zlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from tclsta.config import DatasetConfig
+from tclsta.atomic import write_text_if_changed
 from tclsta.data.tables import read_table
 from tclsta.errors import BadSplitFileError
 from tclsta.settings import StageSettings
@@ -34,9 +36,11 @@ MANIFEST_COLUMNS = ["video_id", "path", "class_name", "label", "split", "group",
 MANIFEST_SETTINGS = StageSettings(
     "manifest",
     entry=("format", "root", "splits_dir", "split", "split_csv", "test_fraction"),
+    rawframes=("train_list", "test_list", "class_list"),
     preprocess=("num_shards", "on_bad_video"),
     train=("val_fraction", "seed"),
 )
+SHARD_LIST_COLUMNS = ["video_id", "path", "class_name", "label", "shard"]  # what one shard's extraction reads
 _GROUP = re.compile(r"_g(\d+)_c\d+$")
 
 
@@ -112,6 +116,15 @@ def group_keys(frame: pd.DataFrame) -> list[str]:
     return [f"{c}/{group_of(Path(v).name)}" for c, v in zip(frame["class_name"], frame["video_id"])]
 
 
+_HMDB_CLIP = re.compile(r"_\d+$")
+
+
+def hmdb_group_keys(frame: pd.DataFrame) -> list[str]:
+    """Source video of each HMDB51 clip, scoped by class: clips cut from one video share the file
+    name up to the trailing ``_<n>`` (``Class/brush_hair_Aussie_hair_u_nm_np1_ba_goo_0`` -> ``..._goo``)."""
+    return [f"{c}/{_HMDB_CLIP.sub('', Path(v).name)}" for c, v in zip(frame["class_name"], frame["video_id"])]
+
+
 def split_groups(frame: pd.DataFrame, fraction: float, seed: int) -> set[str]:
     """A seeded choice of about ``fraction`` of each class's groups (at least one, never all)."""
     rng = np.random.default_rng(seed)
@@ -125,8 +138,10 @@ def split_groups(frame: pd.DataFrame, fraction: float, seed: int) -> set[str]:
     return chosen
 
 
-def finish_manifest(frame: pd.DataFrame, classes: list[str], source: Path, val_fraction: float, num_shards: int, seed: int) -> pd.DataFrame:
-    """Check a (video_id, path, class_name, label, split) table, carve validation groups, assign shards."""
+def finish_manifest(frame: pd.DataFrame, classes: list[str], source: Path, val_fraction: float, num_shards: int, seed: int,
+                    grouping: Callable[[pd.DataFrame], list[str]] = group_keys) -> pd.DataFrame:
+    """Check a (video_id, path, class_name, label, split) table, carve validation groups (``grouping``
+    names each video's group), assign shards."""
     for column in ("video_id", "path"):  # paths are resolved: one file under two names is caught too
         duplicated = frame[column][frame[column].duplicated()]
         if len(duplicated):
@@ -138,14 +153,14 @@ def finish_manifest(frame: pd.DataFrame, classes: list[str], source: Path, val_f
     if untested:
         log.warning("%s: no test videos for class(es) %s: the report shows '–' for their accuracy", source, untested)
     frame = frame.copy()
-    frame["group"] = group_keys(frame)
+    frame["group"] = grouping(frame)
     train = frame["split"] == "train"
     frame.loc[train & frame["group"].isin(split_groups(frame[train], val_fraction, seed)), "split"] = "val"
     frame["shard"] = frame["video_id"].map(lambda v: shard_of(v, num_shards))
     return frame[MANIFEST_COLUMNS].sort_values("video_id", ignore_index=True)
 
 
-def _table(rows: list[tuple[str, Path, str, str]], classes: list[str]) -> pd.DataFrame:
+def labelled_table(rows: list[tuple[str, Path, str, str]], classes: list[str]) -> pd.DataFrame:
     """(video_id, path, class, split) tuples as a manifest table with labels."""
     frame = pd.DataFrame([(v, str(p), c, s) for v, p, c, s in rows], columns=["video_id", "path", "class_name", "split"])
     frame["label"] = frame["class_name"].map(classes.index).astype(int) if len(frame) else []
@@ -175,16 +190,16 @@ def build_ucf_manifest(
         entries = read_ucf_split(splits_dir / file_name, root, classes)
         require_files(splits_dir / file_name, [p for _, p, _ in entries], strict)
         rows += [(vid, p, c, split_name) for vid, p, c in entries]
-    return finish_manifest(_table(rows, classes), classes, splits_dir, val_fraction, num_shards, seed)
+    return finish_manifest(labelled_table(rows, classes), classes, splits_dir, val_fraction, num_shards, seed)
 
 
-def require_files(listing: Path, paths: list[Path], strict: bool) -> None:
-    """Fail naming the split file and the videos it lists that do not exist.
+def require_files(listing: Path, paths: list[Path], strict: bool, exists: Callable[[Path], bool] = Path.is_file) -> None:
+    """Fail naming the split file and the videos it lists that do not exist (``exists``: files, or frame folders).
 
     Not strict (``on_bad_video: skip``): missing videos stay in the manifest and
     the extraction stage lists them as rejected.
     """
-    missing = [str(p) for p in paths if not p.is_file()]
+    missing = [str(p) for p in paths if not exists(p)]
     if missing and strict:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise BadSplitFileError(listing, f"{len(missing)} listed video(s) not found: {shown}")
@@ -218,7 +233,7 @@ def build_hmdb_manifest(
             paths.append(path)
             rows.append((str(inside.with_suffix("")), path, class_name, "train" if parts[1] == "1" else "test"))
         require_files(listing, paths, strict)
-    return finish_manifest(_table(rows, classes), classes, splits_dir, val_fraction, num_shards, seed)
+    return finish_manifest(labelled_table(rows, classes), classes, splits_dir, val_fraction, num_shards, seed, hmdb_group_keys)
 
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv")
@@ -245,15 +260,20 @@ def scan_folder(root: Path) -> tuple[list[str], list[tuple[str, Path, str]]]:
     return classes, videos
 
 
+FolderScan = Callable[[Path], tuple[list[str], list[tuple[str, Path, str]]]]
+
+
 def build_folder_manifest(
-    root: Path, split_csv: Path | None, test_fraction: float, val_fraction: float, num_shards: int, seed: int
+    root: Path, split_csv: Path | None, test_fraction: float, val_fraction: float, num_shards: int, seed: int,
+    scan: FolderScan = scan_folder,
 ) -> pd.DataFrame:
     """Manifest of a class-per-folder dataset. The test split comes from ``split_csv`` (columns
     ``path`` relative to the root and ``split`` train/test) or, without one, from a seeded choice of
-    whole groups per class (UCF-style ``gXX`` groups never straddle train and test)."""
-    classes, videos = scan_folder(root)
+    whole groups per class (UCF-style ``gXX`` groups never straddle train and test). ``scan`` lists
+    the videos: files (:func:`scan_folder`) or folders of existing frames."""
+    classes, videos = scan(root)
     if split_csv is None:
-        frame = _table([(v, p, c, "train") for v, p, c in videos], classes)
+        frame = labelled_table([(v, p, c, "train") for v, p, c in videos], classes)
         frame["group"] = group_keys(frame)
         frame.loc[frame["group"].isin(split_groups(frame, test_fraction, seed)), "split"] = "test"
         return finish_manifest(frame.drop(columns="group"), classes, Path(root), val_fraction, num_shards, seed)
@@ -275,7 +295,7 @@ def build_folder_manifest(
             raise BadSplitFileError(split_csv, f"row {number}: {relative!r} is not a video in a class folder of {root}")
         video_id, class_name = by_path[path]
         rows.append((video_id, path, class_name, split))
-    return finish_manifest(_table(rows, classes), classes, Path(split_csv), val_fraction, num_shards, seed)
+    return finish_manifest(labelled_table(rows, classes), classes, Path(split_csv), val_fraction, num_shards, seed)
 
 
 def build_manifest(dataset: DatasetConfig) -> pd.DataFrame:
@@ -286,8 +306,28 @@ def build_manifest(dataset: DatasetConfig) -> pd.DataFrame:
         return build_ucf_manifest(Path(dataset.root), Path(dataset.splits_dir), dataset.split, strict=strict, **common)
     if dataset.format == "hmdb51":
         return build_hmdb_manifest(Path(dataset.root), Path(dataset.splits_dir), dataset.split, strict=strict, **common)
+    if dataset.format == "rawframes" and dataset.rawframes.train_list:
+        from tclsta.data.rawframes import build_rawframes_manifest
+
+        return build_rawframes_manifest(Path(dataset.root), dataset.rawframes, strict=strict, **common)
     split_csv = Path(dataset.split_csv) if dataset.split_csv else None
+    if dataset.format == "rawframes":
+        from tclsta.data.rawframes import scan_frame_folders
+
+        return build_folder_manifest(Path(dataset.root), split_csv, dataset.test_fraction, scan=scan_frame_folders, **common)
     return build_folder_manifest(Path(dataset.root), split_csv, dataset.test_fraction, **common)
+
+
+def write_shard_list(manifest: pd.DataFrame, shard: int, path: str | Path) -> Path:
+    """Write the rows of ``shard`` (the columns its extraction uses) to ``path``, only when they changed.
+
+    An unchanged list keeps its modification time, so a workflow whose shard jobs
+    take it as input re-runs only the shards whose own videos were added, removed
+    or relabelled; the splits (which adding videos may reshuffle) are left out.
+    """
+    rows = manifest.loc[manifest["shard"] == shard, SHARD_LIST_COLUMNS].sort_values("video_id")
+    write_text_if_changed(path, rows.to_csv(index=False))
+    return Path(path)
 
 
 def read_manifest(path: Path) -> pd.DataFrame:

@@ -15,17 +15,13 @@ three input channels and the mean is repeated for each flow channel.
 
 from __future__ import annotations
 
-import hashlib
-from http.client import HTTPException
-from pathlib import Path
 from typing import Callable
-from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import ResNet, ResNet18_Weights, ResNet50_Weights, WeightsEnum, resnet18, resnet50
+from torchvision.models import ResNet, resnet18, resnet50
 
-from tclsta.errors import FileError, PretrainedWeightsError
+from tclsta.pretrained import load_weights, resolve_pretrained
 
 __all__ = ["SmallCNN", "ResNetTrunk", "build_backbone", "cross_modality_weight"]
 
@@ -99,12 +95,6 @@ _BUILDERS: dict[str, Callable[[], SmallCNN | ResNetTrunk]] = {
     "resnet50": lambda: ResNetTrunk(resnet50(weights=None)),
 }
 
-# V1 weights: the original ImageNet recipe, closest to the Caffe ResNet-50 of the release.
-_IMAGENET_WEIGHTS: dict[str, WeightsEnum] = {
-    "resnet18": ResNet18_Weights.IMAGENET1K_V1,
-    "resnet50": ResNet50_Weights.IMAGENET1K_V1,
-}
-
 
 def cross_modality_weight(rgb_weight: Tensor, in_channels: int) -> Tensor:
     """Turn RGB conv filters (O, 3, k, k) into (O, in_channels, k, k) filters.
@@ -133,62 +123,15 @@ def _replace_conv1(trunk: nn.Module, in_channels: int, weight: Tensor | None = N
     trunk.conv1 = new
 
 
-def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
-    if name not in _IMAGENET_WEIGHTS:
-        raise PretrainedWeightsError(
-            f"backbone '{name}' has no ImageNet weights; use pretrained: null or a local .pth file"
-        )
-    weights = _IMAGENET_WEIGHTS[name]
-    try:
-        return cached_state_dict(weights.url)
-    except (OSError, HTTPException) as exc:
-        raise PretrainedWeightsError(
-            f"ImageNet weights for backbone '{name}' could not be downloaded from {weights.url} "
-            f"({exc}); fetch that file on a machine with internet access and set `pretrained` "
-            f"in the config to the local weights file path"
-        ) from exc
-
-
-def cached_state_dict(url: str) -> dict[str, Tensor]:
-    """Weights published at ``url``, from torch's hub cache (downloaded there on first use).
-
-    The file is loaded only when its SHA-256 starts with the digits its name carries
-    (``resnet18-f37072fd.pth``), checked at every load, not only after a download, and
-    then with ``weights_only=True``: a file swapped in the cache is refused, never unpickled.
-    """
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
-    expected = torch.hub.HASH_REGEX.search(path.name).group(1)
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(path), hash_prefix=expected, progress=False)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if not digest.startswith(expected):
-        raise FileError(path, f"SHA-256 {digest[:len(expected)]}... is not the {expected}... of the weights "
-                              f"published at {url}; delete the file (it is fetched again)")
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _local_state_dict(path: str | Path) -> dict[str, Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise PretrainedWeightsError(
-            f"weights file {path} does not exist; set `pretrained` in the config "
-            f"to an existing .pth state dict, 'imagenet' or null"
-        )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or "conv1.weight" not in state:
-        raise PretrainedWeightsError(f"{path} is not a backbone state dict (expected a 'conv1.weight' entry)")
-    return state
-
-
 def build_backbone(name: str, in_channels: int, pretrained: str | None = None) -> tuple[nn.Module, int]:
     """Build a frame backbone and return it with its number of output channels C.
 
     Args:
         name: "small", "resnet18" or "resnet50".
         in_channels: 3 for RGB frames, 2L for a stack of L optical-flow x/y pairs.
-        pretrained: None (random initialisation), "imagenet" (torchvision weights)
-            or the path of a local ``.pth`` state dict, either RGB weights
+        pretrained: None (random initialisation), "imagenet" (torchvision's file,
+            read from ``resources/``: see ``tclsta.pretrained``) or the path
+            of a local ``.pth`` state dict, either RGB weights
             (``fc.*`` entries are ignored) or weights saved from a backbone with
             ``in_channels`` inputs.
 
@@ -199,12 +142,7 @@ def build_backbone(name: str, in_channels: int, pretrained: str | None = None) -
     if name not in _BUILDERS:
         raise ValueError(f"unknown backbone '{name}'; expected one of {sorted(_BUILDERS)}")
     trunk = _BUILDERS[name]()
-    if pretrained is None:
-        state = None
-    elif pretrained == "imagenet":
-        state = _imagenet_state_dict(name)
-    else:
-        state = _local_state_dict(pretrained)
+    state = None if pretrained is None else load_weights(resolve_pretrained(name, pretrained))
 
     if state is None:
         if in_channels != 3:

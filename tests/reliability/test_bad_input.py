@@ -121,27 +121,27 @@ LOADERS = {
     "collaborative model": lambda folder: load_collaborative(folder / "collaborative.pt", torch.device("cpu")),
     "training resume state": lambda folder: _load_resume_state(folder / "rgb.pt.resume", "k", Runtime(torch.device("cpu"))),
     "local pretrained weights": lambda folder: build_backbone("small", 3, str(folder / "weights.pth")),
-    "cached ImageNet weights": lambda folder: build_backbone("resnet18", 3, "imagenet"),
+    "ImageNet weights in resources/": lambda folder: build_backbone("resnet18", 3, "imagenet"),
 }
 PLANTED = {
     "checkpoint": "rgb.pt",
     "collaborative model": "collaborative.pt",
     "training resume state": "rgb.pt.resume/last.pt",
     "local pretrained weights": "weights.pth",
-    "cached ImageNet weights": f"hub/checkpoints/{Path(ResNet18_Weights.IMAGENET1K_V1.url).name}",
+    "ImageNet weights in resources/": f"resources/{Path(ResNet18_Weights.IMAGENET1K_V1.url).name}",
 }
 
 
 @pytest.mark.parametrize("loader", LOADERS)
 def test_every_load_refuses_a_planted_payload(tmp_path, monkeypatch, loader):
     """Each place the project loads weights from, at run time, with a file that would run code."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # torch's hub cache: <TORCH_HOME>/hub/checkpoints
+    monkeypatch.chdir(tmp_path)  # model.pretrained: imagenet reads resources/<torchvision file name>
     marker = tmp_path / "code_ran"
     plant(tmp_path / PLANTED[loader], marker)
     with pytest.raises((pickle.UnpicklingError, FileError)) as refused:
         LOADERS[loader](tmp_path)
     assert not marker.exists()
-    if loader == "cached ImageNet weights":  # refused for its hash before torch.load is reached
+    if loader == "ImageNet weights in resources/":  # refused for its hash before torch.load is reached
         assert "SHA-256" in str(refused.value) and "delete the file" in str(refused.value)
     else:
         assert "Weights only load failed" in str(refused.value)

@@ -1,0 +1,163 @@
+"""One GPU check, one table: torch TV-L1 and two-stream training throughput, peak memory.
+
+* flow: the torch TV-L1 (OpenCV's default parameters) on ``--batch`` pairs per call at
+  340x256 (camera-pan frames), pairs/s after a warm-up call, and its mean endpoint
+  difference from OpenCV's ``DualTVL1`` on the same pairs;
+* training: real steps (forward, the three losses, backward, SGD) of each stream with
+  ResNet-50 at 224x224 (``train.train_frames`` frames per clip, ``--clips`` clips per
+  batch, bf16 autocast and channels-last on CUDA), fed by ``ShardClipDataset`` through
+  a DataLoader from a shard of demo videos made here; ``data share`` is the time the
+  step waited for its batch over the step time; ``torch.compile`` off and on.
+
+Peak memory is ``torch.cuda.max_memory_allocated`` per row. ``--tiny`` shrinks every
+size so that the script runs on a CPU in a minute or two: it proves the script, its
+figures say nothing. ``benchmarks/gpu.sh`` runs the full check. Example::
+
+    .venv/bin/python benchmarks/gpu.py --tiny --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from tclsta.config import FlowConfig, dataset_settings, load_config, parse_dataset
+from tclsta.flow import create_tvl1, create_tvl1_batch
+from tclsta.inference import build_model, split_dataset
+from tclsta.train import Runtime, run_epoch, train_clip_spec, training_stages
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flow_backends import pan_pairs  # noqa: E402  (the sibling benchmarks' inputs)
+from train import make_shard  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes: proves the script on a CPU, measures nothing useful")
+    parser.add_argument("--batch", type=int, nargs="+", help="flow pairs per call (default 32 64 128; tiny: 2 4)")
+    parser.add_argument("--clips", type=int, help="training clips per batch (default 16; tiny: 2)")
+    parser.add_argument("--steps", type=int, help="timed training steps per row (default 20; tiny: 2)")
+    parser.add_argument("--workers", type=int, default=8, help="DataLoader workers")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.batch = args.batch or ([2, 4] if args.tiny else [32, 64, 128])
+    args.clips = args.clips or (2 if args.tiny else 16)
+    args.steps = args.steps or (2 if args.tiny else 20)
+    return args
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_memory_gib(device: str) -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+
+
+def flow_rows(args: argparse.Namespace) -> list[dict]:
+    """Torch TV-L1 pairs/s per batch size and its endpoint difference from OpenCV on the same pairs."""
+    width, height = (64, 48) if args.tiny else (340, 256)
+    config = FlowConfig()
+    reference_pairs = 2 if args.tiny else 8
+    previous, following = pan_pairs(height, width, max(args.batch))
+    opencv = create_tvl1(dataclasses.replace(config, backend="opencv"))
+    reference = np.stack([opencv(a, b) for a, b in zip(previous[:reference_pairs], following[:reference_pairs])])
+    torch_flow = create_tvl1_batch(config, args.device)
+    torch_flow(previous[:2], following[:2])  # warm-up: CUDA context, kernels
+    rows = []
+    for batch in args.batch:
+        if args.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        synchronize(args.device)
+        start = time.perf_counter()
+        flow = torch_flow(previous[:batch], following[:batch])
+        synchronize(args.device)
+        seconds = time.perf_counter() - start
+        epe = float(np.linalg.norm(flow[:reference_pairs] - reference, axis=-1).mean())
+        rows.append(dict(what=f"torch TV-L1 {width}x{height}, batch_pairs {batch}", rate=batch / seconds, unit="pairs/s",
+                         detail=f"endpoint difference from OpenCV {epe:.4f} px", peak_gib=peak_memory_gib(args.device)))
+    return rows
+
+
+def training_rows(args: argparse.Namespace, workdir: Path) -> list[dict]:
+    """Clips/s of training steps per stream, torch.compile off and on, with the loader's share of step time."""
+    settings = dataset_settings(load_config(REPO / "config.yaml"), "demo")
+    size = dict(width=64, height=48, num_frames=12) if args.tiny else dict(width=340, height=256, num_frames=32)
+    settings["demo"] = {**settings["demo"], **size}
+    settings["preprocess"] = {**settings["preprocess"], "short_side": None if args.tiny else 256}
+    settings["model"] = {**settings["model"], "backbone": "small" if args.tiny else "resnet50", "flow_stack": 5,
+                         "pretrained": None}
+    crop = [40, 56] if args.tiny else [224, 224]
+    settings["train"] = {**settings["train"], "crop_size": crop, "batch_size": args.clips, "train_frames": 3 if args.tiny else 10,
+                         "amp": True, "channels_last": True, "device": args.device, "grad_clip": 20.0}
+    dataset = parse_dataset(settings)
+    shard, manifest = make_shard(workdir, 16 if args.tiny else 64, dataset)
+    runtime = Runtime(torch.device(args.device))
+    stage = training_stages(dataset.train)[0]
+    rows = []
+    for modality, compiled in itertools.product(("rgb", "flow"), (False, True)):
+        spec = train_clip_spec(modality, dataset.model.flow_stack, dataset.train)
+        data = split_dataset(manifest, ["train", "val", "test"], [shard], spec, 0)
+        loader = DataLoader(data, batch_size=args.clips, shuffle=True, drop_last=True, num_workers=args.workers,
+                            persistent_workers=True, pin_memory=args.device == "cuda")
+        torch.manual_seed(0)
+        model = build_model(dataset.model, modality, 101).to(runtime.device)
+        if args.device == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        network = torch.compile(model) if compiled else model
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        scaler = torch.amp.GradScaler(enabled=False)  # bf16 needs no loss scaling
+        batches = itertools.chain.from_iterable(itertools.repeat(loader))
+        run_epoch(network, itertools.islice(batches, 2), runtime, stage, dataset.train, optimizer, scaler)  # warm-up, compiles
+        if args.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        synchronize(args.device)
+        start = time.perf_counter()
+        result = run_epoch(network, itertools.islice(batches, args.steps), runtime, stage, dataset.train, optimizer, scaler)
+        synchronize(args.device)
+        seconds = time.perf_counter() - start
+        backbone = dataset.model.backbone
+        rows.append(dict(what=f"training {modality}, {backbone} {crop[0]}x{crop[1]}, compile {'on' if compiled else 'off'}",
+                         rate=args.steps * args.clips / seconds, unit="clips/s",
+                         detail=f"data share {result['data_seconds'] / seconds:.0%}, {args.clips} clips x {spec.num_frames} frames per step",
+                         peak_gib=peak_memory_gib(args.device)))
+    return rows
+
+
+def main() -> None:
+    args = parse_args()
+    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = flow_rows(args) + training_rows(args, Path(tmp))
+    print(f"{name}; torch {torch.__version__}, OpenCV {cv2.__version__}" + ("; TINY sizes: not a measurement" if args.tiny else ""))
+    print("\n| what | throughput | detail | peak GPU memory |")
+    print("| --- | --- | --- | --- |")
+    for row in rows:
+        peak = "-" if row["peak_gib"] is None else f"{row['peak_gib']:.1f} GiB"
+        print(f"| {row['what']} | {row['rate']:.1f} {row['unit']} | {row['detail']} | {peak} |")
+    print(f"\nwhole check {time.perf_counter() - start:.0f} s")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"device": name, "tiny": args.tiny, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

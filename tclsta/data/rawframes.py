@@ -1,0 +1,246 @@
+"""Existing rawframes as a dataset: frames and TV-L1 flow extracted earlier by mmaction2 or denseflow.
+
+Layout of one video's folder (``<root>/<video>/``)::
+
+    img_00001.jpg ...      the frames, numbered from 1 (or 0) without gaps
+    flow_x_00001.jpg ...   flow between frames t and t+1, x and y as greyscale JPEGs
+    flow_y_00001.jpg ...   (denseflow's older naming: x_00001.jpg, y_00001.jpg)
+
+A flow JPEG holds round((f + b) * 255 / (2 b)) for the bound b it was written
+with (``rawframes.flow_bound``, 20 for both tools): the encoding of our shards,
+so with ``flow.bound`` equal to it the pixel values are stored unchanged, and
+otherwise mapped back to pixels and quantised with ``flow.bound``. Frame JPEGs
+are copied byte for byte. Nothing is decoded from video, no flow recomputed.
+
+Which folders make the dataset: mmaction2's annotation lists
+(``rawframes.train_list`` and ``test_list``, lines ``<folder> <total_frames>
+<label>`` with 0-based labels, and ``rawframes.class_list`` naming the classes),
+or without lists ``<root>/<class>/<video>/`` folders, split as the ``folder``
+format is (``split_csv`` or ``test_fraction``).
+
+The import stage writes one shard per call through :class:`ShardWriter`, in the
+layout of :mod:`tclsta.data.shards`; a folder with a missing frame or flow
+frame, or with mismatched flow counts, is a :class:`BadFrameFolderError`
+naming it, and the shard is not written (or, with ``on_bad_video: skip``, the
+folder is left out and listed as rejected).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from tclsta.config import DatasetConfig, RawframesConfig
+from tclsta.data.manifest import finish_manifest, labelled_table, read_class_index, require_files
+from tclsta.data.shards import ShardWriter
+from tclsta.errors import BadFrameFolderError, BadSplitFileError, BadVideoError
+from tclsta.flow import dequantise_flow, quantise_flow
+from tclsta.preprocess import collect_rejected, progress, source_record, write_rejected
+from tclsta.settings import StageSettings, section_keys
+from tclsta.video import decode_jpeg
+
+log = logging.getLogger(__name__)
+RAWFRAMES_SETTINGS = StageSettings("rawframes", rawframes=section_keys("rawframes"), preprocess=("min_frames", "on_bad_video"),
+                                    flow=("bound",))
+
+FRAME_PREFIX = "img_"
+FLOW_PREFIXES = (("flow_x_", "flow_y_"), ("x_", "y_"))  # mmaction2 and denseflow; denseflow's older naming
+_NUMBERED = re.compile(r"^(img_|flow_x_|flow_y_|x_|y_)(\d+)\.jpg$")
+
+
+@dataclass(frozen=True)
+class FrameFolder:
+    """The files of one video's folder, checked: ``frames[t]`` and ``flow_x[t]``/``flow_y[t]`` (pair t, t+1)."""
+
+    path: Path
+    frames: list[Path]
+    flow_x: list[Path]
+    flow_y: list[Path]
+
+
+def _numbered_files(folder: Path) -> dict[str, dict[int, str]]:
+    """Prefix -> {frame number: file name} of the numbered JPEGs in ``folder``."""
+    try:
+        names = os.listdir(folder)
+    except OSError as exc:
+        raise BadFrameFolderError(folder, f"cannot list it: {exc.strerror}") from exc
+    numbered: dict[str, dict[int, str]] = {}
+    for name in names:
+        match = _NUMBERED.match(name)
+        if match:
+            numbered.setdefault(match.group(1), {})[int(match.group(2))] = name
+    return numbered
+
+
+def _run(folder: Path, files: dict[int, str], prefix: str, start: int, count: int) -> list[Path]:
+    """Files numbered ``start .. start + count - 1``; the first missing one is an error naming it."""
+    for number in range(start, start + count):
+        if number not in files:
+            raise BadFrameFolderError(folder, f"missing {prefix}{number:05d}.jpg ({count} expected from {prefix}{start:05d}.jpg)")
+    return [folder / files[number] for number in range(start, start + count)]
+
+
+def scan_frame_folder(folder: Path, total_frames: int | None = None) -> FrameFolder:
+    """Check one video's folder: ``total_frames`` frames (all there are when None) numbered from 0 or 1
+    without gaps, and one flow x/y pair for each pair of consecutive frames (a last extra pair is ignored)."""
+    numbered = _numbered_files(folder)
+    frames = numbered.get(FRAME_PREFIX, {})
+    if not frames:
+        raise BadFrameFolderError(folder, f"no frames ({FRAME_PREFIX}00001.jpg ...)")
+    start = min(frames)
+    count = len(frames) if total_frames is None else total_frames
+    x_prefix, y_prefix = next(((x, y) for x, y in FLOW_PREFIXES if x in numbered or y in numbered), FLOW_PREFIXES[0])
+    flow_x, flow_y = numbered.get(x_prefix, {}), numbered.get(y_prefix, {})
+    if len(flow_x) != len(flow_y):
+        raise BadFrameFolderError(folder, f"mismatched flow counts: {len(flow_x)} {x_prefix} and {len(flow_y)} {y_prefix} files")
+    if len(flow_x) < count - 1:
+        raise BadFrameFolderError(folder, f"{count} frames but {len(flow_x)} flow pairs ({x_prefix}, {y_prefix}); need {count - 1}")
+    flow_start = min(flow_x, default=start)
+    return FrameFolder(folder, _run(folder, frames, FRAME_PREFIX, start, count),
+                       _run(folder, flow_x, x_prefix, flow_start, count - 1), _run(folder, flow_y, y_prefix, flow_start, count - 1))
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise BadFrameFolderError(path.parent, f"cannot read {path.name}: {exc.strerror}") from exc
+
+
+def read_frame_folder(folder: FrameFolder, written_bound: float, bound: float) -> tuple[list[bytes], np.ndarray]:
+    """The frames' JPEG bytes as they are and the flow as (T-1, 2, H, W) uint8 in the shards' encoding
+    for ``bound``, from flow JPEGs written with ``written_bound``."""
+    jpegs = [_read(path) for path in folder.frames]
+    try:
+        first = decode_jpeg(jpegs[0])
+    except ValueError as exc:
+        raise BadFrameFolderError(folder.path, f"{folder.frames[0].name}: {exc}") from exc
+    if first.ndim != 3:
+        raise BadFrameFolderError(folder.path, f"{folder.frames[0].name} is greyscale; the frames must be colour JPEGs")
+    bad = next((p.name for p, jpeg in zip(folder.frames, jpegs) if not jpeg.startswith(b"\xff\xd8")), None)
+    if bad:
+        raise BadFrameFolderError(folder.path, f"{bad} is not a JPEG file")
+    height, width = first.shape[:2]
+    flow = np.empty((len(folder.flow_x), 2, height, width), np.uint8)
+    for t, paths in enumerate(zip(folder.flow_x, folder.flow_y)):
+        for channel, path in enumerate(paths):
+            image = cv2.imdecode(np.frombuffer(_read(path), np.uint8), cv2.IMREAD_GRAYSCALE)
+            if image is None:
+                raise BadFrameFolderError(folder.path, f"{path.name} is not a readable JPEG")
+            if image.shape != (height, width):
+                raise BadFrameFolderError(folder.path, f"{path.name} is {image.shape[1]}x{image.shape[0]}, "
+                                                       f"the frames {width}x{height}")
+            flow[t, channel] = image
+    if written_bound != bound:
+        flow = quantise_flow(np.moveaxis(dequantise_flow(flow, written_bound), 1, -1), bound)
+    return jpegs, flow
+
+
+def read_class_list(path: Path) -> list[str]:
+    """Class names in label order: mmaction2's label map (one name per line) or classInd.txt (``1 Name``)."""
+    if not path.is_file():
+        raise BadSplitFileError(path, "class list not found")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if lines and all(re.match(r"^\d+\s+\S", line) for line in lines):
+        return read_class_index(path)
+    if len(set(lines)) != len(lines):
+        raise BadSplitFileError(path, "a class is listed twice")
+    return lines
+
+
+def read_annotation_list(path: Path, root: Path, classes: list[str]) -> list[tuple[str, Path, int, int]]:
+    """``(video_id, folder, total_frames, label)`` for each ``<folder> <total_frames> <label>`` line."""
+    if not path.is_file():
+        raise BadSplitFileError(path, "annotation list not found")
+    root = root.resolve()
+    rows = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].lstrip("-").isdigit():
+            raise BadSplitFileError(path, f"line {lineno}: expected '<folder> <total_frames> <label>', got {line!r}")
+        folder = (root / parts[0]).resolve()
+        if not folder.is_relative_to(root) or folder == root:
+            raise BadSplitFileError(path, f"line {lineno}: {parts[0]!r} points outside the dataset root {root}")
+        label = int(parts[2])
+        if not 0 <= label < len(classes):
+            raise BadSplitFileError(path, f"line {lineno}: label {label} of {folder} is outside the class list "
+                                          f"({len(classes)} classes, labels 0..{len(classes) - 1})")
+        rows.append((parts[0].strip("/"), folder, int(parts[1]), label))
+    return rows
+
+
+def build_rawframes_manifest(root: Path, rawframes: RawframesConfig, val_fraction: float, num_shards: int, seed: int,
+                             strict: bool = True) -> pd.DataFrame:
+    """Manifest of rawframes listed by mmaction2 annotation lists (the video id is the folder below the root)."""
+    classes = read_class_list(Path(rawframes.class_list))
+    rows = []
+    for split, listing in (("train", Path(rawframes.train_list)), ("test", Path(rawframes.test_list))):
+        entries = read_annotation_list(listing, root, classes)
+        require_files(listing, [folder for _, folder, _, _ in entries], strict, exists=Path.is_dir)
+        rows += [(video_id, folder, classes[label], split) for video_id, folder, _, label in entries]
+    return finish_manifest(labelled_table(rows, classes), classes, Path(rawframes.train_list), val_fraction, num_shards, seed)
+
+
+def scan_frame_folders(root: Path) -> tuple[list[str], list[tuple[str, Path, str]]]:
+    """Classes and ``(video_id, folder, class)`` of ``<root>/<class>/<video>/`` folders holding ``img_`` frames."""
+    root = Path(root)
+    try:
+        classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        videos = [(f"{c}/{folder.name}", folder.resolve(), c) for c in classes for folder in sorted((root / c).iterdir())
+                  if folder.is_dir() and next(folder.glob(f"{FRAME_PREFIX}*.jpg"), None) is not None]
+    except OSError as exc:
+        raise BadSplitFileError(Path(exc.filename or root), f"cannot list the dataset folder: {exc.strerror}") from exc
+    if not videos:
+        raise BadSplitFileError(root, f"no <root>/<class>/<video>/ folders holding {FRAME_PREFIX}*.jpg frames")
+    return classes, videos
+
+
+def listed_frame_counts(dataset: DatasetConfig) -> dict[str, int]:
+    """Video id -> total_frames from the annotation lists (empty without lists: folders are taken as they are)."""
+    if not dataset.rawframes.train_list:
+        return {}
+    classes = read_class_list(Path(dataset.rawframes.class_list))
+    return {video_id: total for listing in (dataset.rawframes.train_list, dataset.rawframes.test_list)
+            for video_id, _, total, _ in read_annotation_list(Path(listing), Path(dataset.root), classes)}
+
+
+def import_shard(manifest: pd.DataFrame, shard: int, dataset: DatasetConfig, out_path: Path, rejected_path: Path) -> None:
+    """Write the shard of the rawframes of ``shard``'s videos: frames copied, flow in the shards' encoding.
+
+    Bad folders are handled as bad videos are by the extraction stage: with
+    ``on_bad_video: fail`` one error names every bad folder of the shard and
+    nothing is written; with ``skip`` they are left out and listed in ``rejected_path``.
+    """
+    videos = manifest[manifest["shard"] == shard].sort_values("video_id")
+    counts = listed_frame_counts(dataset)
+    written, bound = dataset.rawframes.flow_bound, dataset.flow.bound
+    frame_settings = json.dumps({"source": "rawframes"})
+    flow_settings = json.dumps({"source": "rawframes", "written_bound": written})
+    rejected: list[tuple[str, str, str]] = []
+    with ShardWriter(out_path, flow_bound=bound) as writer:
+        for row in progress(videos.itertuples(index=False), f"rawframes shard {shard}"):
+            try:
+                folder = scan_frame_folder(Path(row.path), counts.get(row.video_id))
+                if len(folder.frames) < dataset.preprocess.min_frames:
+                    raise BadFrameFolderError(row.path, f"{len(folder.frames)} frames, fewer than "
+                                                        f"preprocess.min_frames={dataset.preprocess.min_frames}")
+                jpegs, flow = read_frame_folder(folder, written, bound)
+            except BadVideoError as exc:
+                log.warning("%s", exc)
+                rejected.append((row.video_id, row.path, exc.reason))
+                continue
+            record = source_record(row, flow.shape[2], flow.shape[3], len(jpegs))
+            writer.add(record, frames=jpegs, flow=flow, frame_settings=frame_settings, flow_settings=flow_settings)
+            log.info("imported %s: %d frames %dx%d", row.video_id, len(jpegs), record.width, record.height)
+        collect_rejected(rejected, dataset.preprocess, shard, BadFrameFolderError)
+    write_rejected(rejected, rejected_path)

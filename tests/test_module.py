@@ -1,0 +1,76 @@
+"""TCLSTA as a Snakemake module of another workflow, included by local path with a config of its own."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO, TINY_SETTINGS, run_snakemake
+
+HOST_SNAKEFILE = f"""
+configfile: "config/config.yaml"
+
+
+module tclsta:
+    snakefile:
+        "{REPO / 'Snakefile'}"
+    config:
+        config["tclsta"]
+
+
+use rule * from tclsta exclude all as tclsta_*
+
+
+rule all:
+    input:
+        "results/mini/report.html",
+        "summary.txt",
+
+
+rule summary:
+    input:
+        "results/mini/metrics.json",
+    output:
+        "summary.txt",
+    shell:
+        "cp {{input}} {{output}}"
+"""
+
+
+def host_project(root: Path, **overrides) -> Path:
+    """A workflow of its own (config/config.yaml, workflow in Snakefile) that uses TCLSTA as a module."""
+    dataset = {k: v for k, v in TINY_SETTINGS.items() if k not in ("name", "root", "splits_dir")}
+    dataset.update(root="data/mini/videos", splits_dir="data/mini/splits", **overrides)
+    (root / "config").mkdir()
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump({"samples": "unrelated", "tclsta": {"datasets": {"mini": dataset}}}))
+    (root / "Snakefile").write_text(HOST_SNAKEFILE)
+    return root
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return run_snakemake(workdir, *args, cores=1, timeout=300)
+
+
+def test_host_workflow_builds_the_dag_and_runs_a_module_rule(tmp_path):
+    host = host_project(tmp_path)
+    run = snakemake(host, "-n", "--quiet", "rules")
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs = dict(line.split() for line in run.stdout.splitlines() if line.startswith(("tclsta_", "all ", "summary ")))
+    assert jobs["all"] == "1" and jobs["summary"] == "1" and "tclsta_all" not in jobs
+    for rule, count in {"tclsta_demo_dataset": 1, "tclsta_manifest": 1, "tclsta_train_stream": 2, "tclsta_report": 1}.items():
+        assert jobs[rule] == str(count), rule
+
+    run = snakemake(host, "data/mini/splits/classInd.txt")  # one module rule, for real, in the host's folder
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len((host / "data/mini/splits/classInd.txt").read_text().splitlines()) == 4
+    assert (host / "logs/demo_dataset/mini.log").is_file() and not (host / "config.yaml").exists()
+
+
+def test_module_validates_the_config_it_is_given(tmp_path):
+    host = host_project(tmp_path, preprocess={"num_shards": 0})
+    run = snakemake(host, "-n")
+    assert run.returncode != 0
+    output = run.stdout + run.stderr
+    assert "['preprocess']['num_shards']" in output and "less than the minimum of 1" in output

@@ -52,7 +52,7 @@ rule extract_frames:
         previous="results/{dataset}/shards/shard_{shard}.h5",
     shell:
         "python -m tclsta extract --settings {params.settings:q} --shard {wildcards.shard} --workers {threads}"
-        " --previous {params.previous} {input.shard_list} {output.frames} {output.rejected} 2> {log}"
+        " --previous {params.previous} {input[0]} {output.frames} {output.rejected} 2> {log}"
 
 
 rule flow:
@@ -134,4 +134,4 @@ rule import_rawframes:
         ),
     shell:
         "python -m tclsta rawframes --settings {params.settings:q} --shard {wildcards.shard}"
-        " {input.shard_list} {output.shard} {output.rejected} 2> {log}"
+        " {input[0]} {output.shard} {output.rejected} 2> {log}"

@@ -142,8 +142,8 @@ def shard_inputs(wildcards):
     change: adding a video plans only its shard's jobs, in a dry run too. Until the sources
     exist, the shard waits for the manifest job. Missing video files are left to the
     extraction stage, which names them (or, with on_bad_video: skip, lists them as rejected).
-    The list comes first, so rules read it as input[0]: while the shard waits for the
-    manifest job, Snakemake replaces the inputs by that job's output, which has no names.
+    Rules name the list through params (shard_list_path): while the shard waits for the
+    manifest job, Snakemake replaces these inputs by that job's output, which has no names.
     """
     manifest = _manifest_now(wildcards.dataset)
     if manifest is None:

@@ -50,9 +50,10 @@ rule extract_frames:
     params:
         settings=lambda w: settings(w.dataset, preprocess=None),
         previous="results/{dataset}/shards/shard_{shard}.h5",
+        shard_list=lambda w: shard_list_path(w.dataset, w.shard),
     shell:
         "python -m tclsta extract --settings {params.settings:q} --shard {wildcards.shard} --workers {threads}"
-        " --previous {params.previous} {input[0]} {output.frames} {output.rejected} 2> {log}"
+        " --previous {params.previous} {params.shard_list} {output.frames} {output.rejected} 2> {log}"
 
 
 rule flow:
@@ -77,6 +78,7 @@ rule flow:
     params:
         settings=lambda w: settings(w.dataset, flow=None),
         previous="results/{dataset}/shards/shard_{shard}.h5",
+        shard_list=lambda w: shard_list_path(w.dataset, w.shard),
     shell:
         "python -m tclsta.gpus {resources.gpu} -- python -m tclsta flow --settings {params.settings:q} --workers {threads}"
         " --previous {params.previous} {input} {output} 2> {log}"
@@ -132,6 +134,7 @@ rule import_rawframes:
         settings=lambda w: settings(
             w.dataset, preprocess=["min_frames", "on_bad_video"], flow=["bound"]
         ),
+        shard_list=lambda w: shard_list_path(w.dataset, w.shard),
     shell:
         "python -m tclsta rawframes --settings {params.settings:q} --shard {wildcards.shard}"
-        " {input[0]} {output.shard} {output.rejected} 2> {log}"
+        " {params.shard_list} {output.shard} {output.rejected} 2> {log}"

@@ -99,6 +99,24 @@ def _manifest_now(dataset):
         return None
 
 
+def shard_list_path(dataset, shard):
+    return f"results/{dataset}/shard_lists/shard_{shard}.csv"
+
+
+_LISTED = set()
+
+
+def _write_shard_lists(dataset, manifest):
+    """Every shard list of the dataset, written before Snakemake first looks for one:
+    it caches a folder's listing at its first look, so a list written after that
+    would count as missing."""
+    if (dataset, id(manifest)) in _LISTED:
+        return
+    for shard in shard_ids(dataset):
+        write_shard_list(manifest, shard, shard_list_path(dataset, shard))
+    _LISTED.add((dataset, id(manifest)))
+
+
 def shard_inputs(wildcards):
     """A shard job's inputs: its list of videos and their files (rawframes: folders).
 
@@ -107,19 +125,17 @@ def shard_inputs(wildcards):
     change: adding a video plans only its shard's jobs, in a dry run too. Until the sources
     exist, the shard waits for the manifest job. Missing video files are left to the
     extraction stage, which names them (or, with on_bad_video: skip, lists them as rejected).
+    Rules name the list through params (shard_list_path): while the shard waits for the
+    manifest job, Snakemake replaces these inputs by that job's output, which has no names.
     """
     manifest = _manifest_now(wildcards.dataset)
     if manifest is None:
         path = checkpoints.manifest.get(dataset=wildcards.dataset).output[0]
         manifest = _manifest_table(path, os.path.getmtime(path))
-    listing = write_shard_list(
-        manifest,
-        int(wildcards.shard),
-        f"results/{wildcards.dataset}/shard_lists/shard_{wildcards.shard}.csv",
-    )
+    _write_shard_lists(wildcards.dataset, manifest)
     rows = manifest[manifest["shard"] == int(wildcards.shard)]
     return {
-        "shard_list": str(listing),
+        "shard_list": shard_list_path(wildcards.dataset, wildcards.shard),
         "videos": [p for p in rows["path"] if os.path.exists(p)],
     }
 

@@ -5,7 +5,12 @@ from snakemake.logging import logger
 
 from tclsta.config import dataset_settings, for_stream, parse_dataset
 from tclsta.datasets import manifest_sources, missing_data
-from tclsta.data.manifest import build_manifest, read_manifest, ucf_split_files, write_shard_list
+from tclsta.data.manifest import (
+    build_manifest,
+    read_manifest,
+    ucf_split_files,
+    write_shard_list,
+)
 from tclsta.errors import TclstaError
 from tclsta.pretrained import imagenet_weights_path
 from tclsta.settings import stage_settings_json

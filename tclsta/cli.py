@@ -68,20 +68,20 @@ def cmd_manifest(args: argparse.Namespace) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
-    from tclsta.data.manifest import read_manifest
+    from tclsta.data.manifest import read_shard_list
     from tclsta.preprocess import extract_shard
 
     dataset, _ = resolve_settings(args, declared_settings("extract"))
-    extract_shard(read_manifest(args.manifest), args.shard, dataset.preprocess, args.output, args.rejected, args.previous,
+    extract_shard(read_shard_list(args.manifest), args.shard, dataset.preprocess, args.output, args.rejected, args.previous,
                   args.workers)
 
 
 def cmd_rawframes(args: argparse.Namespace) -> None:
-    from tclsta.data.manifest import read_manifest
+    from tclsta.data.manifest import read_shard_list
     from tclsta.data.rawframes import import_shard
 
     dataset, _ = resolve_settings(args, declared_settings("rawframes"))
-    import_shard(read_manifest(args.manifest), args.shard, dataset, args.output, args.rejected)
+    import_shard(read_shard_list(args.manifest), args.shard, dataset, args.output, args.rejected)
 
 
 def cmd_flow(args: argparse.Namespace) -> None:

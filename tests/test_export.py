@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tclsta.collaborative import load_collaborative, train_collaborative
+from tclsta.data.dataset import model_input
 from tclsta.data.manifest import read_manifest
 from tclsta.errors import FileError
 from tclsta.export import export_bundle
@@ -47,7 +48,7 @@ def test_bundle_holds_everything(bundle, results):
     assert {p.name for p in bundle.iterdir()} == names
     described = json.loads((bundle / "bundle.json").read_text())
     assert described["classes"] == Predictor(results, "cpu").classes
-    assert set(described["settings"]) == {"preprocess", "flow", "train"} and described["settings"]["flow"]["bound"] == 20
+    assert set(described["settings"]) == {"name", "preprocess", "flow", "train"} and described["settings"]["flow"]["bound"] == 20
     assert described["streams"]["flow"]["input"] == {"frames": 4, "channels": 4, "crop_size": [40, 56], "test_crops": 1}
     assert (bundle / "fusion.json").read_bytes() == (results / "fusion.json").read_bytes()
 
@@ -62,6 +63,7 @@ def test_bundle_scores_equal_in_process_scores(bundle, results, tiny_videos):
             frames = decode_frames(video, None)
             clips = ours.clips(len(frames), dict(enumerate(frames)))
             for stream, clip in zip(("rgb", "flow"), clips):
+                clip = model_input(clip, torch.device("cpu"))  # the clips are uint8; the models take normalised floats
                 expected = getattr(ours, stream)(clip)
                 scripted = getattr(theirs, stream)(clip)
                 torch.testing.assert_close(scripted.logits, expected.logits, atol=1e-4, rtol=0)

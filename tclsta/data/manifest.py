@@ -336,6 +336,11 @@ def read_manifest(path: Path) -> pd.DataFrame:
                       choices={"split": ("train", "val", "test")})
 
 
+def read_shard_list(path: Path) -> pd.DataFrame:
+    """Load one shard's list of videos (:func:`write_shard_list`; every value checked)."""
+    return read_table(path, text=("video_id", "path", "class_name"), integers=("label", "shard"))
+
+
 def class_names(manifest: pd.DataFrame) -> list[str]:
     """Class names in label order."""
     pairs = manifest[["label", "class_name"]].drop_duplicates().sort_values("label")

@@ -48,8 +48,8 @@ from tclsta.settings import StageSettings, section_keys
 from tclsta.video import decode_jpeg
 
 log = logging.getLogger(__name__)
-RAWFRAMES_SETTINGS = StageSettings("rawframes", rawframes=section_keys("rawframes"), preprocess=("min_frames", "on_bad_video"),
-                                    flow=("bound",))
+RAWFRAMES_SETTINGS = StageSettings("rawframes", entry=("root",), rawframes=section_keys("rawframes"),
+                                    preprocess=("min_frames", "on_bad_video"), flow=("bound",))
 
 FRAME_PREFIX = "img_"
 FLOW_PREFIXES = (("flow_x_", "flow_y_"), ("x_", "y_"))  # mmaction2 and denseflow; denseflow's older naming

@@ -16,7 +16,8 @@ SHARD = "results/tiny/shards/shard_0.h5"
 
 
 # Each stage logs one line per video written; it is killed after the first (early), half (middle) or all
-# but the last (late) of shard 0's videos, plus a seeded delay of up to 20 ms.
+# but the last (late) of shard 0's videos, plus a seeded delay of up to 2 ms (a tiny video is packed in a
+# few milliseconds: a longer delay let the late kill land after the stage had finished).
 MARKERS = {"extract": "extracted ", "flow": "flow ", "pack": "packed "}
 POINTS = {"early": 0, "middle": 1, "late": 2}
 
@@ -36,7 +37,7 @@ def test_killed_stage_leaves_no_partial_shard_and_reruns_to_the_same(tiny_datase
     }[stage]
     videos = len(shard_contents(reference))
     done = [1, videos // 2, videos - 1][POINTS[point]]
-    delay = np.random.default_rng(POINTS[point]).uniform(0, 0.02)
+    delay = np.random.default_rng(POINTS[point]).uniform(0, 0.002)
 
     status = kill_after_lines(stage_command(stage, settings, *args), tmp_path, MARKERS[stage], done, delay)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tclsta.data.manifest import build_ucf_manifest, class_names, group_of, read_class_index, read_manifest, shard_of, write_shard_list
+from tclsta.data.manifest import (build_ucf_manifest, class_names, group_of, read_class_index, read_shard_list, shard_of, write_shard_list)
 from tclsta.errors import BadSplitFileError
 
 
@@ -137,7 +137,7 @@ def test_class_without_test_videos_is_warned_about(tiny_videos, tmp_path, caplog
 def test_shard_list_is_rewritten_only_when_its_own_rows_change(tiny_videos, tmp_path):
     manifest = build_ucf_manifest(tiny_videos / "videos", tiny_videos / "splits", 1, 0.5, 2, 0)
     path = write_shard_list(manifest, 0, tmp_path / "shard_0.csv")
-    listed = read_manifest(path)
+    listed = read_shard_list(path)
     assert sorted(listed["video_id"]) == sorted(manifest.loc[manifest["shard"] == 0, "video_id"])
     assert "split" not in listed.columns  # adding videos may move others between train and val
     written = path.stat().st_mtime_ns
@@ -149,4 +149,4 @@ def test_shard_list_is_rewritten_only_when_its_own_rows_change(tiny_videos, tmp_
     relabelled = manifest.copy()
     relabelled.loc[relabelled["shard"] == 0, "label"] += 1
     write_shard_list(relabelled, 0, path)
-    assert path.stat().st_mtime_ns != written and list(read_manifest(path)["label"]) == list(listed["label"] + 1)
+    assert path.stat().st_mtime_ns != written and list(read_shard_list(path)["label"]) == list(listed["label"] + 1)

@@ -55,6 +55,7 @@ class FlowConfig:
     scale_step: float = 0.8
     median_filtering: int = 5
     batch_pairs: int = 64
+    jpeg_quality: int = 95  # the shards store each flow component as a greyscale JPEG
 
 
 @dataclass(frozen=True)

@@ -8,18 +8,21 @@ CUDA, else OpenCV on the CPU).
 
 Flow between consecutive greyscale frames is clipped to +-bound pixels and
 quantised to uint8 (the convention of the field's preprocessing tools, so
-models trained elsewhere stay compatible): ``q = round((f + bound) * 255 / (2 * bound))``.
+models trained elsewhere stay compatible): ``q = round((f + bound) * 255 / (2 * bound))``;
+the shards store each component as a greyscale JPEG of quality ``flow.jpeg_quality``
+(:func:`encode_flow`), as denseflow and mmaction2 do.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import multiprocessing
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Iterable, Iterator, Sequence
+from typing import Callable, Hashable, Iterable, Iterator, Sequence, TypeVar
 
 import cv2
 import numpy as np
@@ -27,9 +30,11 @@ import numpy as np
 from tclsta.config import FlowConfig
 from tclsta.errors import BadConfigError
 from tclsta.settings import StageSettings, section_keys
-from tclsta.video import decode_jpeg
+from tclsta.video import decode_jpeg, encode_jpeg
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 FLOW_SETTINGS = StageSettings("flow", flow=section_keys("flow"))
 
@@ -144,6 +149,11 @@ def dequantise_flow(quantised: np.ndarray, bound: float) -> np.ndarray:
     return quantised.astype(np.float32) * (2 * bound / 255.0) - bound
 
 
+def encode_flow(quantised: np.ndarray, quality: int) -> list[bytes]:
+    """(n, 2, H, W) uint8 flow -> greyscale JPEGs of ``quality`` as the shards store them: x, y of each pair in turn."""
+    return [encode_jpeg(np.ascontiguousarray(component), quality) for pair in quantised for component in pair]
+
+
 def video_flow(grey_frames: np.ndarray, tvl1: FlowFn, bound: float) -> np.ndarray:
     """Quantised flow of consecutive frames: (T, H, W) uint8 -> (T-1, 2, H, W) uint8."""
     pairs = [quantise_flow(tvl1(a, b), bound) for a, b in zip(grey_frames[:-1], grey_frames[1:])]
@@ -210,16 +220,17 @@ def batched_video_flow(
 
 
 def shard_flow(video_ids: Sequence[Hashable], read_jpegs: Callable[[Hashable], list[bytes]], config: FlowConfig,
-               workers: int) -> Iterator[np.ndarray]:
-    """Quantised flow (T-1, 2, H, W) uint8 of each video, in the order of ``video_ids``.
+               workers: int) -> Iterator[list[bytes]]:
+    """The flow of each video as the shards store it (:func:`encode_flow`), in the order of ``video_ids``.
 
     ``read_jpegs(video_id)`` gives a video's JPEG-encoded RGB frames. The backend is
     ``config.backend`` resolved (:func:`resolve_backend`). OpenCV: videos in parallel
     across ``workers`` processes (CUDA: in this process only, one GPU context).
     torch: in this process, ``config.batch_pairs`` frame pairs of one or several
     videos per call, on the GPU when torch sees one (else on ``workers`` CPU
-    threads), while a thread decodes the next videos' frames. Closing the iterator
-    stops the worker processes and restores torch's thread count.
+    threads), while a thread decodes the next videos' frames and ``workers``
+    threads encode the flow as JPEG. Closing the iterator stops the worker
+    processes and restores torch's thread count.
     """
     backend = resolve_backend(config.backend)
     config = dataclasses.replace(config, backend=backend)  # worker processes need not resolve "auto" again
@@ -228,7 +239,7 @@ def shard_flow(video_ids: Sequence[Hashable], read_jpegs: Callable[[Hashable], l
         return
     workers = 1 if backend == "opencv-cuda" else min(max(1, workers), max(1, len(video_ids)))
     log.info("flow backend %s, %d worker(s), %d videos to compute", backend, workers, len(video_ids))
-    tasks = ((read_jpegs(v), config.bound) for v in video_ids)
+    tasks = (read_jpegs(v) for v in video_ids)
     if workers == 1:
         _init_flow_worker(config)
         yield from map(_flow_of_jpegs, tasks)
@@ -242,7 +253,7 @@ def shard_flow(video_ids: Sequence[Hashable], read_jpegs: Callable[[Hashable], l
 
 
 def _torch_flow(video_ids: Sequence[Hashable], read_jpegs: Callable[[Hashable], list[bytes]], config: FlowConfig,
-                workers: int) -> Iterator[np.ndarray]:
+                workers: int) -> Iterator[list[bytes]]:
     import torch  # only this backend needs it
 
     device = torch_device()
@@ -251,20 +262,32 @@ def _torch_flow(video_ids: Sequence[Hashable], read_jpegs: Callable[[Hashable], 
         torch.set_num_threads(max(1, workers))
     log.info("flow backend torch on %s, %d pairs per batch, %d videos to compute", device, config.batch_pairs, len(video_ids))
     try:
-        greys = _prefetched_greys(video_ids, read_jpegs)
-        for _, flow in batched_video_flow(greys, create_tvl1_batch(config, device), config.bound, config.batch_pairs):
-            yield flow
+        with ThreadPoolExecutor(1) as decoder, ThreadPoolExecutor(max(1, workers)) as encoder:
+            greys = (future.result() for future in in_order(lambda v: (v, grey_frames(read_jpegs(v))), video_ids, decoder, 2))
+            flows = batched_video_flow(greys, create_tvl1_batch(config, device), config.bound, config.batch_pairs)
+            for future in in_order(lambda item: encode_flow(item[1], config.jpeg_quality), flows, encoder, max(1, workers)):
+                yield future.result()
     finally:
         torch.set_num_threads(cpu_threads)
 
 
-_worker_tvl1 = None
+def in_order(work: Callable[[T], R], items: Iterable[T], pool: ThreadPoolExecutor, ahead: int) -> Iterator[Future[R]]:
+    """Futures of ``work(item)`` in the order of ``items``, at most ``ahead`` submitted ahead of the consumer."""
+    items = iter(items)
+    futures = deque(pool.submit(work, item) for item in itertools.islice(items, ahead))
+    for item in items:
+        yield futures.popleft()
+        futures.append(pool.submit(work, item))
+    yield from futures
+
+
+_worker: tuple[FlowFn, FlowConfig] | None = None
 
 
 def _init_flow_worker(config: FlowConfig) -> None:
-    global _worker_tvl1
+    global _worker
     cv2.setNumThreads(1)  # one OpenCV thread per process: processes scale better than threads for TV-L1
-    _worker_tvl1 = create_tvl1(config)
+    _worker = create_tvl1(config), config
 
 
 def grey_frames(jpegs: list[bytes]) -> np.ndarray:
@@ -272,22 +295,7 @@ def grey_frames(jpegs: list[bytes]) -> np.ndarray:
     return np.stack([cv2.cvtColor(decode_jpeg(j), cv2.COLOR_RGB2GRAY) for j in jpegs])
 
 
-def _flow_of_jpegs(args: tuple[list[bytes], float]) -> np.ndarray:
-    jpegs, bound = args
-    return video_flow(grey_frames(jpegs), _worker_tvl1, bound)
+def _flow_of_jpegs(jpegs: list[bytes]) -> list[bytes]:
+    tvl1, config = _worker
+    return encode_flow(video_flow(grey_frames(jpegs), tvl1, config.bound), config.jpeg_quality)
 
-
-def _prefetched_greys(video_ids: Sequence[Hashable], read_jpegs: Callable[[Hashable], list[bytes]],
-                      ahead: int = 2) -> Iterator[tuple[Hashable, np.ndarray]]:
-    """(video_id, greyscale frames (T, H, W) uint8), decoded by a thread ``ahead`` videos in advance."""
-
-    def grey(video_id: Hashable) -> tuple[Hashable, np.ndarray]:
-        return video_id, grey_frames(read_jpegs(video_id))
-
-    with ThreadPoolExecutor(1) as decoder:
-        futures = deque(decoder.submit(grey, v) for v in video_ids[:ahead])
-        for video_id in video_ids[ahead:]:
-            yield futures.popleft().result()
-            futures.append(decoder.submit(grey, video_id))
-        while futures:
-            yield futures.popleft().result()

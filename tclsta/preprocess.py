@@ -9,10 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
 
 import pandas as pd
 from tqdm import tqdm
@@ -21,7 +19,7 @@ from tclsta.atomic import atomic_path
 from tclsta.config import FlowConfig, PreprocessConfig
 from tclsta.data.shards import ShardReader, ShardWriter, VideoRecord
 from tclsta.errors import BadShardError, BadVideoError, as_bad_video
-from tclsta.flow import shard_flow
+from tclsta.flow import in_order, shard_flow
 from tclsta.settings import StageSettings
 from tclsta.video import video_jpegs
 
@@ -30,8 +28,6 @@ EXTRACT_SETTINGS = StageSettings("extract", preprocess=("short_side", "jpeg_qual
                                                        "max_video_frames", "max_video_seconds"))
 PACK_SETTINGS = StageSettings("pack", flow=("bound",))
 REJECTED_COLUMNS = ["video_id", "path", "reason"]
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def progress(items, desc: str):
@@ -62,15 +58,6 @@ def source_record(row, height: int = 0, width: int = 0, num_frames: int = 0) -> 
     stat = Path(row.path).stat()
     return VideoRecord(row.video_id, row.class_name, int(row.label), row.path, height, width, num_frames,
                        stat.st_size, stat.st_mtime)
-
-
-def _in_order(work: Callable[[T], R], items: list[T], pool: ThreadPoolExecutor, ahead: int) -> Iterator[Future]:
-    """Futures of ``work(item)`` in the order of ``items``, at most ``ahead`` submitted ahead of the consumer."""
-    futures = deque(pool.submit(work, item) for item in items[:ahead])
-    for item in items[ahead:]:
-        yield futures.popleft()
-        futures.append(pool.submit(work, item))
-    yield from futures
 
 
 def extract_shard(
@@ -109,7 +96,7 @@ def extract_shard(
 
     todo = [row for row in videos if row.video_id not in reused]
     with ShardWriter(out_path) as writer, ThreadPoolExecutor(max(1, workers)) as pool:
-        extracted = _in_order(extract, todo, pool, ahead=2 * max(1, workers))
+        extracted = in_order(extract, todo, pool, ahead=2 * max(1, workers))
         for row in progress(videos, f"frames shard {shard}"):
             if row.video_id in reused:
                 writer.add(old.record(row.video_id), frames=old.frames(row.video_id), frame_settings=settings)
@@ -159,7 +146,8 @@ def flow_shard(frames_path: Path, config: FlowConfig, out_path: Path, workers: i
     """TV-L1 flow of every video in a frames shard (backends: :func:`tclsta.flow.shard_flow`).
 
     Videos whose flow ``previous`` (the shard packed by an earlier run) holds
-    unchanged, made with the same settings, are copied.
+    unchanged, made with the same settings (JPEG quality included), are copied
+    as they are stored.
     """
     settings = flow_settings(config)
     old = open_previous(previous)
@@ -170,9 +158,9 @@ def flow_shard(frames_path: Path, config: FlowConfig, out_path: Path, workers: i
         try:
             pending = set(todo)
             for video_id in progress(ids, f"flow {frames_path.name}"):
-                flow = next(computed) if video_id in pending else old.flow(video_id)
+                flow = next(computed) if video_id in pending else old.flow_jpegs(video_id)
                 writer.add(reader.record(video_id), flow=flow, flow_settings=settings)
-                log.info("flow %s: %d pairs%s", video_id, len(flow), "" if video_id in pending else " (reused)")
+                log.info("flow %s: %d pairs%s", video_id, len(flow) // 2, "" if video_id in pending else " (reused)")
         finally:
             computed.close()  # stops the worker pool, restores torch's threads
             if old is not None:
@@ -180,11 +168,11 @@ def flow_shard(frames_path: Path, config: FlowConfig, out_path: Path, workers: i
 
 
 def pack_shard(frames_path: Path, flow_path: Path, out_path: Path, bound: float) -> None:
-    """Merge a frames shard and its flow shard into the final shard."""
+    """Merge a frames shard and its flow shard into the final shard (JPEG bytes copied as they are)."""
     with ShardReader(frames_path) as frames, ShardReader(flow_path) as flows, ShardWriter(out_path, bound) as writer:
         if frames.video_ids != flows.video_ids:
             raise ValueError(f"{frames_path} and {flow_path} hold different videos; delete both and re-run")
         for video_id in frames.video_ids:
-            writer.add(frames.record(video_id), frames=frames.frames(video_id), flow=flows.flow(video_id),
+            writer.add(frames.record(video_id), frames=frames.frames(video_id), flow=flows.flow_jpegs(video_id),
                        frame_settings=frames.settings(video_id, "frames"), flow_settings=flows.settings(video_id, "flow"))
             log.info("packed %s", video_id)

@@ -3,8 +3,10 @@
 import numpy as np
 import torch
 
-from tclsta.data.dataset import IMAGENET_MEAN, IMAGENET_STD, ClipSpec, ShardClipDataset, model_input, segment_indices
+from tclsta.data.dataset import (IMAGENET_MEAN, IMAGENET_STD, ClipSpec, ShardClipDataset, decode_flow_jpegs, flow_windows,
+                                  model_input, segment_indices)
 from tclsta.data.manifest import read_manifest
+from tclsta.data.shards import ShardReader
 
 
 def dataset(tiny, spec: ClipSpec, seed: int = 0) -> ShardClipDataset:
@@ -20,6 +22,16 @@ def test_rgb_and_flow_clips_have_the_documented_shapes(tiny_dataset):
     assert clip.shape == (4, 3, 40, 56) and clip.dtype == torch.uint8 and 0 <= label < 4
     clip, _ = flow[0]
     assert clip.shape == (4, 6, 40, 56) and clip.dtype == torch.uint8
+
+
+def test_flow_clips_stack_the_stored_pairs_of_their_windows(tiny_dataset):
+    spec = ClipSpec("flow", num_frames=4, crop_size=(48, 64), flow_stack=3)  # the whole frame
+    data = dataset(tiny_dataset, spec)
+    path, video_id, _, num_frames = data.items[5]
+    with ShardReader(path) as reader:
+        stored = decode_flow_jpegs(reader.flow_jpegs(video_id))  # (T-1, 2, H, W): x, y of each pair
+    expected = np.stack([stored[window].reshape(-1, 48, 64) for window in flow_windows(num_frames, spec, None)])
+    np.testing.assert_array_equal(data[5][0].numpy(), expected)  # (T, 2L, H, W): x0 y0 x1 y1 x2 y2
 
 
 def test_model_input_normalises_uint8_clips_on_the_device(tiny_dataset):

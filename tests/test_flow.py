@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tclsta.config import FlowConfig
-from tclsta.flow import create_tvl1, dequantise_flow, quantise_flow, video_flow
+from tclsta.data.dataset import decode_flow_jpegs
+from tclsta.flow import create_tvl1, dequantise_flow, encode_flow, quantise_flow, video_flow
 
 
 def textured_frames(shift: tuple[int, int], count: int = 3, size: tuple[int, int] = (64, 80)) -> np.ndarray:
@@ -41,6 +42,19 @@ def test_quantisation_round_trip_and_clipping():
     restored = dequantise_flow(quantised, 20).transpose(1, 2, 0)
     assert restored[0, 0, 0] == pytest.approx(-20)  # clipped
     assert np.abs(restored[0, 1] - flow[0, 1]).max() < 20 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("shift", [(2, 0), (-1, 1)])
+def test_flow_as_stored_decodes_close_to_the_quantised_flow(shift):
+    """JPEG at the default quality 95: mean error under a quarter level (0.04 px at bound 20), 99% of the
+    values within one level, none beyond 8; a lower quality takes fewer bytes."""
+    config = FlowConfig(backend="opencv", nscales=3, warps=3, epsilon=0.05)
+    quantised = video_flow(textured_frames(shift, count=4), create_tvl1(config), config.bound)  # (3, 2, H, W)
+    stored = encode_flow(quantised, config.jpeg_quality)
+    assert len(stored) == 6 and all(jpeg.startswith(b"\xff\xd8") for jpeg in stored)  # x, y of each pair
+    error = np.abs(decode_flow_jpegs(stored).astype(int) - quantised.astype(int))
+    assert error.mean() < 0.25 and (error <= 1).mean() > 0.99 and error.max() <= 8
+    assert sum(map(len, encode_flow(quantised, 50))) < sum(map(len, stored))
 
 
 def test_auto_backend_falls_back_to_cpu_without_cuda():

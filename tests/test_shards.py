@@ -4,8 +4,10 @@ import h5py
 import numpy as np
 import pytest
 
+from tclsta.data.dataset import decode_flow_jpegs
 from tclsta.data.shards import ShardReader, ShardWriter, VideoRecord
 from tclsta.errors import BadShardError
+from tclsta.flow import encode_flow
 from tclsta.video import decode_jpeg, encode_jpeg
 
 
@@ -14,9 +16,10 @@ def record(video_id: str, frames: int = 3) -> VideoRecord:
 
 
 def sample_video(seed: int):
+    """Three JPEG frames and their two flow pairs as the shards store them (x, y of each pair in turn)."""
     rng = np.random.default_rng(seed)
     frames = [encode_jpeg(rng.integers(0, 255, (16, 24, 3), dtype=np.uint8)) for _ in range(3)]
-    flow = rng.integers(0, 255, (2, 2, 16, 24), dtype=np.uint8)
+    flow = encode_flow(rng.integers(0, 255, (2, 2, 16, 24), dtype=np.uint8), quality=95)
     return frames, flow
 
 
@@ -33,8 +36,9 @@ def test_round_trip_keeps_every_video(tmp_path):
             assert reader.frames(video_id) == frames
             assert reader.frames(video_id, [2])[0] == frames[2]
             assert decode_jpeg(reader.frames(video_id, [0])[0]).shape == (16, 24, 3)
-            np.testing.assert_array_equal(reader.flow(video_id), flow)
-            np.testing.assert_array_equal(reader.flow_pairs(video_id, [1]), flow[1:2])
+            assert reader.flow_jpegs(video_id) == flow
+            assert reader.flow_jpegs(video_id, [1]) == flow[2:4]  # pair 1: x, y
+            assert decode_flow_jpegs(reader.flow_jpegs(video_id, [0, 1])).shape == (2, 2, 16, 24)
             assert reader.flow_bound(video_id) == 20
 
 
@@ -58,10 +62,11 @@ def test_corrupt_shard_is_named(tmp_path):
         ShardReader(path)
 
 
-def test_wrong_flow_shape_is_refused(tmp_path):
+@pytest.mark.parametrize("flow", [sample_video(0)[1][:3], np.zeros((2, 2, 16, 24), np.uint8)], ids=["odd count", "array"])
+def test_flow_other_than_jpeg_pairs_is_refused(tmp_path, flow):
     with ShardWriter(tmp_path / "s.h5", flow_bound=20) as writer:
-        with pytest.raises(ValueError, match="must be"):
-            writer.add(record("a"), flow=np.zeros((2, 16, 24), np.uint8))
+        with pytest.raises(ValueError, match="flow of a must be JPEG bytes, x and y of each pair in turn"):
+            writer.add(record("a"), flow=flow)
 
 
 def test_damaged_frame_fails_its_checksum(tmp_path):
@@ -79,11 +84,26 @@ def test_damaged_frame_fails_its_checksum(tmp_path):
             reader.frames("a")
 
 
+def test_damaged_flow_jpeg_fails_its_checksum(tmp_path):
+    path = tmp_path / "shard_1.h5"
+    frames, flow = sample_video(0)
+    with ShardWriter(path, flow_bound=20) as writer:
+        writer.add(record("a"), frames=frames, flow=flow)
+    data = bytearray(path.read_bytes())
+    data[data.find(flow[3][-64:-32])] ^= 0xFF  # inside pair 1's y component
+    path.write_bytes(bytes(data))
+    with ShardReader(path) as reader:
+        assert reader.flow_jpegs("a", [0]) == flow[:2]
+        with pytest.raises(BadShardError, match=r"shard_1.h5: flow pair 1 \(y\) of 'a' fails its checksum.*delete it and re-run"):
+            reader.flow_jpegs("a", [1])
+
+
 def test_shard_of_another_format_version_is_named(tmp_path):
+    """Version 2 shards (flow as gzip-compressed uint8) are refused: the user is told to rebuild them."""
     path = tmp_path / "shard_0.h5"
     with ShardWriter(path, flow_bound=20) as writer:
         writer.add(record("a"), *sample_video(0))
     with h5py.File(path, "r+") as file:
-        file.attrs["version"] = 1
-    with pytest.raises(BadShardError, match="shard_0.h5: shard format version 1, this TCLSTA reads version 2"):
+        file.attrs["version"] = 2
+    with pytest.raises(BadShardError, match=r"shard_0.h5: shard format version 2, this TCLSTA reads version 3 \(delete it and re-run"):
         ShardReader(path)

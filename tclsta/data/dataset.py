@@ -11,8 +11,9 @@ worker process.
 Clips stay uint8 until the batch is on the device: ``model_input`` converts it
 there (ImageNet normalisation for RGB, [-1, 1] for flow), so workers decode and
 crop only, and a quarter of the bytes cross from the workers and to the device.
-JPEGs are decoded by ``torchvision.io.decode_jpeg`` (libjpeg-turbo, straight to
-channels-first RGB).
+JPEGs, RGB frames and greyscale flow components alike, are decoded by
+``torchvision.io.decode_jpeg`` (libjpeg-turbo, straight to channels-first),
+all of a clip in one batched call.
 """
 
 from __future__ import annotations
@@ -121,22 +122,27 @@ class ShardClipDataset(Dataset):
         reader = self._reader(path)
         if spec.modality == "rgb":
             picks = segment_indices(num_frames, spec.num_frames, generator)
-            clip = decode_rgb_jpegs(reader.frames(video_id, picks))
+            clip = decode_jpegs(reader.frames(video_id, picks), ImageReadMode.RGB)
         else:
             windows = flow_windows(num_frames, spec, generator)
             needed = sorted(set(np.concatenate(windows).tolist()))
-            pairs = reader.flow_pairs(video_id, needed)  # only the pairs used
+            pairs = decode_flow_jpegs(reader.flow_jpegs(video_id, needed))  # only the pairs used
             clip = flow_clip(pairs, needed, windows)
         if spec.train:
             return torch.from_numpy(crop_and_flip(clip, spec, generator)), label
         return torch.from_numpy(test_views(clip, spec)), label
 
 
-def decode_rgb_jpegs(jpegs: Sequence[bytes]) -> np.ndarray:
-    """JPEG-encoded RGB frames -> (T, 3, H, W) uint8, decoded in one batched call."""
+def decode_jpegs(jpegs: Sequence[bytes], mode: ImageReadMode) -> np.ndarray:
+    """JPEGs of one size -> (N, C, H, W) uint8, decoded in one batched call."""
     data = [torch.frombuffer(bytearray(j), dtype=torch.uint8) for j in jpegs]  # a writable copy of ~25 kB each
-    images = decode_jpeg(data, mode=ImageReadMode.RGB)
-    return torch.stack(images).numpy()  # (T, 3, H, W)
+    return torch.stack(decode_jpeg(data, mode=mode)).numpy()
+
+
+def decode_flow_jpegs(jpegs: Sequence[bytes]) -> np.ndarray:
+    """Flow pairs as stored (greyscale JPEGs, x and y of each pair in turn) -> (n, 2, H, W) uint8."""
+    components = decode_jpegs(jpegs, ImageReadMode.GRAY)  # (2n, 1, H, W)
+    return components.reshape(-1, 2, *components.shape[2:])
 
 
 def rgb_clip(images: np.ndarray) -> np.ndarray:

@@ -8,9 +8,10 @@ Layout of one video's folder (``<root>/<video>/``)::
 
 A flow JPEG holds round((f + b) * 255 / (2 b)) for the bound b it was written
 with (``rawframes.flow_bound``, 20 for both tools): the encoding of our shards,
-so with ``flow.bound`` equal to it the pixel values are stored unchanged, and
-otherwise mapped back to pixels and quantised with ``flow.bound``. Frame JPEGs
-are copied byte for byte. Nothing is decoded from video, no flow recomputed.
+so with ``flow.bound`` equal to it the flow JPEGs are copied byte for byte (each
+is decoded once to check it), and otherwise mapped back to pixels, quantised
+with ``flow.bound`` and encoded again at ``flow.jpeg_quality``. Frame JPEGs are
+copied byte for byte. Nothing is decoded from video, no flow recomputed.
 
 Which folders make the dataset: mmaction2's annotation lists
 (``rawframes.train_list`` and ``test_list``, lines ``<folder> <total_frames>
@@ -42,14 +43,14 @@ from tclsta.config import DatasetConfig, RawframesConfig
 from tclsta.data.manifest import finish_manifest, labelled_table, read_class_index, require_files
 from tclsta.data.shards import ShardWriter
 from tclsta.errors import BadFrameFolderError, BadSplitFileError, BadVideoError
-from tclsta.flow import dequantise_flow, quantise_flow
+from tclsta.flow import dequantise_flow, encode_flow, quantise_flow
 from tclsta.preprocess import collect_rejected, progress, source_record, write_rejected
 from tclsta.settings import StageSettings, section_keys
 from tclsta.video import decode_jpeg
 
 log = logging.getLogger(__name__)
 RAWFRAMES_SETTINGS = StageSettings("rawframes", entry=("root",), rawframes=section_keys("rawframes"),
-                                    preprocess=("min_frames", "on_bad_video"), flow=("bound",))
+                                    preprocess=("min_frames", "on_bad_video"), flow=("bound", "jpeg_quality"))
 
 FRAME_PREFIX = "img_"
 FLOW_PREFIXES = (("flow_x_", "flow_y_"), ("x_", "y_"))  # mmaction2 and denseflow; denseflow's older naming
@@ -115,9 +116,11 @@ def _read(path: Path) -> bytes:
         raise BadFrameFolderError(path.parent, f"cannot read {path.name}: {exc.strerror}") from exc
 
 
-def read_frame_folder(folder: FrameFolder, written_bound: float, bound: float) -> tuple[list[bytes], np.ndarray]:
-    """The frames' JPEG bytes as they are and the flow as (T-1, 2, H, W) uint8 in the shards' encoding
-    for ``bound``, from flow JPEGs written with ``written_bound``."""
+def read_frame_folder(folder: FrameFolder, written_bound: float, bound: float,
+                      quality: int) -> tuple[list[bytes], list[bytes], int, int]:
+    """The frames' JPEG bytes as they are, the flow JPEGs in the shards' encoding for ``bound`` (x and y of
+    each pair in turn: the files' bytes when written with ``written_bound == bound``, else mapped to ``bound``
+    and encoded at ``quality``), and the frames' height and width."""
     jpegs = [_read(path) for path in folder.frames]
     try:
         first = decode_jpeg(jpegs[0])
@@ -125,23 +128,25 @@ def read_frame_folder(folder: FrameFolder, written_bound: float, bound: float) -
         raise BadFrameFolderError(folder.path, f"{folder.frames[0].name}: {exc}") from exc
     if first.ndim != 3:
         raise BadFrameFolderError(folder.path, f"{folder.frames[0].name} is greyscale; the frames must be colour JPEGs")
-    bad = next((p.name for p, jpeg in zip(folder.frames, jpegs) if not jpeg.startswith(b"\xff\xd8")), None)
+    height, width = first.shape[:2]
+    paths = [path for pair in zip(folder.flow_x, folder.flow_y) for path in pair]
+    flow_jpegs = [_read(path) for path in paths]
+    bad = next((p.name for p, jpeg in zip(folder.frames + paths, jpegs + flow_jpegs) if not jpeg.startswith(b"\xff\xd8")), None)
     if bad:
         raise BadFrameFolderError(folder.path, f"{bad} is not a JPEG file")
-    height, width = first.shape[:2]
-    flow = np.empty((len(folder.flow_x), 2, height, width), np.uint8)
-    for t, paths in enumerate(zip(folder.flow_x, folder.flow_y)):
-        for channel, path in enumerate(paths):
-            image = cv2.imdecode(np.frombuffer(_read(path), np.uint8), cv2.IMREAD_GRAYSCALE)
-            if image is None:
-                raise BadFrameFolderError(folder.path, f"{path.name} is not a readable JPEG")
-            if image.shape != (height, width):
-                raise BadFrameFolderError(folder.path, f"{path.name} is {image.shape[1]}x{image.shape[0]}, "
-                                                       f"the frames {width}x{height}")
-            flow[t, channel] = image
+    flow = np.empty((len(paths), height, width), np.uint8)  # x and y of each pair in turn
+    for i, (path, jpeg) in enumerate(zip(paths, flow_jpegs)):
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise BadFrameFolderError(folder.path, f"{path.name} is not a readable JPEG")
+        if image.shape != (height, width):
+            raise BadFrameFolderError(folder.path, f"{path.name} is {image.shape[1]}x{image.shape[0]}, "
+                                                   f"the frames {width}x{height}")
+        flow[i] = image
     if written_bound != bound:
-        flow = quantise_flow(np.moveaxis(dequantise_flow(flow, written_bound), 1, -1), bound)
-    return jpegs, flow
+        pixels = np.moveaxis(dequantise_flow(flow.reshape(-1, 2, height, width), written_bound), 1, -1)
+        flow_jpegs = encode_flow(quantise_flow(pixels, bound), quality)
+    return jpegs, flow_jpegs, height, width
 
 
 def read_class_list(path: Path) -> list[str]:
@@ -215,7 +220,8 @@ def listed_frame_counts(dataset: DatasetConfig) -> dict[str, int]:
 
 
 def import_shard(manifest: pd.DataFrame, shard: int, dataset: DatasetConfig, out_path: Path, rejected_path: Path) -> None:
-    """Write the shard of the rawframes of ``shard``'s videos: frames copied, flow in the shards' encoding.
+    """Write the shard of the rawframes of ``shard``'s videos: frames copied, flow in the shards' encoding
+    (copied too when written with ``flow.bound``).
 
     Bad folders are handled as bad videos are by the extraction stage: with
     ``on_bad_video: fail`` one error names every bad folder of the shard and
@@ -223,9 +229,10 @@ def import_shard(manifest: pd.DataFrame, shard: int, dataset: DatasetConfig, out
     """
     videos = manifest[manifest["shard"] == shard].sort_values("video_id")
     counts = listed_frame_counts(dataset)
-    written, bound = dataset.rawframes.flow_bound, dataset.flow.bound
+    written, bound, quality = dataset.rawframes.flow_bound, dataset.flow.bound, dataset.flow.jpeg_quality
     frame_settings = json.dumps({"source": "rawframes"})
-    flow_settings = json.dumps({"source": "rawframes", "written_bound": written})
+    flow_settings = json.dumps({"source": "rawframes", "written_bound": written,
+                                **({} if written == bound else {"jpeg_quality": quality})})
     rejected: list[tuple[str, str, str]] = []
     with ShardWriter(out_path, flow_bound=bound) as writer:
         for row in progress(videos.itertuples(index=False), f"rawframes shard {shard}"):
@@ -234,12 +241,12 @@ def import_shard(manifest: pd.DataFrame, shard: int, dataset: DatasetConfig, out
                 if len(folder.frames) < dataset.preprocess.min_frames:
                     raise BadFrameFolderError(row.path, f"{len(folder.frames)} frames, fewer than "
                                                         f"preprocess.min_frames={dataset.preprocess.min_frames}")
-                jpegs, flow = read_frame_folder(folder, written, bound)
+                jpegs, flow, height, width = read_frame_folder(folder, written, bound, quality)
             except BadVideoError as exc:
                 log.warning("%s", exc)
                 rejected.append((row.video_id, row.path, exc.reason))
                 continue
-            record = source_record(row, flow.shape[2], flow.shape[3], len(jpegs))
+            record = source_record(row, height, width, len(jpegs))
             writer.add(record, frames=jpegs, flow=flow, frame_settings=frame_settings, flow_settings=flow_settings)
             log.info("imported %s: %d frames %dx%d", row.video_id, len(jpegs), record.width, record.height)
         collect_rejected(rejected, dataset.preprocess, shard, BadFrameFolderError)

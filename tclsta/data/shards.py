@@ -3,7 +3,7 @@
 On-disk layout of a shard (``shard_<k>.h5``, HDF5's latest file format, whose
 metadata carries checksums)::
 
-    /                      attrs: format="tclsta-shard", version=2, video_ids_crc32
+    /                      attrs: format="tclsta-shard", version=3, video_ids_crc32
     /video_ids             (N,) variable-length UTF-8 strings; entry i is stored in /videos/<i>
     /videos/<i>/           one group per video
         attrs              video_id, class_name, label (0-based), source_path, source_size
@@ -13,18 +13,21 @@ metadata carries checksums)::
             attrs          settings: JSON of the extraction settings that made them
                            (fixed-length UTF-8 bytes, so in checksummed metadata);
                            crc32: (num_frames,) uint32, the CRC-32 of each JPEG
-        flow               (num_frames - 1, 2, height, width) uint8: TV-L1 flow x/y between
-                           frames t and t+1, clipped to +-bound and quantised as
-                           round((f + bound) * 255 / (2 * bound)); gzip + Fletcher-32,
-                           one chunk per pair
-            attrs          bound; settings: JSON of the TV-L1 settings that made it (as for frames)
+        flow               (2 * (num_frames - 1),) variable-length uint8: TV-L1 flow between
+                           frames t and t+1, clipped to +-bound, quantised as
+                           round((f + bound) * 255 / (2 * bound)) and stored as greyscale
+                           JPEGs (what denseflow and mmaction2 store): entry 2t is pair t's
+                           x component, 2t + 1 its y component
+            attrs          bound; settings: JSON of the TV-L1 settings (with the JPEG quality)
+                           that made it (as for frames); crc32 as for frames
 
 The CRC-32 attributes cover what HDF5 does not checksum itself (variable-length
-data lives in its unchecked global heap): ``video_ids_crc32`` the newline-joined
-ids, ``record_crc32`` the record's JSON (:meth:`VideoRecord.crc32`). A reader
-checks them, and HDF5 the Fletcher-32 and metadata checksums, on every read, so
-a damaged shard raises :class:`BadShardError` naming it instead of yielding
-wrong frames or flow.
+data lives in its unchecked global heap): ``crc32`` every frame and flow JPEG,
+``video_ids_crc32`` the newline-joined ids, ``record_crc32`` the record's JSON
+(:meth:`VideoRecord.crc32`). A reader checks them, and HDF5 its metadata
+checksums, on every read, so a damaged shard raises :class:`BadShardError`
+naming it instead of yielding wrong frames or flow. Version 2 shards (flow as
+gzip-compressed uint8) are refused with that error: rebuild them.
 
 The extraction and flow stages write partial shards (``frames`` only, ``flow``
 only) with the same writer; the pack stage merges them. When a shard is
@@ -56,7 +59,7 @@ from tclsta.atomic import atomic_path
 from tclsta.errors import BadShardError, ShardWriteError
 
 SHARD_FORMAT = "tclsta-shard"
-SHARD_VERSION = 2
+SHARD_VERSION = 3
 
 
 def crc32(data: bytes) -> int:
@@ -110,11 +113,21 @@ def _failure_reason(exc: Exception) -> str:
     return os.strerror(errno) if errno else str(exc)
 
 
+def _add_jpegs(group: h5py.Group, name: str, jpegs: Sequence[bytes], settings: str) -> h5py.Dataset:
+    """A dataset of JPEGs with their settings and CRC-32s."""
+    data = group.create_dataset(name, (len(jpegs),), dtype=h5py.vlen_dtype(np.uint8))
+    for i, jpeg in enumerate(jpegs):
+        data[i] = np.frombuffer(jpeg, dtype=np.uint8)
+    data.attrs["settings"] = np.bytes_(settings.encode("utf-8"))
+    data.attrs["crc32"] = np.array([crc32(jpeg) for jpeg in jpegs], dtype=np.uint32)
+    return data
+
+
 class ShardWriter:
     """Write videos into a new shard; the file appears under ``path`` only on a clean close.
 
     >>> with ShardWriter(path) as writer:
-    ...     writer.add(record, frames=jpeg_list, flow=flow_uint8)
+    ...     writer.add(record, frames=jpeg_list, flow=flow_jpegs)
     """
 
     def __init__(self, path: str | Path, flow_bound: float | None = None):
@@ -141,34 +154,28 @@ class ShardWriter:
         self,
         record: VideoRecord,
         frames: Sequence[bytes] | None = None,
-        flow: np.ndarray | None = None,
+        flow: Sequence[bytes] | None = None,
         frame_settings: str = "",
         flow_settings: str = "",
     ) -> None:
-        """Append one video; ``frames`` are JPEG bytes, ``flow`` is (T-1, 2, H, W) uint8.
+        """Append one video; ``frames`` are JPEG bytes, ``flow`` greyscale JPEGs of the quantised
+        flow, the x and then the y component of each pair (:func:`tclsta.flow.encode_flow`).
 
         The settings strings record how frames and flow were made, so that a later
         run with other settings does not reuse them.
         """
         assert self._file is not None, "use ShardWriter as a context manager"
-        if flow is not None and (flow.dtype != np.uint8 or flow.ndim != 4 or flow.shape[1] != 2):
-            raise ValueError(f"flow of {record.video_id} must be (T-1, 2, H, W) uint8, got {flow.shape} {flow.dtype}")
+        if flow is not None and (len(flow) % 2 or not all(isinstance(jpeg, bytes) for jpeg in flow)):
+            raise ValueError(f"flow of {record.video_id} must be JPEG bytes, x and y of each pair in turn "
+                             f"(an even number), got {len(flow)} {type(flow).__name__}")
         with _writing(self.path):
             group = self._file["videos"].create_group(str(len(self._ids)))
             group.attrs.update(asdict(record))
             group.attrs["record_crc32"] = record.crc32()
             if frames is not None:
-                data = group.create_dataset("frames", (len(frames),), dtype=h5py.vlen_dtype(np.uint8))
-                for i, jpeg in enumerate(frames):
-                    data[i] = np.frombuffer(jpeg, dtype=np.uint8)
-                data.attrs["settings"] = np.bytes_(frame_settings.encode("utf-8"))
-                data.attrs["crc32"] = np.array([crc32(jpeg) for jpeg in frames], dtype=np.uint32)
+                _add_jpegs(group, "frames", frames, frame_settings)
             if flow is not None:
-                chunks = (1, *flow.shape[1:]) if len(flow) else None
-                data = group.create_dataset("flow", data=flow, chunks=chunks, compression="gzip", compression_opts=1,
-                                            fletcher32=bool(len(flow)))
-                data.attrs["bound"] = self.flow_bound
-                data.attrs["settings"] = np.bytes_(flow_settings.encode("utf-8"))
+                _add_jpegs(group, "flow", flow, flow_settings).attrs["bound"] = self.flow_bound
             self._file.flush()  # a full disk fails here, not later in a destructor that cannot report it
         self._ids.append(record.video_id)
 
@@ -258,24 +265,25 @@ class ShardReader:
 
     def frames(self, video_id: str, indices: Sequence[int] | None = None) -> list[bytes]:
         """JPEG bytes of the frames at ``indices`` (all frames when None)."""
-        with self._reading(f"frames of {video_id!r} unreadable"):
-            data = self._group(video_id)["frames"]
+        return self._jpegs(video_id, "frames", indices)
+
+    def flow_jpegs(self, video_id: str, pairs: Sequence[int] | None = None) -> list[bytes]:
+        """Greyscale JPEGs of the quantised flow pairs at ``pairs`` (all when None), x and y of each
+        pair in turn (decoded by :func:`tclsta.data.dataset.decode_flow_jpegs`)."""
+        return self._jpegs(video_id, "flow", None if pairs is None else [2 * p + c for p in pairs for c in (0, 1)])
+
+    def _jpegs(self, video_id: str, kind: str, indices: Sequence[int] | None) -> list[bytes]:
+        """The JPEGs of ``kind`` at ``indices``, each checked against its CRC-32."""
+        with self._reading(f"{kind} of {video_id!r} unreadable"):
+            data = self._group(video_id)[kind]
             checksums = data.attrs["crc32"]
             picked = range(len(data)) if indices is None else indices
             jpegs = [data[i].tobytes() for i in picked]
             for i, jpeg in zip(picked, jpegs):
                 if crc32(jpeg) != checksums[i]:
-                    raise BadShardError(self.path, f"frame {i} of {video_id!r} fails its checksum")
+                    what = f"frame {i}" if kind == "frames" else f"flow pair {i // 2} ({'xy'[i % 2]})"
+                    raise BadShardError(self.path, f"{what} of {video_id!r} fails its checksum")
         return jpegs
-
-    def flow(self, video_id: str) -> np.ndarray:
-        """All quantised flow pairs of a video as (T-1, 2, H, W) uint8."""
-        return self.flow_pairs(video_id, slice(None))
-
-    def flow_pairs(self, video_id: str, indices: Sequence[int] | slice) -> np.ndarray:
-        """Quantised flow pairs at increasing ``indices`` as (n, 2, H, W) uint8."""
-        with self._reading(f"flow of {video_id!r} unreadable"):
-            return self._group(video_id)["flow"][indices]
 
     def flow_bound(self, video_id: str) -> float:
         with self._reading(f"flow of {video_id!r} unreadable"):

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Callable
 
 import ffmpeg
-import numpy as np
 
 from tclsta.data.shards import ShardReader
 from tclsta.video import ffmpeg_binaries
@@ -61,17 +60,17 @@ def temp_files(folder: Path) -> list[Path]:
 
 
 def shard_contents(path: Path, ignore: tuple[str, ...] = ()) -> dict[str, dict]:
-    """Everything a shard holds, video by video: metadata (less ``ignore``), JPEG bytes, flow, settings."""
+    """Everything a shard holds, video by video: metadata (less ``ignore``), frame and flow JPEG bytes, settings."""
     with ShardReader(path) as reader:
         contents = {}
         for video_id in reader.video_ids:
             record = {k: v for k, v in vars(reader.record(video_id)).items() if k not in ignore}
             frames = reader.frames(video_id) if reader.settings(video_id, "frames") is not None else None
-            flow = reader.flow(video_id) if reader.settings(video_id, "flow") is not None else None
+            flow = reader.flow_jpegs(video_id) if reader.settings(video_id, "flow") is not None else None
             contents[video_id] = {
                 "record": record,
                 "frames": frames,
-                "flow": None if flow is None else (flow.shape, np.asarray(flow).tobytes(), reader.flow_bound(video_id)),
+                "flow": None if flow is None else (flow, reader.flow_bound(video_id)),
                 "settings": (reader.settings(video_id, "frames"), reader.settings(video_id, "flow")),
             }
     return contents

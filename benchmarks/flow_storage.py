@@ -1,4 +1,4 @@
-"""Bytes per stored flow pair and round-trip error: the shards' uint8 + gzip against JPEG flow images.
+"""Bytes per stored flow pair and round-trip error: the shards' JPEG flow against their former uint8 + gzip.
 
 TV-L1 flow (OpenCV, the ``--nscales/--warps/--epsilon`` settings) of consecutive
 frames is quantised to uint8 at ``--bound`` and stored in each way below. Two
@@ -7,10 +7,15 @@ as H.264, decoded at short side 256 as the pipeline does; a small patch moves in
 part of each clip, the rest is still, as in much of UCF101) and a camera pan over
 a noisy texture (flow everywhere; ``flow_backends.py``'s frames, 340x256).
 
-* ``shard``: written with ``ShardWriter`` as the flow stage does (gzip, Fletcher-32,
-  one chunk per pair); bytes are HDF5's storage size of the flow datasets;
-* ``jpeg qN``: each component as a greyscale JPEG at quality N (what denseflow and
-  mmaction2's rawframe layout store, two files per pair), bytes of the JPEG data.
+* ``shard: JPEG qN``: written as the flow stage writes it (``encode_flow`` at
+  ``flow.jpeg_quality`` N, ``ShardWriter``; shard format 3), read back with
+  ``ShardReader.flow_jpegs`` and decoded as the loader decodes it; bytes are the
+  whole flow-only shard file (HDF5 metadata, settings and CRC-32s included);
+* ``JPEG qN files``: the same JPEGs as files (mmaction2's and denseflow's rawframe
+  layout, two files per pair), bytes of the JPEG data;
+* ``shard v2 (before): uint8 + gzip``: the layout of shard format 2, written with
+  h5py as it was (gzip level 1, Fletcher-32, one chunk per pair); bytes are HDF5's
+  storage size of the flow datasets.
 
 Errors are in pixels against the float flow clipped to the bound: mean and 99th
 percentile of the absolute difference per component. Example::
@@ -31,9 +36,10 @@ import h5py
 import numpy as np
 
 from tclsta.config import FlowConfig
-from tclsta.data.shards import ShardWriter, VideoRecord
+from tclsta.data.dataset import decode_flow_jpegs
+from tclsta.data.shards import ShardReader, ShardWriter, VideoRecord
 from tclsta.demo import make_demo_dataset
-from tclsta.flow import create_opencv_tvl1, dequantise_flow, quantise_flow
+from tclsta.flow import create_opencv_tvl1, dequantise_flow, encode_flow, quantise_flow
 from tclsta.video import decode_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -76,24 +82,27 @@ def video_flows(args: argparse.Namespace, workdir: Path) -> list[np.ndarray]:
     return flows
 
 
-def shard_bytes(quantised: list[np.ndarray], bound: float, path: Path) -> int:
-    """HDF5 storage bytes of the flow datasets, written as the flow stage writes them."""
+def jpeg_shard(quantised: list[np.ndarray], bound: float, quality: int, path: Path) -> tuple[int, int, np.ndarray]:
+    """(file bytes, JPEG bytes, decoded (N, 2, H, W) uint8) of a flow-only shard written as the flow stage writes it."""
     with ShardWriter(path, flow_bound=bound) as writer:
         for index, flow in enumerate(quantised):
             height, width = flow.shape[2:]
-            writer.add(VideoRecord(f"v{index}", "c", 0, "-", height, width, len(flow) + 1), flow=flow, flow_settings="{}")
+            writer.add(VideoRecord(f"v{index}", "c", 0, "-", height, width, len(flow) + 1), flow=encode_flow(flow, quality),
+                       flow_settings=json.dumps({"jpeg_quality": quality}))
+    with ShardReader(path) as reader:
+        stored = [reader.flow_jpegs(video_id) for video_id in reader.video_ids]
+    decoded = np.concatenate([decode_flow_jpegs(jpegs) for jpegs in stored])
+    return path.stat().st_size, sum(len(jpeg) for jpegs in stored for jpeg in jpegs), decoded
+
+
+def gzip_bytes(quantised: list[np.ndarray], path: Path) -> int:
+    """HDF5 storage bytes of the flow as shard format 2 stored it: uint8, gzip level 1, Fletcher-32, a chunk per pair."""
+    with h5py.File(path, "w", libver="latest") as file:
+        for index, flow in enumerate(quantised):
+            file.create_dataset(f"v{index}", data=flow, chunks=(1, *flow.shape[1:]), compression="gzip", compression_opts=1,
+                                fletcher32=True)
     with h5py.File(path, "r") as file:
-        return sum(file[f"videos/{group}/flow"].id.get_storage_size() for group in file["videos"])
-
-
-def jpeg_round_trip(quantised: np.ndarray, quality: int) -> tuple[int, np.ndarray]:
-    """(JPEG bytes, decoded uint8) of every component of (n, 2, H, W) uint8 flow."""
-    total, decoded = 0, np.empty_like(quantised)
-    for index in np.ndindex(quantised.shape[:2]):
-        ok, data = cv2.imencode(".jpg", quantised[index], [cv2.IMWRITE_JPEG_QUALITY, quality])
-        total += len(data)
-        decoded[index] = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
-    return total, decoded
+        return sum(file[name].id.get_storage_size() for name in file)
 
 
 def error_px(stored: np.ndarray, flows: list[np.ndarray], bound: float) -> dict[str, float]:
@@ -111,11 +120,13 @@ def storage_rows(source: str, flows: list[np.ndarray], args: argparse.Namespace,
     height, width = everything.shape[2:]
     magnitude = float(np.mean(np.concatenate([np.hypot(f[..., 0], f[..., 1]).ravel() for f in flows])))
     common = dict(source=f"{source}, {pairs} pairs at {width}x{height}, mean flow {magnitude:.2f} px")
-    size = shard_bytes(quantised, args.bound, workdir / f"{source}.h5")
-    rows = [dict(common, storage="shard: uint8 + gzip", bytes_per_pair=size / pairs, **error_px(everything, flows, args.bound))]
+    rows = [dict(common, storage="shard v2 (before): uint8 + gzip", bytes_per_pair=gzip_bytes(quantised, workdir / f"{source}.v2.h5") / pairs,
+                 **error_px(everything, flows, args.bound))]
     for quality in args.quality:
-        size, decoded = jpeg_round_trip(everything, quality)
-        rows.append(dict(common, storage=f"JPEG q{quality} (2 files per pair)", bytes_per_pair=size / pairs, **error_px(decoded, flows, args.bound)))
+        file_bytes, jpeg_bytes, decoded = jpeg_shard(quantised, args.bound, quality, workdir / f"{source}.q{quality}.h5")
+        errors = error_px(decoded, flows, args.bound)
+        rows.append(dict(common, storage=f"shard: JPEG q{quality}", bytes_per_pair=file_bytes / pairs, **errors))
+        rows.append(dict(common, storage=f"JPEG q{quality} files (2 per pair)", bytes_per_pair=jpeg_bytes / pairs, **errors))
     return rows
 
 

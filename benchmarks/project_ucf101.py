@@ -7,9 +7,10 @@ Per-unit costs come from the benchmarks' JSON files and from the flow rate given
 * flow: core-seconds per pair = 1 / ``--flow-pairs-per-core`` (OpenCV TV-L1, default
   parameters, one thread: ``benchmarks/flow_backends.py``);
 * disk: shard bytes per frame (``--preprocess``) and per flow pair (``--flow-storage``,
-  ``benchmarks/flow_storage.py``, its camera-pan rows: flow everywhere), against
-  mmaction2's rawframe layout: one JPEG file per frame and two per flow pair
-  (JPEG-folder bytes per frame, JPEG q95 bytes per pair);
+  ``benchmarks/flow_storage.py``, its camera-pan rows: flow everywhere; the shard at
+  the default ``flow.jpeg_quality``), against mmaction2's rawframe layout: one JPEG
+  file per frame and two per flow pair (JPEG-folder bytes per frame, JPEG q95 bytes
+  per pair);
 * GPU flow, training and scoring: ``--gpu`` JSON (``benchmarks/gpu.sh``, not its tiny
   mode); without it those cells say "not measured".
 
@@ -27,6 +28,8 @@ import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from tclsta.config import FlowConfig
 
 VIDEOS = 13_320
 FRAMES = 2_500_000  # about 2.5 million frames in UCF101
@@ -76,8 +79,9 @@ def main() -> None:
     extract_core_s = preprocess["settings"]["workers"] / extraction["ours"]
     bytes_frame = row(preprocess["rows"], "bytes per frame")
     pan = [r for r in storage if r["source"].startswith("camera pan")]
-    shard_pair = next(r for r in pan if r["storage"].startswith("shard"))["bytes_per_pair"]
-    jpeg_pair = next(r for r in pan if r["storage"].startswith("JPEG q95"))["bytes_per_pair"]
+    quality = FlowConfig().jpeg_quality
+    shard_pair = next(r for r in pan if r["storage"] == f"shard: JPEG q{quality}")["bytes_per_pair"]
+    jpeg_pair = next(r for r in pan if r["storage"].startswith("JPEG q95 files"))["bytes_per_pair"]
     flow_core_s = 1.0 / args.flow_pairs_per_core
     gpu = json.loads(args.gpu.read_text()) if args.gpu else None
     if gpu is not None and gpu.get("tiny"):
@@ -100,7 +104,7 @@ def main() -> None:
     print("| --- | --- | --- |")
     shards_bytes = FRAMES * bytes_frame["ours"] + PAIRS * shard_pair
     rawframe_bytes = FRAMES * bytes_frame["reference"] + PAIRS * jpeg_pair
-    print(f"| TCLSTA shards (JPEG frames, uint8 + gzip flow) | {shards_bytes / 1e9:.0f} GB | {SHARDS} |")
+    print(f"| TCLSTA shards (JPEG frames, JPEG q{quality} flow components) | {shards_bytes / 1e9:.0f} GB | {SHARDS} |")
     print(f"| mmaction2 rawframes (JPEG per frame, JPEG q95 per flow component) | {rawframe_bytes / 1e9:.0f} GB | {FRAMES + 2 * PAIRS:,} |")
 
 

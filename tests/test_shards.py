@@ -69,33 +69,25 @@ def test_flow_other_than_jpeg_pairs_is_refused(tmp_path, flow):
             writer.add(record("a"), flow=flow)
 
 
-def test_damaged_frame_fails_its_checksum(tmp_path):
+@pytest.mark.parametrize("kind, damaged, read, intact, message", [
+    ("frames", 1, lambda reader: reader.frames("a"), lambda reader: reader.frames("a", [0]) == sample_video(0)[0][:1],
+     r"frame 1 of 'a'"),
+    ("flow", 3, lambda reader: reader.flow_jpegs("a", [1]), lambda reader: reader.flow_jpegs("a", [0]) == sample_video(0)[1][:2],
+     r"flow pair 1 \(y\) of 'a'"),
+], ids=["frame", "flow"])
+def test_damaged_jpeg_fails_its_checksum(tmp_path, kind, damaged, read, intact, message):
     path = tmp_path / "shard_1.h5"
     frames, flow = sample_video(0)
     with ShardWriter(path, flow_bound=20) as writer:
         writer.add(record("a"), frames=frames, flow=flow)
+    jpeg = {"frames": frames, "flow": flow}[kind][damaged]
     data = bytearray(path.read_bytes())
-    offset = data.find(frames[1][-64:-32])  # inside the second JPEG, in HDF5's unchecked global heap
-    data[offset] ^= 0xFF
+    data[data.find(jpeg[-64:-32])] ^= 0xFF  # inside that JPEG, in HDF5's unchecked global heap
     path.write_bytes(bytes(data))
     with ShardReader(path) as reader:
-        assert reader.frames("a", [0]) == frames[:1]
-        with pytest.raises(BadShardError, match=r"shard_1.h5: frame 1 of 'a' fails its checksum.*delete it and re-run"):
-            reader.frames("a")
-
-
-def test_damaged_flow_jpeg_fails_its_checksum(tmp_path):
-    path = tmp_path / "shard_1.h5"
-    frames, flow = sample_video(0)
-    with ShardWriter(path, flow_bound=20) as writer:
-        writer.add(record("a"), frames=frames, flow=flow)
-    data = bytearray(path.read_bytes())
-    data[data.find(flow[3][-64:-32])] ^= 0xFF  # inside pair 1's y component
-    path.write_bytes(bytes(data))
-    with ShardReader(path) as reader:
-        assert reader.flow_jpegs("a", [0]) == flow[:2]
-        with pytest.raises(BadShardError, match=r"shard_1.h5: flow pair 1 \(y\) of 'a' fails its checksum.*delete it and re-run"):
-            reader.flow_jpegs("a", [1])
+        assert intact(reader)
+        with pytest.raises(BadShardError, match=rf"shard_1.h5: {message} fails its checksum.*delete it and re-run"):
+            read(reader)
 
 
 def test_shard_of_another_format_version_is_named(tmp_path):

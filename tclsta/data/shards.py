@@ -172,10 +172,12 @@ class ShardWriter:
             group = self._file["videos"].create_group(str(len(self._ids)))
             group.attrs.update(asdict(record))
             group.attrs["record_crc32"] = record.crc32()
-            if frames is not None:
-                _add_jpegs(group, "frames", frames, frame_settings)
+            # The datasets stay open until the flush: closing one can write, and a failed write there
+            # (a full disk) would only be printed by a destructor, not raised.
+            datasets = [_add_jpegs(group, kind, jpegs, settings) for kind, jpegs, settings in
+                        (("frames", frames, frame_settings), ("flow", flow, flow_settings)) if jpegs is not None]
             if flow is not None:
-                _add_jpegs(group, "flow", flow, flow_settings).attrs["bound"] = self.flow_bound
+                datasets[-1].attrs["bound"] = self.flow_bound
             self._file.flush()  # a full disk fails here, not later in a destructor that cannot report it
         self._ids.append(record.video_id)
 

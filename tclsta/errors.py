@@ -63,6 +63,10 @@ class ShardWriteError(FileError):
         super().__init__(path, f"{reason} (nothing was kept under this name; free some space and re-run)")
 
 
+class WorkerError(TclstaError):
+    """A worker process that ended (killed, out of memory) before returning its result."""
+
+
 class BadConfigError(TclstaError):
     """A config value that is missing, of the wrong type or out of range."""
 

@@ -19,16 +19,19 @@ import dataclasses
 import itertools
 import logging
 import multiprocessing
+import traceback
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from typing import Callable, Hashable, Iterable, Iterator, Sequence, TypeVar
 
 import cv2
 import numpy as np
 
 from tclsta.config import FlowConfig
-from tclsta.errors import BadConfigError
+from tclsta.errors import BadConfigError, WorkerError
 from tclsta.settings import StageSettings, section_keys
 from tclsta.video import decode_jpeg, encode_jpeg
 
@@ -239,17 +242,71 @@ def shard_flow(video_ids: Sequence[Hashable], read_jpegs: Callable[[Hashable], l
         return
     workers = 1 if backend == "opencv-cuda" else min(max(1, workers), max(1, len(video_ids)))
     log.info("flow backend %s, %d worker(s), %d videos to compute", backend, workers, len(video_ids))
-    tasks = (read_jpegs(v) for v in video_ids)
     if workers == 1:
-        _init_flow_worker(config)
-        yield from map(_flow_of_jpegs, tasks)
+        tvl1 = _one_thread_tvl1(config)
+        for video_id in video_ids:
+            yield encode_flow(video_flow(grey_frames(read_jpegs(video_id)), tvl1, config.bound), config.jpeg_quality)
         return
+    yield from _process_flow(video_ids, read_jpegs, config, workers)
+
+
+def _process_flow(video_ids: Sequence[Hashable], read_jpegs: Callable[[Hashable], list[bytes]], config: FlowConfig,
+                  workers: int) -> Iterator[list[bytes]]:
+    """OpenCV flow of each video, in order, by ``workers`` processes, each fed through its own pipe.
+
+    Frames are read in the calling thread and sent to an idle worker, at most
+    ``2 * workers`` videos ahead of the one being yielded. No lock, queue or helper
+    thread is shared with the workers, so stopping them (the iterator closed, say
+    after a write error) is a kill that cannot block; a worker that dies (killed,
+    out of memory) is an error naming the video, not a hang.
+    """
     # spawn, not fork: a forked child of a process that has used OpenCV threads can deadlock
-    pool = multiprocessing.get_context("spawn").Pool(workers, _init_flow_worker, (config,))
+    context = multiprocessing.get_context("spawn")
+    processes: dict[Connection, BaseProcess] = {}
     try:
-        yield from pool.imap(_flow_of_jpegs, tasks)
+        for _ in range(workers):
+            pipe, child_pipe = context.Pipe()
+            process = context.Process(target=_flow_worker, args=(child_pipe, config), daemon=True)
+            process.start()
+            child_pipe.close()
+            processes[pipe] = process
+        idle, busy = list(processes), {}  # busy: pipe -> index of the video its worker computes
+        results: dict[int, list[bytes]] = {}
+        sent = done = 0
+        while done < len(video_ids):
+            while idle and sent < min(len(video_ids), done + 2 * workers):
+                pipe, jpegs = idle.pop(), read_jpegs(video_ids[sent])
+                busy[pipe] = sent
+                try:
+                    pipe.send(jpegs)
+                except OSError:  # the worker is gone (broken pipe)
+                    raise _worker_died(processes[pipe], video_ids[sent]) from None
+                sent += 1
+            if done in results:
+                yield results.pop(done)
+                done += 1
+                continue
+            for pipe in wait(list(busy)):
+                index = busy.pop(pipe)
+                try:
+                    ok, value = pipe.recv()
+                except (EOFError, OSError):  # the worker is gone (end of file, connection reset)
+                    raise _worker_died(processes[pipe], video_ids[index]) from None
+                if not ok:
+                    raise RuntimeError(f"flow of {video_ids[index]} failed in a worker process:\n{value}")
+                results[index] = value
+                idle.append(pipe)
     finally:
-        pool.terminate()
+        for pipe, process in processes.items():
+            process.kill()
+            process.join()
+            pipe.close()
+
+
+def _worker_died(process: BaseProcess, video_id: Hashable) -> WorkerError:
+    process.join(timeout=10)
+    return WorkerError(f"flow worker process {process.pid} ended (exit code {process.exitcode}) while computing "
+                       f"the flow of {video_id}; killed, out of memory? Re-run the job")
 
 
 def _torch_flow(video_ids: Sequence[Hashable], read_jpegs: Callable[[Hashable], list[bytes]], config: FlowConfig,
@@ -281,21 +338,28 @@ def in_order(work: Callable[[T], R], items: Iterable[T], pool: ThreadPoolExecuto
     yield from futures
 
 
-_worker: tuple[FlowFn, FlowConfig] | None = None
-
-
-def _init_flow_worker(config: FlowConfig) -> None:
-    global _worker
+def _one_thread_tvl1(config: FlowConfig) -> FlowFn:
     cv2.setNumThreads(1)  # one OpenCV thread per process: processes scale better than threads for TV-L1
-    _worker = create_tvl1(config), config
+    return create_tvl1(config)
+
+
+def _flow_worker(pipe: Connection, config: FlowConfig) -> None:
+    """A worker process: JPEG frames in, ``(True, flow)`` or ``(False, traceback)`` out, until the pipe closes."""
+    tvl1 = _one_thread_tvl1(config)
+    while True:
+        try:
+            jpegs = pipe.recv()
+        except EOFError:  # the parent closed its end or died
+            return
+        try:
+            result = True, encode_flow(video_flow(grey_frames(jpegs), tvl1, config.bound), config.jpeg_quality)
+        except Exception:
+            result = False, traceback.format_exc()
+        pipe.send(result)
 
 
 def grey_frames(jpegs: list[bytes]) -> np.ndarray:
     """Greyscale frames (T, H, W) uint8 from JPEG-encoded RGB frames."""
     return np.stack([cv2.cvtColor(decode_jpeg(j), cv2.COLOR_RGB2GRAY) for j in jpegs])
 
-
-def _flow_of_jpegs(jpegs: list[bytes]) -> list[bytes]:
-    tvl1, config = _worker
-    return encode_flow(video_flow(grey_frames(jpegs), tvl1, config.bound), config.jpeg_quality)
 

@@ -1,6 +1,8 @@
-"""TV-L1 with the real OpenCV: direction and size of known motion, quantisation."""
+"""TV-L1 with the real OpenCV: direction and size of known motion, quantisation, worker processes."""
 
+import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 
@@ -10,7 +12,8 @@ import pytest
 
 from tclsta.config import FlowConfig
 from tclsta.data.dataset import decode_flow_jpegs
-from tclsta.flow import create_tvl1, dequantise_flow, encode_flow, quantise_flow, video_flow
+from tclsta.errors import WorkerError
+from tclsta.flow import create_tvl1, dequantise_flow, encode_flow, quantise_flow, shard_flow, video_flow
 
 
 def textured_frames(shift: tuple[int, int], count: int = 3, size: tuple[int, int] = (64, 80)) -> np.ndarray:
@@ -64,3 +67,35 @@ def test_auto_backend_falls_back_to_cpu_without_cuda():
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["opencv", "opencv"]
+
+
+def jpeg_video(shift: tuple[int, int]) -> list[bytes]:
+    """8 JPEG frames (64 x 80) of a translating texture."""
+    return [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))[1].tobytes() for f in textured_frames(shift, 8)]
+
+
+VIDEOS = {f"video{i}": jpeg_video((i % 3 - 1, 1)) for i in range(12)}
+CPU_FLOW = FlowConfig(backend="opencv", nscales=2, warps=2, epsilon=0.05)
+
+
+def test_worker_processes_give_the_flow_of_one_process_in_order_and_stop_when_closed():
+    ids = list(VIDEOS)
+    expected = list(shard_flow(ids, VIDEOS.__getitem__, CPU_FLOW, workers=1))
+    assert [len(f) for f in expected] == [2 * 7] * len(ids)  # x and y JPEGs of 7 pairs
+    assert list(shard_flow(ids, VIDEOS.__getitem__, CPU_FLOW, workers=3)) == expected
+    flows = shard_flow(ids, VIDEOS.__getitem__, CPU_FLOW, workers=2)
+    assert next(flows) == expected[0]
+    flows.close()  # as after a write error, with workers computing or holding results nobody reads
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.timeout(120)  # a worker pool that loses the killed worker's video waits for it forever
+def test_a_worker_killed_midway_is_an_error_naming_the_video_not_a_hang():
+    others = set(multiprocessing.active_children())
+    flows = shard_flow(list(VIDEOS), VIDEOS.__getitem__, CPU_FLOW, workers=2)
+    next(flows)
+    for worker in set(multiprocessing.active_children()) - others:  # as the kernel's out-of-memory killer would
+        os.kill(worker.pid, signal.SIGKILL)
+    with pytest.raises(WorkerError, match=r"flow worker process \d+ ended \(exit code -9\) while computing the flow of video\d"):
+        list(flows)
+    assert multiprocessing.active_children() == []

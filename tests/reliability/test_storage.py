@@ -49,9 +49,8 @@ def test_full_disk_fails_the_job_clearly_and_keeps_nothing(tiny_dataset, small_s
     args = {
         "extract": ["--shard", "0", "--manifest", tiny_dataset.manifest_path, "--output", output,
                     "--rejected", folder / "rejected_0.csv"],
-        # one worker: with a pool, multiprocessing's Pool.terminate can hang when the write error stops the
-        # consumer while its task thread still feeds frames (seen once in a full run; open, see issue 15)
-        "flow": ["--workers", "1", "--frames", frames, "--output", output],
+        # two worker processes, stopped by the write error while they compute or hold results nobody reads
+        "flow": ["--workers", "2", "--frames", frames, "--output", output],
         "pack": ["--frames", frames, "--flow", flow, "--output", output],
     }[stage]
     run = run_stage(stage, tiny_settings(tiny_dataset.root), *args, preexec_fn=preexec)

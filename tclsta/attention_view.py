@@ -210,7 +210,7 @@ class CueShare:
     temporal_uniform: float
     """The same for uniform attention: the share of such steps."""
     videos: int
-    """Test videos with at least one step showing the cue (the others are left out)."""
+    """Test videos with at least one step showing the cue (static stream: of the classes with a coloured target)."""
 
 
 def cue_shares(
@@ -261,6 +261,8 @@ def benchmark_cue_attention(
                     frame = readers[path].record(video_id)  # the stored frame size
                     cue = benchmark_cue(video_id, benchmark)
                     shown = cue.coloured if stream == "rgb" else cue.moving
+                    if shown is None:  # a grey target (motion classes): nothing for the static stream to find
+                        continue
                     on_cue = np.array([shown[0] <= f < shown[1] for f in step_frames(num_frames, spec)])
                     if not on_cue.any():
                         continue

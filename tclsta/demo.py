@@ -343,7 +343,7 @@ class BenchmarkCue:
     """Where and when a benchmark clip's class cue is, in the generated frame's pixels."""
 
     box: tuple[int, int, int, int]  # the target patch: x0, y0, x1, y1 (exclusive)
-    coloured: tuple[int, int]  # [start, stop) frames in which the target shows its class's colour
+    coloured: tuple[int, int] | None  # [start, stop) frames in which the target shows its class's colour; None: grey
     moving: tuple[int, int]  # [start, stop) frame steps i -> i + 1 in which the target's texture drifts
 
 
@@ -356,7 +356,7 @@ def benchmark_cue(video_id: str, demo: DemoConfig) -> BenchmarkCue:
                                width=demo.width, height=demo.height, seed=demo.seed)
     target = plan.patches[0]
     return BenchmarkCue(box=(target.x, target.y, target.x + target.side, target.y + target.side),
-                        coloured=target.coloured, moving=target.moving[0])
+                        coloured=target.coloured if any(target.chroma) else None, moving=target.moving[0])
 
 
 def render_benchmark_clip(plan: BenchmarkClip) -> np.ndarray:

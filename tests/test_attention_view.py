@@ -16,7 +16,7 @@ from PIL import Image
 from tclsta.attention_view import attention_figure, attention_views, choose_videos, cue_shares
 from tclsta.data.dataset import IMAGENET_MEAN, IMAGENET_STD
 from tclsta.data.manifest import read_manifest
-from tclsta.demo import benchmark_cue, plan_benchmark_clip, render_benchmark_clip
+from tclsta.demo import LUMA_WEIGHTS, benchmark_cue, plan_benchmark_clip, render_benchmark_clip
 from tclsta.config import DemoConfig
 from tclsta.evaluate import aligned_logits
 from tclsta.inference import read_scores
@@ -136,13 +136,17 @@ def test_benchmark_cue_is_where_and_when_the_target_is_painted() -> None:
         plan = plan_benchmark_clip(class_name, group, clip, num_frames=12, width=64, height=48, seed=0)
         cue = benchmark_cue(f"{class_name}/v_{class_name}_g{group:02d}_c{clip:02d}", demo)
         x0, y0, x1, y1 = cue.box
-        assert cue.moving == plan.patches[0].moving[0] and cue.coloured == (cue.moving[0], cue.moving[1] + 1)
+        assert cue.moving == plan.patches[0].moving[0]
+        assert cue.coloured == ((cue.moving[0], cue.moving[1] + 1) if class_name == "RedPatch" else None)
         frames = render_benchmark_clip(plan).astype(float)  # (T, H, W, 3)
         chroma = frames.max(axis=3) - frames.min(axis=3)  # (T, H, W)
         inside = chroma[:, y0:y1, x0:x1].mean(axis=(1, 2))
-        coloured = np.zeros(12, bool)
-        coloured[cue.coloured[0]:cue.coloured[1]] = True
+        grey = (frames @ LUMA_WEIGHTS)[:, y0:y1, x0:x1]  # the texture without its colour (the chroma is luma-free)
+        steps_moving = np.abs(np.diff(grey, axis=0)).mean(axis=(1, 2)) > 1  # (T - 1,) the texture drifts
+        assert steps_moving.tolist() == [cue.moving[0] <= i < cue.moving[1] for i in range(11)]
         if class_name == "RedPatch":  # coloured exactly in the cue's frames, more saturated than any distractor
+            coloured = np.zeros(12, bool)
+            coloured[cue.coloured[0]:cue.coloured[1]] = True
             assert inside[coloured].min() > 60 and inside[~coloured].max() < 10
             saturated = np.argwhere(chroma > 0.75 * inside[coloured].min())  # (n, 3) of frame, y, x: the target only
             assert coloured[saturated[:, 0]].all()

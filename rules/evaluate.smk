@@ -97,9 +97,12 @@ rule attention:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        settings=lambda w: settings(w.dataset, "attention"),
     shell:
         # a few videos: the CPU is enough, and needs no GPU from the scheduler
-        "python -m tclsta attention --results results/{wildcards.dataset} --manifest {input.manifest} --shards {input.shards}"
+        "python -m tclsta attention --settings {params.settings:q} --results results/{wildcards.dataset}"
+        " --manifest {input.manifest} --shards {input.shards}"
         " --device cpu --threads {threads} --output {output.json} --png {output.png} 2> {log}"
 
 

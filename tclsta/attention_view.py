@@ -20,6 +20,7 @@ and draws them as one PNG figure, which the HTML report and Snakemake's
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -33,13 +34,20 @@ import torch
 from matplotlib.figure import Figure, SubFigure
 
 from tclsta.atomic import write_bytes_atomic, write_text_atomic
-from tclsta.data.dataset import flow_windows, model_input, segment_indices
+from tclsta.config import DemoConfig
+from tclsta.data.dataset import ClipSpec, ShardClipDataset, crop_box, flow_windows, model_input, segment_indices
+from tclsta.data.shards import ShardReader
+from tclsta.demo import benchmark_cue
 from tclsta.inference import split_dataset
 from tclsta.predict import Predictor
 from tclsta.report import PLOT_DPI, STREAM_COLORS, figure_png, mpl_text
+from tclsta.settings import StageSettings, section_keys
 
-__all__ = ["AttentionView", "attention_figure", "attention_views", "choose_videos", "write_attention"]
+__all__ = ["AttentionView", "CueShare", "attention_figure", "attention_views", "benchmark_cue_attention", "choose_videos",
+           "cue_shares", "write_attention"]
 
+# The dataset's kind: on a benchmark dataset the attention on its designed cue is measured too.
+ATTENTION_SETTINGS = StageSettings("attention", entry=("format",), demo=section_keys("demo"))
 STREAM_NAMES = {"rgb": "static", "flow": "motion"}
 # Frames drawn per stream and video; the temporal attention bars always show all T.
 FRAMES_SHOWN = 8
@@ -102,6 +110,23 @@ def choose_videos(videos: Sequence[tuple[str, int]], count: int) -> list[int]:
     return [index for videos_of_round in rounds for index in videos_of_round if index is not None][:count]
 
 
+def step_frames(num_frames: int, spec: ClipSpec) -> list[int]:
+    """The frame of the video at each test-time step (motion: the first frame of the flow stack)."""
+    if spec.modality == "rgb":
+        return segment_indices(num_frames, spec.num_frames, None)
+    return [int(window[0]) for window in flow_windows(num_frames, spec, None)]
+
+
+def centre_crop_test_sets(predictor: Predictor, manifest: pd.DataFrame, shards: Sequence[Path]) -> dict[str, ShardClipDataset]:
+    """Per stream, the test videos' clips of the test protocol on the centre crop (whatever train.test_crops says),
+    the same videos in the same order for both streams."""
+    specs = {
+        "rgb": dataclasses.replace(predictor.rgb_spec, test_crops=1),
+        "flow": dataclasses.replace(predictor.flow_spec, test_crops=1),
+    }
+    return {stream: split_dataset(manifest, ["test"], shards, spec, 0) for stream, spec in specs.items()}
+
+
 @torch.no_grad()
 def attention_views(
     model_dir: Path, manifest: pd.DataFrame, shards: Sequence[Path], count: int, device: str = "auto"
@@ -109,18 +134,14 @@ def attention_views(
     """Run both trained streams of ``model_dir`` (a dataset's results folder) on ``count`` test videos."""
     predictor = Predictor(model_dir, device)
     models = {"rgb": predictor.rgb, "flow": predictor.flow}
-    # Attention is shown on the centre crop, whatever train.test_crops says.
-    specs = {
-        "rgb": dataclasses.replace(predictor.rgb_spec, test_crops=1),
-        "flow": dataclasses.replace(predictor.flow_spec, test_crops=1),
-    }
-    datasets = {stream: split_dataset(manifest, ["test"], shards, spec, 0) for stream, spec in specs.items()}
+    datasets = centre_crop_test_sets(predictor, manifest, shards)
+    specs = {stream: dataset.spec for stream, dataset in datasets.items()}
     items = datasets["rgb"].items  # (shard, video_id, label, num_frames); the same videos in the same order for flow
     chosen = choose_videos([(video_id, label) for _, video_id, label, _ in items], count)
     if not chosen:
         return []
-    clips = {stream: torch.stack([datasets[stream][i][0] for i in chosen]) for stream in models}  # (B, T, C, h, w)
-    outputs = {stream: models[stream](model_input(clips[stream], predictor.device)) for stream in models}
+    clips = {stream: torch.stack([datasets[stream][i][0] for i in chosen]) for stream in datasets}  # (B, T, C, h, w)
+    outputs = {stream: models[stream](model_input(clips[stream], predictor.device)) for stream in datasets}
     fused = predictor.fusion.fuse(outputs["rgb"].logits.cpu(), outputs["flow"].logits.cpu())  # (B, K)
     top = fused.softmax(1).topk(min(5, len(predictor.classes)))
 
@@ -136,10 +157,7 @@ def attention_views(
                 label=label,
                 rgb_images=rgb.transpose(0, 2, 3, 1) / np.float32(255.0),  # (T, h, w, 3) in [0, 1]
                 flow_magnitude=np.hypot(flow[:, 0::2], flow[:, 1::2]).mean(1),  # (T, h, w)
-                frame_indices={
-                    "rgb": segment_indices(num_frames, specs["rgb"].num_frames, None),
-                    "flow": [int(window[0]) for window in flow_windows(num_frames, specs["flow"], None)],
-                },
+                frame_indices={stream: step_frames(num_frames, spec) for stream, spec in specs.items()},
                 spatial={stream: output.spatial_attention[row].cpu().numpy() for stream, output in outputs.items()},
                 temporal={stream: output.temporal_attention[row].cpu().numpy() for stream, output in outputs.items()},
                 stream_top1={
@@ -159,11 +177,102 @@ def write_attention(
     png_path: Path,
     count: int,
     device: str = "auto",
+    benchmark: DemoConfig | None = None,
 ) -> None:
-    """Write the attention of ``count`` test videos as JSON and as a PNG figure, both atomically."""
+    """Write the attention of ``count`` test videos as JSON and as a PNG figure, both atomically.
+
+    ``benchmark``: the generator settings of a benchmark dataset (``demo.kind: benchmark``); the JSON then
+    also gives, under ``cue``, each stream's attention on the designed cue of every test video
+    (:func:`benchmark_cue_attention`).
+    """
     views = attention_views(model_dir, manifest, shards, count, device)
+    record: dict = {"videos": [view.as_dict() for view in views]}
+    if benchmark is not None:
+        record["cue"] = {stream: dataclasses.asdict(share)
+                         for stream, share in benchmark_cue_attention(model_dir, manifest, shards, benchmark, device).items()}
     write_bytes_atomic(png_path, figure_png(attention_figure(views)))
-    write_text_atomic(json_path, json.dumps({"videos": [view.as_dict() for view in views]}, indent=1))
+    write_text_atomic(json_path, json.dumps(record, indent=1))
+
+
+# ---------------------------------------------------------------- attention on the benchmark's cue
+
+
+@dataclass
+class CueShare:
+    """One stream's attention on the designed cue, averaged over test videos, next to what uniform attention gives."""
+
+    spatial: float
+    """Attention mass on the feature-map cells the target patch overlaps, at the steps that show the cue."""
+    spatial_uniform: float
+    """The same for uniform attention: the share of cells the target overlaps."""
+    temporal: float
+    """Attention mass on the steps that show the cue (static stream: the target's colour; motion stream: its drift)."""
+    temporal_uniform: float
+    """The same for uniform attention: the share of such steps."""
+    videos: int
+    """Test videos with at least one step showing the cue (static stream: of the classes with a coloured target)."""
+
+
+def cue_shares(
+    spatial: np.ndarray, temporal: np.ndarray, on_cue: np.ndarray, box: tuple[float, float, float, float],
+    crop_origin: tuple[int, int], crop_size: tuple[int, int],
+) -> tuple[float, float, float, float]:
+    """(spatial, spatial uniform, temporal, temporal uniform) shares of one video's attention on its cue.
+
+    ``spatial`` (T, h, w) and ``temporal`` (T,) attention; ``on_cue`` (T,) bool: the steps showing the cue,
+    at least one; ``box`` (x0, y0, x1, y1) the target in the stored frame's pixels; the feature map's h x w
+    cells tile the crop of ``crop_size`` (height, width) at ``crop_origin`` (top, left).
+    """
+    cells_y, cells_x = spatial.shape[1:]
+    top, left = crop_origin
+    rows = top + np.arange(cells_y + 1) * crop_size[0] / cells_y  # cell edges in frame pixels
+    cols = left + np.arange(cells_x + 1) * crop_size[1] / cells_x
+    x0, y0, x1, y1 = box
+    on_target = ((rows[:-1] < y1) & (rows[1:] > y0))[:, None] & ((cols[:-1] < x1) & (cols[1:] > x0))[None, :]  # (h, w)
+    spatial_share = spatial[on_cue][:, on_target].sum(axis=1).mean()
+    return float(spatial_share), float(on_target.mean()), float(temporal[on_cue].sum()), float(on_cue.mean())
+
+
+@torch.no_grad()
+def benchmark_cue_attention(
+    model_dir: Path, manifest: pd.DataFrame, shards: Sequence[Path], benchmark: DemoConfig, device: str = "auto",
+    batch_size: int = 32,
+) -> dict[str, CueShare]:
+    """Per stream, how much attention falls on the cue of each test video of a benchmark dataset.
+
+    The generator knows where and when each clip's cue is (``tclsta.demo.benchmark_cue``): the target patch
+    and the frames in which it shows its colour (the static stream's cue) and drifts (the motion stream's).
+    Shares well above the uniform ones say that the trained attention finds the cue.
+    """
+    predictor = Predictor(model_dir, device)
+    models = {"rgb": predictor.rgb, "flow": predictor.flow}
+    datasets = centre_crop_test_sets(predictor, manifest, shards)
+    items = datasets["rgb"].items  # (shard, video_id, label, num_frames)
+    shares: dict[str, list[tuple[float, float, float, float]]] = {stream: [] for stream in models}
+    with contextlib.ExitStack() as stack:
+        readers = {path: stack.enter_context(ShardReader(path)) for path in sorted({item[0] for item in items})}
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            for stream, model in models.items():
+                spec = datasets[stream].spec
+                clips = torch.stack([datasets[stream][start + row][0] for row in range(len(batch))])  # (B, T, C, h, w)
+                output = model(model_input(clips, predictor.device))
+                for row, (path, video_id, _, num_frames) in enumerate(batch):
+                    frame = readers[path].record(video_id)  # the stored frame size
+                    cue = benchmark_cue(video_id, benchmark)
+                    shown = cue.coloured if stream == "rgb" else cue.moving
+                    if shown is None:  # a grey target (motion classes): nothing for the static stream to find
+                        continue
+                    on_cue = np.array([shown[0] <= f < shown[1] for f in step_frames(num_frames, spec)])
+                    if not on_cue.any():
+                        continue
+                    scale = frame.width / benchmark.width
+                    shares[stream].append(cue_shares(
+                        output.spatial_attention[row].cpu().numpy(), output.temporal_attention[row].cpu().numpy(), on_cue,
+                        tuple(scale * v for v in cue.box), crop_box(frame.height, frame.width, spec.crop_size, None),
+                        (min(spec.crop_size[0], frame.height), min(spec.crop_size[1], frame.width)),
+                    ))
+    return {stream: CueShare(*np.mean(values, axis=0).tolist(), videos=len(values)) for stream, values in shares.items()}
 
 
 # ---------------------------------------------------------------- figure

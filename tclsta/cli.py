@@ -221,8 +221,11 @@ def cmd_attention(args: argparse.Namespace) -> None:
     from tclsta.attention_view import write_attention
     from tclsta.data.manifest import read_manifest
 
+    dataset, _ = resolve_settings(args, declared_settings("attention"))
+    benchmark = dataset.demo if dataset.format == "demo" and dataset.demo.kind == "benchmark" else None
     torch.set_num_threads(args.threads)
-    write_attention(args.results, read_manifest(args.manifest), args.shards, args.output, args.png, args.videos, args.device)
+    write_attention(args.results, read_manifest(args.manifest), args.shards, args.output, args.png, args.videos, args.device,
+                    benchmark)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -404,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(func=cmd_figures)
 
     sub = stages.add_parser("attention", help="spatial and temporal attention of a few test videos (JSON and a PNG figure)")
+    add_settings_options(sub)
     sub.add_argument("--results", type=Path, required=True, help="a dataset's results folder, e.g. results/demo")
     sub.add_argument("--manifest", type=Path, required=True)
     sub.add_argument("--shards", type=Path, nargs="+", required=True)

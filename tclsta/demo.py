@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +60,7 @@ import ffmpeg
 import numpy as np
 
 from tclsta.atomic import atomic_path, write_text_atomic
-from tclsta.config import DatasetConfig
+from tclsta.config import DatasetConfig, DemoConfig
 from tclsta.data.manifest import ucf_split_files
 from tclsta.errors import BadConfigError
 from tclsta.settings import StageSettings, section_keys
@@ -335,6 +336,27 @@ def plan_benchmark_clip(
         ))
     return BenchmarkClip(width=width, height=height, num_frames=num_frames, action_start=start, action_stop=stop,
                          patches=tuple(patches), noise_seed=int(rng.integers(2**63)))
+
+
+@dataclass(frozen=True)
+class BenchmarkCue:
+    """Where and when a benchmark clip's class cue is, in the generated frame's pixels."""
+
+    box: tuple[int, int, int, int]  # the target patch: x0, y0, x1, y1 (exclusive)
+    coloured: tuple[int, int] | None  # [start, stop) frames in which the target shows its class's colour; None: grey
+    moving: tuple[int, int]  # [start, stop) frame steps i -> i + 1 in which the target's texture drifts
+
+
+def benchmark_cue(video_id: str, demo: DemoConfig) -> BenchmarkCue:
+    """The cue of the benchmark video ``video_id`` (``<Class>/v_<Class>_gXX_cYY``), redrawn from its plan."""
+    match = re.fullmatch(r"(\w+)/v_\1_g(\d+)_c(\d+)", video_id)
+    if match is None:
+        raise ValueError(f"'{video_id}' is not the id of a generated video (<Class>/v_<Class>_gXX_cYY)")
+    plan = plan_benchmark_clip(match[1], int(match[2]), int(match[3]), num_frames=demo.num_frames,
+                               width=demo.width, height=demo.height, seed=demo.seed)
+    target = plan.patches[0]
+    return BenchmarkCue(box=(target.x, target.y, target.x + target.side, target.y + target.side),
+                        coloured=target.coloured if any(target.chroma) else None, moving=target.moving[0])
 
 
 def render_benchmark_clip(plan: BenchmarkClip) -> np.ndarray:

@@ -54,6 +54,10 @@ def collect_figures(results: Path) -> dict:
     ablation = results / "ablation.csv"
     if ablation.is_file():
         figures["ablation"] = pd.read_csv(ablation).to_dict("records")
+    attention = results / "attention.json"
+    cue = json.loads(attention.read_text(encoding="utf-8")).get("cue") if attention.is_file() else None
+    if cue:
+        figures["cue"] = cue
     return figures
 
 
@@ -86,6 +90,8 @@ def readme_blocks(figures: Mapping) -> dict[str, str]:
     if "ablation" in figures:
         blocks[f"{name}-ablation"] = _ablation_block(figures)
         blocks[f"{name}-fusion"] = _fusion_block(figures)
+    if "cue" in figures:
+        blocks[f"{name}-cue"] = _cue_block(figures["cue"])
     return blocks
 
 
@@ -140,6 +146,16 @@ def _fusion_block(figures: Mapping) -> str:
         lines.append(f"| {name} | {rgb:.3f} | {1 - rgb:.3f} | {accuracy[0]} | {accuracy[1]} |")
     share = weights["global"]["rgb"]
     return "\n".join(lines) + f"\n\nGlobal weights: RGB {share:.3f}, flow {1 - share:.3f}."
+
+
+def _cue_block(cue: Mapping) -> str:
+    lines = ["| stream | spatial attention on the target | uniform | temporal attention on the cue's steps | uniform | test videos |",
+             "|" + " --- |" * 6]
+    for stream, share in cue.items():
+        label = ACCURACY_ROWS[stream]
+        cells = [f"{100 * share[key]:.1f}%" for key in ("spatial", "spatial_uniform", "temporal", "temporal_uniform")]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {share['videos']} |")
+    return "\n".join(lines)
 
 
 def rewrite_readme(readme: Path, blocks: Mapping[str, str]) -> None:

@@ -390,6 +390,22 @@ def _attention_body(attention: Mapping, png: bytes) -> str:
         "the top-5 classes of the fused prediction.</p>"
         + _png_img(png, "spatial and temporal attention of test videos")
         + _table(["video", "true class", "static (RGB) predicts", "motion (flow) predicts", "fused top-5"], rows)
+        + _cue_body(attention.get("cue"))
+    )
+
+
+def _cue_body(cue: Mapping | None) -> str:
+    """On a benchmark dataset: how much of each stream's attention falls on the designed cue, against uniform."""
+    if not cue:
+        return ""
+    rows = [[RESULT_LABELS[stream], *(_pct(share[key]) for key in ("spatial", "spatial_uniform", "temporal", "temporal_uniform")),
+             str(share["videos"])] for stream, share in cue.items()]
+    return (
+        '<p class="note">Attention on the designed cue, over all test videos (the generator knows where the target '
+        "patch is and in which frames it shows its colour, the static stream's cue, and drifts, the motion stream's): "
+        "spatial, the share of attention on the feature-map cells the target overlaps, at the steps showing the cue; "
+        "temporal, the share on those steps; each next to what uniform attention gives.</p>"
+        + _table(["stream", "spatial on the target", "uniform", "temporal on the cue's steps", "uniform", "test videos"], rows)
     )
 
 

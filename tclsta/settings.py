@@ -40,6 +40,7 @@ STAGE_MODULES = {
     "collaborative": ("tclsta.collaborative", "COLLABORATIVE_SETTINGS"),
     "fuse": ("tclsta.evaluate", "FUSE_SETTINGS"),
     "evaluate": ("tclsta.evaluate", "EVALUATE_SETTINGS"),
+    "attention": ("tclsta.attention_view", "ATTENTION_SETTINGS"),
     "ablation": ("tclsta.ablation", "ABLATION_SETTINGS"),
     "report": ("tclsta.report", "REPORT_SETTINGS"),
 }

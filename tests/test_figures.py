@@ -107,3 +107,14 @@ def test_ablation_block_bolds_only_differences_distinguishable_from_zero(tmp_pat
     assert "| -1.0 [-2.0, +2.0] |" in lines[3]  # interval holds zero: plain
     assert "| **-3.0 [-6.0, -2.0]** |" in lines[5]  # interval below zero: bold
     assert blocks["tiny-fusion"].count("\n|") == len(CLASSES) + 1  # header rule and one row per class
+
+
+def test_cue_block_comes_from_the_attention_record(tmp_path: Path) -> None:
+    results = _results_folder(tmp_path, seed=0)
+    assert "tiny-cue" not in readme_blocks(collect_figures(results))  # no attention.json: no block
+    cue = {stream: {"spatial": 0.5, "spatial_uniform": 0.125, "temporal": 0.6, "temporal_uniform": 0.4, "videos": 80}
+           for stream in ("rgb", "flow")}
+    (results / "attention.json").write_text(json.dumps({"videos": [], "cue": cue}))
+    lines = readme_blocks(collect_figures(results))["tiny-cue"].splitlines()
+    assert lines[2:] == ["| static (RGB) | 50.0% | 12.5% | 60.0% | 40.0% | 80 |",
+                         "| motion (flow) | 50.0% | 12.5% | 60.0% | 40.0% | 80 |"]

@@ -208,6 +208,16 @@ def test_attention_section_embeds_the_figure_and_escapes_names(make_report, tmp_
     assert base64.b64encode(png_path.read_bytes()).decode("ascii") in section
     assert "v&lt;1&gt;" in section and "Zoom&lt;&amp;&gt;&quot;In&quot; (0.75), Spin (0.25)" in section
     assert 'id="attention"' not in make_report().read_text(encoding="utf-8")
+    assert "on the designed cue" not in section  # not a benchmark dataset
+
+    cue = {stream: {"spatial": 0.412, "spatial_uniform": 0.25, "temporal": 0.75, "temporal_uniform": 0.5, "videos": 30}
+           for stream in ("rgb", "flow")}
+    json_path.write_text(json.dumps({"videos": [video], "cue": cue}))
+    section = make_report(attention=(json_path, png_path)).read_text(encoding="utf-8")
+    section = section[section.index('<section id="attention">'):]
+    section = section[: section.index("</section>")]
+    assert "on the designed cue" in section
+    assert "<td>motion (flow)</td><td>41.2</td><td>25.0</td><td>75.0</td><td>50.0</td><td>30</td>" in section
 
 
 def test_ablation_table_lists_every_variant(make_report, tmp_path) -> None:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from tclsta.config import FlowConfig, dataset_settings, load_config, parse_dataset
-from tclsta.data.dataset import clip_loader
+from tclsta.data.dataset import clip_loader, decode_clips
 from tclsta.flow import create_tvl1, create_tvl1_batch
 from tclsta.inference import build_model, split_dataset
 from tclsta.train import Runtime, run_epoch, train_clip_spec, training_stages
@@ -139,11 +139,14 @@ def training_rows(args: argparse.Namespace, workdir: Path) -> list[dict]:
         synchronize(args.device)
         seconds = time.perf_counter() - start
         backbone = dataset.model.backbone
+        detail = f"data share {result['data_seconds'] / seconds:.0%}, {args.clips} clips x {spec.num_frames} frames per step"
+        if decode == "device":  # the device's decoder (nvjpeg on CUDA) against the workers' (libjpeg-turbo), same views
+            clips = [data.encoded_clip(i) for i in range(args.clips)]
+            ours, workers = (torch.stack(decode_clips(clips, device)).cpu().int() for device in (args.device, "cpu"))
+            detail += f", {int((ours - workers).abs().max())} grey levels at most from the CPU decoder's"
         rows.append(dict(what=f"training {modality}, {backbone} {crop[0]}x{crop[1]}, compile {'on' if compiled else 'off'}, "
-                              f"JPEGs decoded on {decode}",
-                         rate=args.steps * args.clips / seconds, unit="clips/s",
-                         detail=f"data share {result['data_seconds'] / seconds:.0%}, {args.clips} clips x {spec.num_frames} frames per step",
-                         peak_gib=peak_memory_gib(args.device)))
+                              f"JPEGs decoded {'in the workers' if decode == 'workers' else 'on the device'}",
+                         rate=args.steps * args.clips / seconds, unit="clips/s", detail=detail, peak_gib=peak_memory_gib(args.device)))
     return rows
 
 

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader
 
 from tclsta.config import FlowConfig, dataset_settings, load_config, parse_dataset
 from tclsta.data.dataset import clip_loader, decode_clips, model_input
@@ -79,7 +80,7 @@ def timed_steps(model, optimizer, batches, device: torch.device, steps: int) -> 
     return time.perf_counter() - start, waited, clips
 
 
-def endless(loader):
+def endless(loader: DataLoader):
     while True:
         yield from loader
 

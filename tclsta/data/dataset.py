@@ -22,7 +22,8 @@ list, and ``model_input`` decodes all of its JPEGs in one batched ``decode_jpeg`
 call on the device (nvjpeg on CUDA) and cuts the views there. Both paths build the
 same plan from the same random draws and apply it with :func:`apply_plan`; they
 differ only in the scale-jitter resize (OpenCV in the workers, ``torch`` bilinear
-interpolation on the device: within a grey level or two).
+interpolation on the device: at most a grey level apart on the test shards) and,
+on CUDA, in the JPEG decoder.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def opencv_resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def torch_resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear resize of a uint8 clip (T, C, h, w) on its device, rounded back to uint8 (OpenCV's pixel centres,
-    no antialiasing; OpenCV's fixed-point arithmetic makes the two differ by a grey level or two)."""
+    no antialiasing; OpenCV's fixed-point arithmetic makes the two differ by about a grey level)."""
     resized = torch.nn.functional.interpolate(clip.float(), size=size, mode="bilinear", align_corners=False)
     return resized.round_().clamp_(0, 255).to(torch.uint8)
 

@@ -7,7 +7,10 @@
   ResNet-50 at 224x224 (``train.train_frames`` frames per clip, ``--clips`` clips per
   batch, bf16 autocast and channels-last on CUDA), fed by ``ShardClipDataset`` through
   a DataLoader from a shard of demo videos made here; ``data share`` is the time the
-  step waited for its batch over the step time; ``torch.compile`` off and on.
+  step waited for its batch (and decoded it on the device) over the step time;
+  ``torch.compile`` off and on with the JPEGs decoded in the DataLoader workers, and off
+  with them decoded on the device (``train.decode_device: auto``: one batched nvjpeg call
+  per batch, views cut and resized there).
 
 Peak memory is ``torch.cuda.max_memory_allocated`` per row. ``--tiny`` shrinks every
 size so that the script runs on a CPU in a minute or two: it proves the script, its
@@ -30,9 +33,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from tclsta.config import FlowConfig, dataset_settings, load_config, parse_dataset
+from tclsta.data.dataset import clip_loader, decode_clips
 from tclsta.flow import create_tvl1, create_tvl1_batch
 from tclsta.inference import build_model, split_dataset
 from tclsta.train import Runtime, run_epoch, train_clip_spec, training_stages
@@ -97,7 +100,8 @@ def flow_rows(args: argparse.Namespace) -> list[dict]:
 
 
 def training_rows(args: argparse.Namespace, workdir: Path) -> list[dict]:
-    """Clips/s of training steps per stream, torch.compile off and on, with the loader's share of step time."""
+    """Clips/s of training steps per stream, torch.compile off and on, JPEGs decoded in the workers or on the
+    device, with the loader's share of step time."""
     settings = dataset_settings(load_config(REPO / "config.yaml"), "demo")
     size = dict(width=64, height=48, num_frames=12) if args.tiny else dict(width=340, height=256, num_frames=32)
     settings["demo"] = {**settings["demo"], **size}
@@ -112,11 +116,12 @@ def training_rows(args: argparse.Namespace, workdir: Path) -> list[dict]:
     runtime = Runtime(torch.device(args.device))
     stage = training_stages(dataset.train)[0]
     rows = []
-    for modality, compiled in itertools.product(("rgb", "flow"), (False, True)):
+    runs = [("workers", False), ("workers", True), ("device", False)]  # (JPEGs decoded on, torch.compile)
+    for modality, (decode, compiled) in itertools.product(("rgb", "flow"), runs):
         spec = train_clip_spec(modality, dataset.model.flow_stack, dataset.train)
-        data = split_dataset(manifest, ["train", "val", "test"], [shard], spec, 0)
-        loader = DataLoader(data, batch_size=args.clips, shuffle=True, drop_last=True, num_workers=args.workers,
-                            persistent_workers=True, pin_memory=args.device == "cuda")
+        data = split_dataset(manifest, ["train", "val", "test"], [shard], spec, 0, encoded=decode == "device")
+        loader = clip_loader(data, batch_size=args.clips, shuffle=True, drop_last=True, num_workers=args.workers,
+                             persistent_workers=True, pin_memory=args.device == "cuda")
         torch.manual_seed(0)
         model = build_model(dataset.model, modality, 101).to(runtime.device)
         if args.device == "cuda":
@@ -134,10 +139,14 @@ def training_rows(args: argparse.Namespace, workdir: Path) -> list[dict]:
         synchronize(args.device)
         seconds = time.perf_counter() - start
         backbone = dataset.model.backbone
-        rows.append(dict(what=f"training {modality}, {backbone} {crop[0]}x{crop[1]}, compile {'on' if compiled else 'off'}",
-                         rate=args.steps * args.clips / seconds, unit="clips/s",
-                         detail=f"data share {result['data_seconds'] / seconds:.0%}, {args.clips} clips x {spec.num_frames} frames per step",
-                         peak_gib=peak_memory_gib(args.device)))
+        detail = f"data share {result['data_seconds'] / seconds:.0%}, {args.clips} clips x {spec.num_frames} frames per step"
+        if decode == "device":  # the device's decoder (nvjpeg on CUDA) against the workers' (libjpeg-turbo), same views
+            clips = [data.encoded_clip(i) for i in range(args.clips)]
+            ours, workers = (torch.stack(decode_clips(clips, device)).cpu().int() for device in (args.device, "cpu"))
+            detail += f", {int((ours - workers).abs().max())} grey levels at most from the CPU decoder's"
+        rows.append(dict(what=f"training {modality}, {backbone} {crop[0]}x{crop[1]}, compile {'on' if compiled else 'off'}, "
+                              f"JPEGs decoded {'in the workers' if decode == 'workers' else 'on the device'}",
+                         rate=args.steps * args.clips / seconds, unit="clips/s", detail=detail, peak_gib=peak_memory_gib(args.device)))
     return rows
 
 

@@ -6,20 +6,25 @@ and, where torch sees one, on the GPU:
 
 * ``loader``: real training steps (forward, the three losses, backward, SGD step)
   fed by ``ShardClipDataset`` through a DataLoader with ``--workers`` workers;
-  ``data share`` is the time the step waited for the next batch over the step time.
-* ``reference``: the same steps on one batch already in memory (compute only).
+  ``data share`` is the time the step waited for the next batch and converted it on
+  the device over the step time. ``--decode-device``: the JPEGs are decoded in the
+  workers (``workers``, ``train.decode_device: cpu``), or in one batched call on the
+  training device, where the views are also cut (``device``, what ``auto`` does on
+  CUDA; on the CPU it runs in the training process);
+* ``reference``: the same steps on one batch already decoded, in memory (compute only).
 
 ``ratio`` is the reference's clips/s over the loader's (1.0: data loading costs
 nothing). The shards come from demo videos generated and preprocessed here
 (``--videos`` videos; fast TV-L1 settings, which do not change training cost).
 Example::
 
-    .venv/bin/python benchmarks/train.py --steps 20 --workers 2
+    .venv/bin/python benchmarks/train.py --steps 20 --workers 2 --decode-device workers device
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tclsta.config import FlowConfig, dataset_settings, load_config, parse_dataset
-from tclsta.data.dataset import model_input
+from tclsta.data.dataset import clip_loader, decode_clips, model_input
 from tclsta.data.manifest import build_ucf_manifest
 from tclsta.demo import make_demo_dataset
 from tclsta.models import stream_loss
@@ -87,29 +92,34 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--decode-device", nargs="+", choices=["workers", "device"], default=["workers"],
+                        help="where the JPEGs are decoded: DataLoader workers, or the training device (one row each)")
     args = parser.parse_args()
     dataset = parse_dataset(dataset_settings(load_config(args.config), args.dataset))
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print(f"{args.dataset} settings: backbone {dataset.model.backbone}, {dataset.train.train_frames} frames, crop "
           f"{tuple(dataset.train.crop_size)}, batch {dataset.train.batch_size}; {torch.get_num_threads()} torch threads\n")
-    print("| stream | device | loader clips/s | data share | reference clips/s | ratio |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| stream | device | JPEGs decoded on | loader clips/s | data share | reference clips/s | ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         shard, manifest = make_shard(Path(tmp), args.videos, dataset)
-        for modality in ("rgb", "flow"):
+        for modality, decode in itertools.product(("rgb", "flow"), args.decode_device):
             spec = train_clip_spec(modality, dataset.model.flow_stack, dataset.train)
-            data = split_dataset(manifest, ["train", "val"], [shard], spec, 0)
-            loader = DataLoader(data, batch_size=dataset.train.batch_size, shuffle=True, drop_last=True,
-                                num_workers=args.workers, persistent_workers=args.workers > 0)
+            data = split_dataset(manifest, ["train", "val"], [shard], spec, 0, encoded=decode == "device")
+            loader = clip_loader(data, batch_size=dataset.train.batch_size, shuffle=True, drop_last=True,
+                                 num_workers=args.workers, persistent_workers=args.workers > 0)
             for device in devices:
                 torch.manual_seed(0)
                 model = build_model(dataset.model, modality, 8).to(device).train()
                 optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
                 seconds, waited, clips = timed_steps(model, optimizer, endless(loader), device, args.steps)
-                batch = next(iter(loader))
+                clips_in_memory, labels = next(iter(loader))
+                if decode == "device":
+                    clips_in_memory = torch.stack(decode_clips(clips_in_memory, "cpu"))
+                batch = clips_in_memory, labels
                 ref_seconds, _, ref_clips = timed_steps(model, optimizer, iter(lambda: batch, None), device, args.steps)
                 rate, reference = clips / seconds, ref_clips / ref_seconds
-                print(f"| {modality} | {device.type} | {rate:.1f} | {waited / seconds:.0%} | {reference:.1f} | {reference / rate:.2f} |")
+                print(f"| {modality} | {device.type} | {decode} | {rate:.1f} | {waited / seconds:.0%} | {reference:.1f} | {reference / rate:.2f} |")
 
 
 if __name__ == "__main__":

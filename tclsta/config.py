@@ -102,6 +102,7 @@ class TrainConfig:
     partial_bn: bool = False
     num_workers: int = 2
     device: str = "auto"
+    decode_device: str = "auto"  # auto: JPEGs decoded on the training/scoring device when it is CUDA; cpu: in the workers
     amp: bool = True
     channels_last: bool = True
     compile: bool = False

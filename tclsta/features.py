@@ -31,13 +31,12 @@ import h5py
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
 from tclsta.atomic import atomic_path
 from tclsta.config import TrainConfig, for_stream
 from tclsta.data.dataset import model_input
 from tclsta.errors import FileError
-from tclsta.inference import SCORE_SETTINGS, inference_clip_spec, load_checkpoint, pick_device, split_dataset
+from tclsta.inference import SCORE_SETTINGS, load_checkpoint, pick_device, scoring_loader
 from tclsta.settings import StageSettings
 
 FEATURES_FORMAT = "tclsta-features"
@@ -69,15 +68,14 @@ def extract_features(checkpoint: Path, shards: Sequence[Path], manifest: pd.Data
     device = pick_device(train_config.device)
     model, model_config, state = load_checkpoint(checkpoint, device)
     train_config = for_stream(train_config, state["modality"])
-    spec = inference_clip_spec(state["modality"], model_config.flow_stack, train_config)
-    dataset = split_dataset(manifest, list(SPLITS), shards, spec, 0)
-    loader = DataLoader(dataset, batch_size=train_config.batch_size, num_workers=train_config.num_workers)
+    loader = scoring_loader(manifest, list(SPLITS), shards, state["modality"], model_config.flow_stack, train_config, device)
     batches = []
     with torch.no_grad():
         for clips, _ in loader:
             batches.append(frame_features(model, model_input(clips, device)).float().cpu())  # (B, T, D)
-    features = torch.cat(batches).numpy() if batches else np.zeros((0, spec.num_frames, 0), np.float32)
+    features = torch.cat(batches).numpy() if batches else np.zeros((0, train_config.test_frames, 0), np.float32)
     split_of = manifest.set_index("video_id")["split"]
+    dataset = loader.dataset
     video_ids = [item[1] for item in dataset.items]
     strings = h5py.string_dtype()
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as file:

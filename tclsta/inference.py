@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from tclsta.atomic import atomic_path
 from tclsta.config import ModelConfig, TrainConfig, build_section, for_stream, section_dict
-from tclsta.data.dataset import ClipSpec, ShardClipDataset, model_input, stream_channels
+from tclsta.data.dataset import ClipSpec, ShardClipDataset, clip_loader, decodes_on_device, model_input, stream_channels
 from tclsta.data.tables import read_table
 from tclsta.errors import DeviceError, FileError
 from tclsta.models import AttentionStream
@@ -35,7 +35,7 @@ from tclsta.settings import StageSettings
 TEST_PROTOCOL = ("test_frames", "test_crops", "crop_size")
 """The ``train`` keys that define the test clips (:func:`inference_clip_spec`)."""
 # rgb/flow: each stream's overrides of these keys (tclsta.config.for_stream)
-SCORE_SETTINGS = StageSettings("score", train=(*TEST_PROTOCOL, "batch_size", "num_workers", "device", "rgb", "flow"))
+SCORE_SETTINGS = StageSettings("score", train=(*TEST_PROTOCOL, "batch_size", "num_workers", "device", "decode_device", "rgb", "flow"))
 
 
 def pick_device(name: str, key: str = "train.device") -> torch.device:
@@ -69,10 +69,21 @@ def inference_clip_spec(modality: str, flow_stack: int, train: TrainConfig) -> C
                     flow_stack=flow_stack, test_crops=train.test_crops)
 
 
-def split_dataset(manifest: pd.DataFrame, splits: Sequence[str], shards: Sequence[Path], spec: ClipSpec, seed: int) -> ShardClipDataset:
-    """Dataset of the manifest's videos in ``splits`` that the shards hold (skipped bad videos are absent)."""
+def split_dataset(manifest: pd.DataFrame, splits: Sequence[str], shards: Sequence[Path], spec: ClipSpec, seed: int,
+                  encoded: bool = False) -> ShardClipDataset:
+    """Dataset of the manifest's videos in ``splits`` that the shards hold (skipped bad videos are absent);
+    ``encoded``: its clips are decoded on the device (:class:`ShardClipDataset`)."""
     rows = manifest[manifest["split"].isin(splits)]
-    return ShardClipDataset(shards, rows["video_id"].tolist(), rows["label"].tolist(), spec, seed)
+    return ShardClipDataset(shards, rows["video_id"].tolist(), rows["label"].tolist(), spec, seed, encoded)
+
+
+def scoring_loader(manifest: pd.DataFrame, splits: Sequence[str], shards: Sequence[Path], modality: str, flow_stack: int,
+                   train_config: TrainConfig, device: torch.device) -> DataLoader:
+    """Batches of the test clips of the videos in ``splits``, in the dataset's order; the JPEGs are decoded on
+    ``device`` when ``train.decode_device`` picks it (:func:`tclsta.data.dataset.decodes_on_device`)."""
+    spec = inference_clip_spec(modality, flow_stack, train_config)
+    dataset = split_dataset(manifest, splits, shards, spec, 0, decodes_on_device(train_config.decode_device, device))
+    return clip_loader(dataset, batch_size=train_config.batch_size, num_workers=train_config.num_workers)
 
 
 def save_checkpoint(path: Path, model: AttentionStream, modality: str, model_config: ModelConfig, classes: list[str],
@@ -123,15 +134,14 @@ def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFram
     device = pick_device(train_config.device)
     model, model_config, state = load_checkpoint(checkpoint, device)
     train_config = for_stream(train_config, state["modality"])
-    spec = inference_clip_spec(state["modality"], model_config.flow_stack, train_config)
-    dataset = split_dataset(manifest, ["val", "test"], shards, spec, 0)
-    loader = DataLoader(dataset, batch_size=train_config.batch_size, num_workers=train_config.num_workers)
+    loader = scoring_loader(manifest, ["val", "test"], shards, state["modality"], model_config.flow_stack, train_config, device)
     logits = []
     with torch.no_grad():
         for clips, _ in loader:
             logits.append(video_logits(model, model_input(clips, device)).float().cpu())
     scores = torch.cat(logits).numpy() if logits else np.zeros((0, len(state["classes"])))
     split_of = manifest.set_index("video_id")["split"]
+    dataset = loader.dataset
     video_ids = [item[1] for item in dataset.items]
     write_scores(out_path, video_ids, [split_of[v] for v in video_ids], [item[2] for item in dataset.items], scores)
 

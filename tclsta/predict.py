@@ -76,11 +76,11 @@ class Predictor:
         """Test-time uint8 clips from the needed frames (index -> (H, W, 3)) of a video of ``num_frames``:
         RGB (1, [crops,] T, 3, h, w) and flow (1, [crops,] T, 2L, h, w)."""
         picks, windows, needed = self.sampled(num_frames)
-        rgb = test_views(rgb_clip(np.stack([frames[i] for i in picks])), self.rgb_spec)
+        rgb = test_views(torch.from_numpy(rgb_clip(np.stack([frames[i] for i in picks]))), self.rgb_spec)
         grey = {i: cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for i, frame in frames.items()}
         pairs = np.stack([quantise_flow(self.tvl1(grey[i], grey[i + 1]), self.bound) for i in needed])
-        flow = test_views(flow_clip(pairs, needed, windows), self.flow_spec)
-        return torch.from_numpy(rgb)[None], torch.from_numpy(flow)[None]
+        flow = test_views(torch.from_numpy(flow_clip(pairs, needed, windows)), self.flow_spec)
+        return rgb[None], flow[None]
 
     @torch.no_grad()
     def predict(self, video: Path) -> Prediction:

@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from tclsta.atomic import atomic_path, write_text_atomic
 from tclsta.config import ModelConfig, TrainConfig, section_dict
-from tclsta.data.dataset import ClipSpec, ShardClipDataset, model_input
+from tclsta.data.dataset import ClipSpec, ShardClipDataset, clip_loader, decodes_on_device, model_input
 from tclsta.data.manifest import class_names
 from tclsta.inference import build_model, inference_clip_spec, pick_device, save_checkpoint, split_dataset
 from tclsta.models import AttentionStream, stream_loss
@@ -178,8 +178,9 @@ def run_epoch(
 ) -> dict[str, float]:
     """One pass over ``loader``; trains when an optimiser is given.
 
-    Returns mean loss, accuracy, and the seconds spent waiting for data, summed
-    over all processes when several train together.
+    Returns mean loss, accuracy, and the seconds spent getting each batch onto the device (waiting for
+    it; converting it there, JPEG decoding included with ``train.decode_device``), summed over all
+    processes when several train together.
     """
     training = optimizer is not None
     use_amp = config.amp and runtime.device.type == "cuda"
@@ -190,8 +191,8 @@ def run_epoch(
     show = runtime.main and sys.stderr.isatty()
     with torch.set_grad_enabled(training):
         for clips, labels in tqdm(loader, disable=not show, leave=False, desc="train" if training else "val"):
-            data_seconds += time.perf_counter() - waited
             clips, labels = model_input(clips, runtime.device), labels.to(runtime.device)  # (B, T, C, H, W), (B,)
+            data_seconds += time.perf_counter() - waited  # waiting for the batch, and decoding it when the device does
             with torch.autocast(runtime.device.type, dtype=amp_dtype) if use_amp else nullcontext():
                 output = model(clips, labels)
                 loss = stream_loss(output, labels, **weights)
@@ -231,18 +232,19 @@ def train_stream(
     runtime = start_runtime(train_config.device)
     torch.manual_seed(train_config.seed)
     classes = class_names(manifest)
+    encoded = decodes_on_device(train_config.decode_device, runtime.device)  # JPEGs decoded by model_input on the GPU
     train_set = split_dataset(manifest, ["train"], shards, train_clip_spec(modality, model_config.flow_stack, train_config),
-                              train_config.seed)
+                              train_config.seed, encoded)
     val_spec = dataclasses.replace(inference_clip_spec(modality, model_config.flow_stack, train_config), test_crops=1)  # model selection: centre crop
-    val_set = split_dataset(manifest, ["val"], shards, val_spec, train_config.seed)
+    val_set = split_dataset(manifest, ["val"], shards, val_spec, train_config.seed, encoded)
     if not len(train_set) or not len(val_set):
         raise RuntimeError(f"{modality} stream: {len(train_set)} training and {len(val_set)} validation videos in the shards; need both")
     # The same global order of samples however many processes share it: process r takes every r-th.
     sampler = DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=train_config.seed)
     loader_args = dict(num_workers=train_config.num_workers, pin_memory=runtime.device.type == "cuda")
-    train_loader = DataLoader(train_set, batch_size=max(1, train_config.batch_size // runtime.world_size), sampler=sampler,
-                              drop_last=len(train_set) > train_config.batch_size, **loader_args)
-    val_loader = DataLoader(val_set, batch_size=train_config.batch_size, **loader_args)
+    train_loader = clip_loader(train_set, batch_size=max(1, train_config.batch_size // runtime.world_size), sampler=sampler,
+                               drop_last=len(train_set) > train_config.batch_size, **loader_args)
+    val_loader = clip_loader(val_set, batch_size=train_config.batch_size, **loader_args)
 
     model = build_model(model_config, modality, len(classes)).to(runtime.device)
     if runtime.device.type == "cuda" and train_config.channels_last:

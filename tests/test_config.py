@@ -42,6 +42,7 @@ def test_shipped_config_is_valid_and_overrides_merge():
         (lambda c: c["train"].update(flow={"stages": [{"name": "warmup", "epochs": 1, "lr": 0.1}]}), "train.flow.stages.0.name"),
         (lambda c: c["flow"].update(bogus=1), "flow"),
         (lambda c: c["flow"].update(jpeg_quality=101), "flow.jpeg_quality"),
+        (lambda c: c["train"].update(decode_device="cuda"), "train.decode_device"),  # auto picks CUDA when training runs there
         (lambda c: c["datasets"]["demo"]["preprocess"].update(short_side=-5), "datasets.demo.preprocess.short_side"),
         (lambda c: c["datasets"]["demo"].update(format="youtube"), "datasets.demo.format"),
         (lambda c: c["datasets"]["benchmark"]["demo"].update(kind="harder"), "datasets.benchmark.demo.kind"),

@@ -1,17 +1,19 @@
-"""The clip Dataset over real shards: shapes, sampling, determinism."""
+"""The clip Dataset over real shards: shapes, sampling, determinism, decoding in the workers or on the device."""
 
 import numpy as np
+import pytest
 import torch
 
-from tclsta.data.dataset import (IMAGENET_MEAN, IMAGENET_STD, ClipSpec, ShardClipDataset, decode_flow_jpegs, flow_windows,
-                                  model_input, segment_indices)
+from tclsta.data.dataset import (IMAGENET_MEAN, IMAGENET_STD, ClipSpec, EncodedClip, ShardClipDataset, clip_loader, decode_clips,
+                                  decode_flow_jpegs, decodes_on_device, flow_windows, model_input, segment_indices)
 from tclsta.data.manifest import read_manifest
 from tclsta.data.shards import ShardReader
+from tclsta.inference import pick_device, scoring_loader
 
 
-def dataset(tiny, spec: ClipSpec, seed: int = 0) -> ShardClipDataset:
+def dataset(tiny, spec: ClipSpec, seed: int = 0, encoded: bool = False) -> ShardClipDataset:
     manifest = read_manifest(tiny.manifest_path)
-    return ShardClipDataset(tiny.shards, manifest["video_id"], manifest["label"], spec, seed)
+    return ShardClipDataset(tiny.shards, manifest["video_id"], manifest["label"], spec, seed, encoded)
 
 
 def test_rgb_and_flow_clips_have_the_documented_shapes(tiny_dataset):
@@ -68,3 +70,38 @@ def test_workers_open_their_own_files(tiny_dataset):
     batches = [clips for clips, _ in loader]
     assert sum(len(b) for b in batches) == 24
     assert np.isfinite(torch.cat(batches).numpy()).all()
+
+
+@pytest.mark.parametrize("spec", [
+    ClipSpec("rgb", 4, (40, 56), train=True, flip=True),
+    ClipSpec("flow", 4, (40, 56), flow_stack=3, train=True, flip=True),  # mirrored x-flow: q -> 255 - q
+    ClipSpec("rgb", 5, (40, 56), test_crops=10),
+    ClipSpec("flow", 3, (40, 56), flow_stack=2, test_crops=10),
+    ClipSpec("rgb", 4, (40, 56), train=True, flip=True, scale_jitter=True),  # 48x64 frames: crops of 48 to 32 rows, resized
+    ClipSpec("flow", 4, (40, 56), flow_stack=3, train=True, flip=True, scale_jitter=True),
+], ids=["rgb-train", "flow-train", "rgb-10crop", "flow-10crop", "rgb-jitter", "flow-jitter"])
+def test_decoding_on_the_device_repeats_the_workers_clips(tiny_dataset, spec):
+    in_workers, on_device = dataset(tiny_dataset, spec, seed=3), dataset(tiny_dataset, spec, seed=3, encoded=True)
+    in_workers.set_epoch(2)
+    on_device.set_epoch(2)
+    expected = torch.stack([in_workers[i][0] for i in range(len(in_workers))])
+    encoded, labels = next(iter(clip_loader(on_device, batch_size=len(on_device))))
+    assert all(isinstance(clip, EncodedClip) for clip in encoded) and labels.tolist() == [item[2] for item in in_workers.items]
+    decoded = torch.stack(decode_clips(encoded, "cpu"))  # the device path (one batched decode_jpeg call, views in torch) on the CPU
+    assert decoded.shape == expected.shape and decoded.dtype == torch.uint8
+    if spec.scale_jitter:  # torch's bilinear resize against OpenCV's fixed-point one: at most one grey level apart
+        difference = (decoded.int() - expected.int()).abs()
+        assert int(difference.max()) <= 1 and float(difference.float().mean()) < 0.25
+    else:
+        assert torch.equal(decoded, expected)
+    torch.testing.assert_close(model_input(encoded, "cpu"), model_input(decoded, "cpu"), rtol=0, atol=0)  # a list is decoded first
+
+
+def test_jpegs_are_decoded_on_the_device_only_when_it_is_cuda(tiny_dataset):
+    assert decodes_on_device("auto", "cuda") and decodes_on_device("auto", torch.device("cuda", 1))
+    assert not decodes_on_device("cpu", "cuda") and not decodes_on_device("auto", "cpu")
+    manifest, config = read_manifest(tiny_dataset.manifest_path), tiny_dataset.config
+    device = pick_device("auto")
+    loader = scoring_loader(manifest, ["test"], tiny_dataset.shards, "rgb", config.model.flow_stack, config.train, device)
+    clips, _ = next(iter(loader))
+    assert isinstance(clips, list) == (device.type == "cuda")  # without CUDA: uint8 clips from the workers

@@ -22,7 +22,7 @@ from torchvision.models import resnet18
 from conftest import REPO
 from tclsta.config import (REAL_DATASET_RECIPE, dataset_settings, for_stream, load_config, parse_dataset,
                            validate_config)
-from tclsta.data.augment import SCALES, multiscale_box, multiscale_crop
+from tclsta.data.augment import SCALES, multiscale_box, resize_clip
 from tclsta.data.manifest import build_manifest, read_manifest
 from tclsta.errors import BadConfigError
 from tclsta.models import AttentionStream
@@ -105,7 +105,8 @@ def test_multiscale_boxes_follow_tsn():
     assert len({(round(t, 1), round(l, 1)) for t, l in corners}) == 5  # four corners and the centre
 
     clip = np.random.default_rng(0).random((3, 10, 60, 80)).astype(np.float32)
-    out = multiscale_crop(clip, (40, 56), generator)
+    top, left, h, w = multiscale_box(60, 80, generator)
+    out = resize_clip(clip[:, :, top : top + h, left : left + w], (40, 56))
     assert out.shape == (3, 10, 40, 56) and out.dtype == np.float32
 
 

@@ -41,9 +41,3 @@ def resize_clip(clip: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         axis=2,
     )
     return resized.transpose(2, 0, 1).reshape(t, c, *size)
-
-
-def multiscale_crop(clip: np.ndarray, size: tuple[int, int], generator: torch.Generator) -> np.ndarray:
-    """A multi-scale corner crop of a (T, C, H, W) clip, resized to ``size`` (height, width)."""
-    top, left, crop_h, crop_w = multiscale_box(clip.shape[2], clip.shape[3], generator)
-    return resize_clip(clip[:, :, top : top + crop_h, left : left + crop_w], size)

@@ -20,7 +20,6 @@ and draws them as one PNG figure, which the HTML report and Snakemake's
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import json
@@ -35,8 +34,7 @@ from matplotlib.figure import Figure, SubFigure
 
 from tclsta.atomic import write_bytes_atomic, write_text_atomic
 from tclsta.config import DemoConfig
-from tclsta.data.dataset import ClipSpec, ShardClipDataset, crop_box, flow_windows, model_input, segment_indices
-from tclsta.data.shards import ShardReader
+from tclsta.data.dataset import ClipSpec, ShardClipDataset, flow_windows, model_input, segment_indices, view_plan
 from tclsta.demo import benchmark_cue
 from tclsta.inference import split_dataset
 from tclsta.predict import Predictor
@@ -247,31 +245,30 @@ def benchmark_cue_attention(
     predictor = Predictor(model_dir, device)
     models = {"rgb": predictor.rgb, "flow": predictor.flow}
     datasets = centre_crop_test_sets(predictor, manifest, shards)
-    items = datasets["rgb"].items  # (shard, video_id, label, num_frames)
+    items = datasets["rgb"].items  # (shard, video_id, label, num_frames); the same videos in the same order for flow
     shares: dict[str, list[tuple[float, float, float, float]]] = {stream: [] for stream in models}
-    with contextlib.ExitStack() as stack:
-        readers = {path: stack.enter_context(ShardReader(path)) for path in sorted({item[0] for item in items})}
-        for start in range(0, len(items), batch_size):
-            batch = items[start : start + batch_size]
-            for stream, model in models.items():
+    for start in range(0, len(items), batch_size):
+        indices = range(start, min(start + batch_size, len(items)))
+        outputs = {stream: model(model_input(torch.stack([datasets[stream][i][0] for i in indices]), predictor.device))
+                   for stream, model in models.items()}  # clips (B, T, C, h, w)
+        for row, index in enumerate(indices):
+            _, video_id, _, num_frames = items[index]
+            cue = benchmark_cue(video_id, benchmark)
+            height, width = datasets["rgb"].frame_sizes[index]  # the stored frames'
+            box = tuple(width / benchmark.width * v for v in cue.box)
+            for stream, output in outputs.items():
+                shown = cue.coloured if stream == "rgb" else cue.moving
+                if shown is None:  # a grey target (motion classes): nothing for the static stream to find
+                    continue
                 spec = datasets[stream].spec
-                clips = torch.stack([datasets[stream][start + row][0] for row in range(len(batch))])  # (B, T, C, h, w)
-                output = model(model_input(clips, predictor.device))
-                for row, (path, video_id, _, num_frames) in enumerate(batch):
-                    frame = readers[path].record(video_id)  # the stored frame size
-                    cue = benchmark_cue(video_id, benchmark)
-                    shown = cue.coloured if stream == "rgb" else cue.moving
-                    if shown is None:  # a grey target (motion classes): nothing for the static stream to find
-                        continue
-                    on_cue = np.array([shown[0] <= f < shown[1] for f in step_frames(num_frames, spec)])
-                    if not on_cue.any():
-                        continue
-                    scale = frame.width / benchmark.width
-                    shares[stream].append(cue_shares(
-                        output.spatial_attention[row].cpu().numpy(), output.temporal_attention[row].cpu().numpy(), on_cue,
-                        tuple(scale * v for v in cue.box), crop_box(frame.height, frame.width, spec.crop_size, None),
-                        (min(spec.crop_size[0], frame.height), min(spec.crop_size[1], frame.width)),
-                    ))
+                on_cue = np.array([shown[0] <= f < shown[1] for f in step_frames(num_frames, spec)])
+                if not on_cue.any():
+                    continue
+                top, left, crop_height, crop_width = view_plan(height, width, spec, None).boxes[0]  # the centre crop
+                shares[stream].append(cue_shares(
+                    output.spatial_attention[row].cpu().numpy(), output.temporal_attention[row].cpu().numpy(), on_cue,
+                    box, (top, left), (crop_height, crop_width),
+                ))
     return {stream: CueShare(*np.mean(values, axis=0).tolist(), videos=len(values)) for stream, values in shares.items()}
 
 

@@ -245,7 +245,7 @@ def shard_flow(video_ids: Sequence[Hashable], read_jpegs: Callable[[Hashable], l
     if workers == 1:
         tvl1 = _one_thread_tvl1(config)
         for video_id in video_ids:
-            yield encode_flow(video_flow(grey_frames(read_jpegs(video_id)), tvl1, config.bound), config.jpeg_quality)
+            yield _encoded_flow(read_jpegs(video_id), tvl1, config)
         return
     yield from _process_flow(video_ids, read_jpegs, config, workers)
 
@@ -343,6 +343,11 @@ def _one_thread_tvl1(config: FlowConfig) -> FlowFn:
     return create_tvl1(config)
 
 
+def _encoded_flow(jpegs: list[bytes], tvl1: FlowFn, config: FlowConfig) -> list[bytes]:
+    """One video's flow as the shards store it, from its JPEG-encoded RGB frames."""
+    return encode_flow(video_flow(grey_frames(jpegs), tvl1, config.bound), config.jpeg_quality)
+
+
 def _flow_worker(pipe: Connection, config: FlowConfig) -> None:
     """A worker process: JPEG frames in, ``(True, flow)`` or ``(False, traceback)`` out, until the pipe closes."""
     tvl1 = _one_thread_tvl1(config)
@@ -352,7 +357,7 @@ def _flow_worker(pipe: Connection, config: FlowConfig) -> None:
         except EOFError:  # the parent closed its end or died
             return
         try:
-            result = True, encode_flow(video_flow(grey_frames(jpegs), tvl1, config.bound), config.jpeg_quality)
+            result = True, _encoded_flow(jpegs, tvl1, config)
         except Exception:
             result = False, traceback.format_exc()
         pipe.send(result)

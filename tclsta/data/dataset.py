@@ -181,9 +181,9 @@ def decode_clips(clips: Sequence[EncodedClip], device: torch.device | str, resiz
     images = decode_jpegs([jpeg for clip in clips for jpeg in clip.jpegs], mode, device)
     views, start = [], 0
     for clip in clips:
-        stack = torch.stack(images[start : start + len(clip.jpegs)])  # (n, 3 or 1, H, W)
+        frames = torch.stack([images[start + i] for row in clip.rows for i in row])  # (T * k, 3 or 1, H, W), one copy
+        frames = frames.view(len(clip.rows), -1, *frames.shape[2:])  # (T, C, H, W): k = 1 RGB image or 2L flow components
         start += len(clip.jpegs)
-        frames = stack[torch.tensor(clip.rows, device=stack.device)].flatten(1, 2)  # (T, C, H, W)
         views.append(apply_plan(frames, clip.plan, clip.modality, resize))
     return views
 

@@ -229,16 +229,19 @@ def _media_demuxers(ffmpeg_exe: str) -> str:
 
 
 def _decode_command(path: Path, video_filter: str, output: list[str], max_frames: int | None,
-                    limits: PreprocessConfig | None) -> list[str]:
+                    limits: PreprocessConfig | None, one_thread: bool = False) -> list[str]:
     """The ffmpeg command decoding ``path`` through ``video_filter`` to ``output`` on stdout.
 
     It opens local files only, refuses playlists (a demuxer whitelist) and, with
     ``limits``, frames over ``max_frame_pixels`` before decoding them. Its log is
     at level info with level tags (``[error] ...``), which :func:`_last_error` reads.
+    ``one_thread``: decode and filter on one thread (else ffmpeg's default, one per core).
     """
     ffmpeg_exe, _ = ffmpeg_binaries()
     command = [ffmpeg_exe, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info",
                "-protocol_whitelist", "file", "-format_whitelist", _media_demuxers(ffmpeg_exe)]
+    if one_thread:
+        command += ["-threads", "1", "-filter_threads", "1"]
     if limits is not None:
         command += ["-max_pixels", str(limits.max_frame_pixels)]
     command += ["-i", _ffmpeg_url(path), "-an", "-vf", video_filter]
@@ -421,11 +424,14 @@ def video_jpegs(path: Path, short_side: int | None, quality: int,
     compresses the planes as they are, without a colour conversion. Frame limits
     are enforced while reading (``-max_pixels``, the count, count / rate); only a
     video that fails is probed, for the reason :func:`decode_frames` would give.
+    ffmpeg runs on one thread: callers extract several videos at once instead
+    (``extract_shard``'s ``workers``), which costs less CPU time than threads within one.
     """
     path = Path(path)
     _check_file(path)
     max_frames = None if limits is None else limits.max_video_frames + 1
-    command = _decode_command(path, f"{_scale_filter(short_side)}format=yuvj420p", ["-f", "yuv4mpegpipe"], max_frames, limits)
+    command = _decode_command(path, f"{_scale_filter(short_side)}format=yuvj420p", ["-f", "yuv4mpegpipe"], max_frames, limits,
+                              one_thread=True)
     pipe = _FfmpegPipe(command)
     jpegs: list[bytes] = []
     over = None

@@ -53,7 +53,7 @@ from tclsta.data.manifest import build_ucf_manifest
 from tclsta.demo import make_demo_dataset
 from tclsta.flow import create_opencv_tvl1
 from tclsta.preprocess import extract_shard, flow_shard
-from tclsta.video import ffmpeg_binaries, scaled_size
+from tclsta.video import ffmpeg_binaries, scaled_size, video_jpegs
 
 # torch is imported only where the loaders need it: the processes that flow_shard and the
 # DataLoader spawn re-import this script, and torch would add seconds to flow_shard's start-up.
@@ -216,16 +216,16 @@ def frame_dir(root: Path, video_id: str) -> Path:
     return root / video_id
 
 
-def write_jpeg_folder(manifest: pd.DataFrame, sizes: dict[str, tuple[int, int]], resize: bool, quality: int, root: Path) -> dict[str, int]:
-    """Every frame as ``<root>/<video_id>/<frame:05d>.jpg``; returns the frame count of each video."""
+def write_jpeg_folder(manifest: pd.DataFrame, short_side: int | None, quality: int, root: Path) -> dict[str, int]:
+    """Every frame as ``<root>/<video_id>/<frame:05d>.jpg``, the JPEGs the extraction stores; returns the frame counts."""
     counts = {}
     for row in manifest.itertuples(index=False):
-        frames = decode_bgr(row.path, sizes[row.video_id], resize)
+        jpegs, _, _ = video_jpegs(Path(row.path), short_side, quality)
         folder = frame_dir(root, row.video_id)
         folder.mkdir(parents=True, exist_ok=True)
-        for index, frame in enumerate(frames):
-            cv2.imwrite(str(folder / f"{index:05d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        counts[row.video_id] = len(frames)
+        for index, jpeg in enumerate(jpegs):
+            (folder / f"{index:05d}.jpg").write_bytes(jpeg)
+        counts[row.video_id] = len(jpegs)
     return counts
 
 
@@ -453,11 +453,10 @@ def machine() -> dict[str, str]:
 
 def run(args: argparse.Namespace, workdir: Path) -> list[Row]:
     manifest = load_manifest(args, workdir)
-    resize = args.short_side is not None
     sizes = {row.video_id: output_size(row.path, args.short_side) for row in manifest.itertuples(index=False)}
     jpeg_root = workdir / "jpeg_folder"
     start = time.perf_counter()
-    counts = write_jpeg_folder(manifest, sizes, resize, args.jpeg_quality, jpeg_root)
+    counts = write_jpeg_folder(manifest, args.short_side, args.jpeg_quality, jpeg_root)
     print(f"wrote the JPEG folder in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     extraction, frames_path = bench_extraction(args, manifest, sizes, counts, workdir)
     print("extraction measured", file=sys.stderr)

@@ -1,17 +1,21 @@
-"""Video decoding through ffmpeg (ffmpeg-python) and JPEG coding of single frames.
+"""Video decoding through ffmpeg and JPEG coding of frames.
 
-Frames come out as ``(T, H, W, 3)`` uint8 RGB, resized by ffmpeg's ``scale``
+Frames come out as ``(T, H, W, 3)`` uint8 RGB (:func:`decode_frames`,
+:func:`sample_frames`) or straight as JPEGs (:func:`video_jpegs`, one ffmpeg
+process per video and no colour conversion), resized by ffmpeg's ``scale``
 filter so that no Python-side resampling is needed. Every failure a user can
 cause (missing, empty, corrupt or audio-only file, a header ffmpeg cannot make
 sense of, a playlist or other indirection, a video over the size limits) raises
 ``BadVideoError`` naming the file.
 
 Inputs are local media files only: ffmpeg and ffprobe may open nothing but files
-(``-protocol_whitelist file``), and playlist demuxers (HLS, concat, DASH, ...) are refused.
+(``-protocol_whitelist file``), and playlist demuxers (HLS, concat, DASH, ...) are refused
+(left out of ffmpeg's ``-format_whitelist``; ffprobe's format name is checked).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -19,12 +23,13 @@ import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Iterator, NoReturn
 
 import cv2
 import ffmpeg
 import imageio_ffmpeg
 import numpy as np
+import simplejpeg
 
 from tclsta.errors import BadVideoError
 
@@ -36,6 +41,9 @@ _UNINFORMATIVE_STDERR = ("Conversion failed!", "Exiting normally")
 _STREAM_LINE = re.compile(r"Stream #\d+:\d+")
 _VIDEO_STREAM_LINE = re.compile(r"Stream #\d+:\d+.*: Video:")
 _JPEG_MAGIC = b"\xff\xd8\xff"
+# An error line of a log written with -loglevel level+info, and a rotate tag of the input's metadata in it.
+_ERROR_LINE = re.compile(r"\[(?:error|fatal|panic)\] (.*)")
+_ROTATE_TAG = re.compile(r"^\[info\]\s+rotate\s*:\s*(.*?)\s*$", re.MULTILINE)
 # ffmpeg may read local files only: no network, pipes or data: URLs, also not from inside a media file.
 _INPUT_OPTIONS = {"protocol_whitelist": "file"}
 # Demuxers that read other files or URLs named inside the input (playlists, manifests): never media.
@@ -179,8 +187,9 @@ def probe_video(path: Path) -> VideoInfo:
     return _probe_with_imageio(path)
 
 
-def _even(value: float) -> int:
-    return max(2, 2 * round(value / 2))
+def _nearest_even(numerator: int, denominator: int) -> int:
+    """The even number nearest ``numerator / denominator`` (ties up), at least 2, in integer arithmetic."""
+    return max(2, 2 * ((numerator + denominator) // (2 * denominator)))
 
 
 def scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
@@ -189,24 +198,86 @@ def scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, i
         return width, height
     if short_side <= 0:
         raise ValueError(f"short_side must be positive, got {short_side}")
-    short = _even(short_side)
+    short = _nearest_even(short_side, 1)
     if width <= height:
-        return short, _even(height * short / width)
-    return _even(width * short / height), short
+        return short, _nearest_even(height * short, width)
+    return _nearest_even(width * short, height), short
 
 
-def _decoder(path: Path, width: int, height: int, max_frames: int | None, pixel_format: str = "rgb24"):
-    """The ffmpeg command piping frames scaled to ``width`` x ``height`` as rawvideo (rgb24, or bgr24)."""
-    output_args = {"format": "rawvideo", "pix_fmt": pixel_format}
+def _scale_filter(short_side: int | None) -> str:
+    """ffmpeg's scale filter to ``scaled_size(iw, ih, short_side)`` (the same arithmetic), followed by a comma.
+
+    ffmpeg evaluates the size itself on the displayed (auto-rotated) frame, so no probe is needed.
+    """
+    if short_side is None:
+        return ""
+    short, _ = scaled_size(1, 1, short_side)
+    long_side = "max(2,2*floor(({long}*{short}+{small})/(2*{small})))"
+    width = f"if(lte(iw,ih),{short},{long_side.format(long='iw', short=short, small='ih')})"
+    height = f"if(lte(iw,ih),{long_side.format(long='ih', short=short, small='iw')},{short})"
+    return f"scale=w='{width}':h='{height}',"
+
+
+@functools.cache
+def _media_demuxers(ffmpeg_exe: str) -> str:
+    """``-format_whitelist`` for ``ffmpeg_exe``: every demuxer it has but the indirect ones (playlists)."""
+    listing = subprocess.run([ffmpeg_exe, "-hide_banner", "-demuxers"], capture_output=True, text=True, check=True)
+    lines = listing.stdout.splitlines()
+    table = next(i for i, line in enumerate(lines) if line.strip() and set(line.strip()) == {"-"}) + 1
+    names = [line.split()[1] for line in lines[table:] if len(line.split()) > 1]
+    return ",".join(name for name in names if not set(name.split(",")) & _INDIRECT_FORMATS)
+
+
+def _decode_command(path: Path, video_filter: str, output: list[str], max_frames: int | None,
+                    limits: PreprocessConfig | None, one_thread: bool = False) -> list[str]:
+    """The ffmpeg command decoding ``path`` through ``video_filter`` to ``output`` on stdout.
+
+    It opens local files only, refuses playlists (a demuxer whitelist) and, with
+    ``limits``, frames over ``max_frame_pixels`` before decoding them. Its log is
+    at level info with level tags (``[error] ...``), which :func:`_last_error` reads.
+    ``one_thread``: decode and filter on one thread (else ffmpeg's default, one per core).
+    """
+    ffmpeg_exe, _ = ffmpeg_binaries()
+    command = [ffmpeg_exe, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info",
+               "-protocol_whitelist", "file", "-format_whitelist", _media_demuxers(ffmpeg_exe)]
+    if one_thread:
+        command += ["-threads", "1", "-filter_threads", "1"]
+    if limits is not None:
+        command += ["-max_pixels", str(limits.max_frame_pixels)]
+    command += ["-i", _ffmpeg_url(path), "-an", "-vf", video_filter]
     if max_frames is not None:
-        output_args["frames:v"] = max_frames
-    # Always scale to an explicit size: the byte count per frame is then known for certain.
-    return (
-        ffmpeg.input(_ffmpeg_url(path), **_INPUT_OPTIONS)
-        .filter("scale", width, height)
-        .output("pipe:", **output_args)
-        .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
-    )
+        command += ["-frames:v", str(max_frames)]
+    return command + output + ["pipe:"]
+
+
+def _rawvideo_command(path: Path, width: int, height: int, max_frames: int | None,
+                      limits: PreprocessConfig | None = None) -> list[str]:
+    """ffmpeg piping frames scaled to ``width`` x ``height`` as rawvideo rgb24 (byte count per frame known)."""
+    return _decode_command(path, f"scale={width}:{height}", ["-f", "rawvideo", "-pix_fmt", "rgb24"], max_frames, limits)
+
+
+def _last_error(log: bytes | str) -> str:
+    """The last meaningful error line of a log written with ``-loglevel level+info``."""
+    text = log.decode("utf-8", errors="replace") if isinstance(log, bytes) else log
+    return last_stderr_line("\n".join(_ERROR_LINE.findall(text)))
+
+
+class _FfmpegPipe:
+    """An ffmpeg process writing to ``stdout``; its log goes to a file, so a chatty ffmpeg never blocks on it."""
+
+    def __init__(self, command: list[str]):
+        self._log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log)
+        self.stdout = self.process.stdout
+
+    def close(self) -> tuple[int, str]:
+        """Stop reading and wait for ffmpeg (which ends early if it was still writing); its exit status and log."""
+        self.stdout.close()
+        status = self.process.wait()
+        self._log.seek(0)
+        log = self._log.read().decode("utf-8", errors="replace")
+        self._log.close()
+        return status, log
 
 
 def _checked_probe(path: Path, limits: PreprocessConfig | None) -> VideoInfo:
@@ -216,6 +287,15 @@ def _checked_probe(path: Path, limits: PreprocessConfig | None) -> VideoInfo:
     return info
 
 
+def _refuse(path: Path, limits: PreprocessConfig | None, reason: str) -> NoReturn:
+    """Raise the ``BadVideoError`` of a video that failed: the header probe's when it names the cause, else ``reason``.
+
+    The probe runs only here, after a failure, so the success path costs one ffmpeg process.
+    """
+    _checked_probe(path, limits)
+    raise BadVideoError(path, reason)
+
+
 def _check_decoded_count(path: Path, count: int, limits: PreprocessConfig | None) -> None:
     """Refuse a video that decoded to more frames than the limit (its header understated them)."""
     if limits is not None and count > limits.max_video_frames:
@@ -223,13 +303,13 @@ def _check_decoded_count(path: Path, count: int, limits: PreprocessConfig | None
 
 
 def decode_frames(path: Path, short_side: int | None = None, max_frames: int | None = None,
-                  limits: PreprocessConfig | None = None, pixel_format: str = "rgb24") -> np.ndarray:
-    """All frames (or the first ``max_frames``) as ``(T, H, W, 3)`` uint8 RGB (``pixel_format="bgr24"``: BGR).
+                  limits: PreprocessConfig | None = None) -> np.ndarray:
+    """All frames (or the first ``max_frames``) as ``(T, H, W, 3)`` uint8 RGB.
 
     Frames are resized by ffmpeg's scale filter to ``scaled_size(..., short_side)``
     and piped as rawvideo rgb24. With ``limits``, a video over them is refused from
     its header before decoding, and decoding stops one frame past the frame limit.
-    Raises ``BadVideoError`` (with ffmpeg's last meaningful stderr line) when
+    Raises ``BadVideoError`` (with ffmpeg's last meaningful error line) when
     decoding fails or yields no frames.
     """
     path = Path(path)
@@ -237,16 +317,13 @@ def decode_frames(path: Path, short_side: int | None = None, max_frames: int | N
     width, height = scaled_size(info.width, info.height, short_side)
     if limits is not None:
         max_frames = min(max_frames or limits.max_video_frames + 1, limits.max_video_frames + 1)
-    stream = _decoder(path, width, height, max_frames, pixel_format)
-    ffmpeg_exe, _ = ffmpeg_binaries()
-    try:
-        raw, stderr = stream.run(cmd=ffmpeg_exe, capture_stdout=True, capture_stderr=True)
-    except ffmpeg.Error as error:
-        raise BadVideoError(path, f"ffmpeg failed: {last_stderr_line(error.stderr)}") from None
-    frame_bytes = width * height * 3
+    run = subprocess.run(_rawvideo_command(path, width, height, max_frames, limits), stdin=subprocess.DEVNULL,
+                         capture_output=True)
+    if run.returncode != 0:
+        raise BadVideoError(path, f"ffmpeg failed: {_last_error(run.stderr)}")
+    raw, frame_bytes = run.stdout, width * height * 3
     if len(raw) == 0:
-        reason = last_stderr_line(stderr) if stderr.strip() else "no error message"
-        raise BadVideoError(path, f"ffmpeg decoded 0 frames ({reason})")
+        raise BadVideoError(path, f"ffmpeg decoded 0 frames ({_last_error(run.stderr)})")
     if len(raw) % frame_bytes != 0:
         raise BadVideoError(path, f"ffmpeg output of {len(raw)} bytes is not a whole number of {width}x{height} frames")
     _check_decoded_count(path, len(raw) // frame_bytes, limits)
@@ -255,20 +332,15 @@ def decode_frames(path: Path, short_side: int | None = None, max_frames: int | N
 
 def _streamed_frames(path: Path, width: int, height: int, max_frames: int | None) -> Iterator[np.ndarray]:
     """Decoded frames ``(height, width, 3)`` one at a time, never the whole video in memory."""
-    ffmpeg_exe, _ = ffmpeg_binaries()
     frame_bytes = width * height * 3
-    with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: a chatty ffmpeg never blocks on it
-        process = subprocess.Popen(_decoder(path, width, height, max_frames).compile(cmd=ffmpeg_exe),
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
-        try:
-            while len(chunk := process.stdout.read(frame_bytes)) == frame_bytes:
-                yield np.frombuffer(chunk, dtype=np.uint8).reshape(height, width, 3)
-        finally:
-            process.stdout.close()
-            status = process.wait()
-        if status != 0:
-            stderr.seek(0)
-            raise BadVideoError(path, f"ffmpeg failed: {last_stderr_line(stderr.read())}")
+    pipe = _FfmpegPipe(_rawvideo_command(path, width, height, max_frames))
+    try:
+        while len(chunk := pipe.stdout.read(frame_bytes)) == frame_bytes:
+            yield np.frombuffer(chunk, dtype=np.uint8).reshape(height, width, 3)
+    finally:
+        status, log = pipe.close()
+    if status != 0:
+        raise BadVideoError(path, f"ffmpeg failed: {_last_error(log)}")
 
 
 def sample_frames(path: Path, choose: Callable[[int], Iterable[int]], short_side: int | None = None,
@@ -292,30 +364,106 @@ def sample_frames(path: Path, choose: Callable[[int], Iterable[int]], short_side
     return count, kept
 
 
-def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
-    """JPEG bytes of an RGB ``(H, W, 3)`` or grey ``(H, W)`` uint8 image."""
-    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
-        raise ValueError(f"expected uint8 (H, W) or (H, W, 3), got {image.dtype} {image.shape}")
-    return _encode_bgr_jpeg(cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image, quality)
+@dataclass(frozen=True)
+class _Y4mStream:
+    """The frames of a YUV4MPEG2 stream in 4:2:0 (ffmpeg's ``-f yuv4mpegpipe``), after its header line."""
+
+    width: int
+    height: int
+    fps: float  # 0 when the header gives no rate
+
+    @classmethod
+    def from_header(cls, line: bytes) -> _Y4mStream:
+        """The stream a header line (``YUV4MPEG2 W342 H256 F25:1 ... C420jpeg ...``) describes."""
+        tag, *fields = line.split()
+        params = {field[:1]: field[1:].decode() for field in fields}
+        if tag != b"YUV4MPEG2" or not params.get(b"C", "420").startswith("420"):
+            raise ValueError(f"not a YUV4MPEG2 4:2:0 header: {line[:80]!r}")
+        numerator, _, denominator = params.get(b"F", "0:0").partition(":")
+        fps = int(numerator) / int(denominator) if int(denominator or 0) else 0.0
+        return cls(int(params[b"W"]), int(params[b"H"]), fps)
+
+    def frames(self, stream: BinaryIO) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(Y, U, V) planes of each whole frame until the stream ends, views of one buffer per frame."""
+        luma = self.width * self.height
+        chroma_shape = ((self.height + 1) // 2, (self.width + 1) // 2)
+        chroma = chroma_shape[0] * chroma_shape[1]
+        while stream.readline().startswith(b"FRAME") and len(data := stream.read(luma + 2 * chroma)) == luma + 2 * chroma:
+            yield (np.frombuffer(data, np.uint8, luma).reshape(self.height, self.width),
+                   np.frombuffer(data, np.uint8, chroma, luma).reshape(chroma_shape),
+                   np.frombuffer(data, np.uint8, chroma, luma + chroma).reshape(chroma_shape))
 
 
-def _encode_bgr_jpeg(image: np.ndarray, quality: int) -> bytes:
-    """JPEG bytes (libjpeg-turbo through OpenCV, which releases the GIL) of a BGR or grey image."""
-    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError("OpenCV could not encode the image as JPEG")
-    return buffer.tobytes()
+def _over_limits(count: int, fps: float, limits: PreprocessConfig | None) -> str | None:
+    """Why ``count`` frames decoded at ``fps`` exceed ``limits`` (None when they do not)."""
+    if limits is None:
+        return None
+    if count > limits.max_video_frames:
+        return f"more than preprocess.max_video_frames={limits.max_video_frames} frames"
+    if fps > 0 and count / fps > limits.max_video_seconds:
+        return f"more than preprocess.max_video_seconds={limits.max_video_seconds:g} s of frames at {fps:g} frames/s"
+    return None
+
+
+def _unreadable_rotate_tag(log: str) -> str | None:
+    """A non-numeric ``rotate`` tag of the input, as ffmpeg's log prints its metadata (None when all are numbers)."""
+    for value in _ROTATE_TAG.findall(log):
+        try:
+            float(value)
+        except ValueError:
+            return value
+    return None
 
 
 def video_jpegs(path: Path, short_side: int | None, quality: int,
                 limits: PreprocessConfig | None = None) -> tuple[list[bytes], int, int]:
-    """(one JPEG per frame, height, width) of a video, decoded as by ``decode_frames`` (``limits`` checked).
+    """(one JPEG per frame, height, width) of a video, at ``scaled_size(..., short_side)`` (``limits`` checked).
 
-    ffmpeg hands over BGR pixels, so the JPEGs are those ``encode_jpeg`` makes of the
-    RGB frames at ``quality``, without a colour conversion per frame.
+    One ffmpeg process, no probe: ffmpeg computes the size, converts to full-range
+    YUV 4:2:0 (what JPEG stores) and streams YUV4MPEG2; libjpeg-turbo (simplejpeg)
+    compresses the planes as they are, without a colour conversion. Frame limits
+    are enforced while reading (``-max_pixels``, the count, count / rate); only a
+    video that fails is probed, for the reason :func:`decode_frames` would give.
+    ffmpeg runs on one thread: callers extract several videos at once instead
+    (``extract_shard``'s ``workers``), which costs less CPU time than threads within one.
     """
-    frames = decode_frames(path, short_side, limits=limits, pixel_format="bgr24")  # (T, H, W, 3) BGR
-    return [_encode_bgr_jpeg(frame, quality) for frame in frames], frames.shape[1], frames.shape[2]
+    path = Path(path)
+    _check_file(path)
+    max_frames = None if limits is None else limits.max_video_frames + 1
+    command = _decode_command(path, f"{_scale_filter(short_side)}format=yuvj420p", ["-f", "yuv4mpegpipe"], max_frames, limits,
+                              one_thread=True)
+    pipe = _FfmpegPipe(command)
+    jpegs: list[bytes] = []
+    over = None
+    try:
+        header = pipe.stdout.readline()
+        stream = _Y4mStream.from_header(header) if header else _Y4mStream(0, 0, 0.0)
+        for planes in stream.frames(pipe.stdout):
+            jpegs.append(simplejpeg.encode_jpeg_yuv_planes(*planes, quality=int(quality)))
+            if over := _over_limits(len(jpegs), stream.fps, limits):
+                break
+    finally:
+        status, log = pipe.close()
+    if over:
+        _refuse(path, limits, over)
+    if status != 0:
+        _refuse(path, limits, f"ffmpeg failed: {_last_error(log)}")
+    if not jpegs:
+        _refuse(path, limits, f"ffmpeg decoded 0 frames ({_last_error(log)})")
+    if (rotate := _unreadable_rotate_tag(log)) is not None:
+        _refuse(path, limits, f"unreadable header: rotate tag {rotate!r}")
+    return jpegs, stream.height, stream.width
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    """JPEG bytes (libjpeg-turbo through OpenCV, which releases the GIL) of an RGB ``(H, W, 3)`` or grey ``(H, W)`` uint8 image."""
+    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise ValueError(f"expected uint8 (H, W) or (H, W, 3), got {image.dtype} {image.shape}")
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("OpenCV could not encode the image as JPEG")
+    return buffer.tobytes()
 
 
 def decode_jpeg(data: bytes | np.ndarray) -> np.ndarray:

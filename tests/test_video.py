@@ -5,14 +5,18 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import subprocess
+
 import ffmpeg
 import imageio_ffmpeg
 import numpy as np
 import pytest
 
 import tclsta.video as video
+from tclsta.config import PreprocessConfig
 from tclsta.errors import BadVideoError
-from tclsta.video import VideoInfo, decode_frames, decode_jpeg, encode_jpeg, probe_video, sample_frames, scaled_size
+from tclsta.video import (VideoInfo, decode_frames, decode_jpeg, encode_jpeg, probe_video, sample_frames, scaled_size,
+                          video_jpegs)
 
 WIDTH, HEIGHT, NUM_FRAMES = 64, 48, 10
 # One solid colour per frame, so that channel order and frame order are both checked.
@@ -95,6 +99,7 @@ def test_decode_resizes_and_limits_frames(tiny_video: Path) -> None:
         (64, 48, None, (64, 48)),
         (101, 101, 50, (50, 50)),
         (320, 240, 255, (342, 256)),  # odd sizes round to even for yuv420p
+        (257, 256, 256, (258, 256)),  # a tie rounds up, as ffmpeg's scale expression does
     ],
 )
 def test_scaled_size(width: int, height: int, short_side: int | None, expected: tuple[int, int]) -> None:
@@ -140,7 +145,7 @@ def test_odd_file_names_decode(tiny_video: Path, tmp_path: Path, name: str) -> N
 
 
 def _assert_bad_video(path: Path, reason: str) -> None:
-    for read in (probe_video, decode_frames):
+    for read in (probe_video, decode_frames, lambda p: video_jpegs(p, 32, 90)):
         with pytest.raises(BadVideoError, match=reason) as error:
             read(path)
         assert error.value.path == path
@@ -174,3 +179,80 @@ def test_sampled_frames_are_the_decoded_frames_at_those_indices(tiny_video: Path
     assert sorted(frames) == [0, NUM_FRAMES // 2, NUM_FRAMES - 1]
     for index, frame in frames.items():
         np.testing.assert_array_equal(frame, decoded[index])
+
+
+def _encode_ffv1(path: Path, frames: np.ndarray) -> Path:
+    """Write ``(T, H, W, 3)`` RGB frames losslessly (FFV1, 4:4:4 in Matroska), any size, odd ones too."""
+    _, height, width, _ = frames.shape
+    subprocess.run([video.ffmpeg_binaries()[0], "-nostdin", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                    "-s", f"{width}x{height}", "-r", "25", "-i", "-", "-c:v", "ffv1", "-pix_fmt", "yuv444p", str(path)],
+                   input=frames.tobytes(), check=True)
+    return path
+
+
+def test_video_jpegs_are_the_decoded_frames(tiny_video: Path, probe_backend: str) -> None:
+    jpegs, height, width = video_jpegs(tiny_video, 32, 90, limits=PreprocessConfig())
+    decoded = decode_frames(tiny_video, short_side=32)
+    assert (len(jpegs), height, width) == decoded.shape[:3] == (NUM_FRAMES, 32, 42)
+    images = np.stack([decode_jpeg(jpeg) for jpeg in jpegs])
+    assert np.abs(images.astype(int) - decoded).mean() < 2  # full-range YUV, no colour shift
+    np.testing.assert_allclose(images.reshape(NUM_FRAMES, -1, 3).mean(axis=1), FRAME_COLOURS, atol=6)
+
+
+def test_video_jpegs_honour_the_quality_as_well_as_encode_jpeg(gradient_video: Path) -> None:
+    """Each quality gives JPEGs as close to the decoded RGB frames as ``encode_jpeg`` of those frames (OpenCV)."""
+    decoded = decode_frames(gradient_video)
+    errors, sizes = {}, {}
+    for quality in (30, 95):
+        jpegs, _, _ = video_jpegs(gradient_video, None, quality)
+        ours = np.abs(np.stack([decode_jpeg(j) for j in jpegs]).astype(int) - decoded).mean()
+        opencv = np.abs(np.stack([decode_jpeg(encode_jpeg(f, quality)) for f in decoded]).astype(int) - decoded).mean()
+        assert ours < 1.1 * opencv, (quality, ours, opencv)
+        errors[quality], sizes[quality] = ours, sum(map(len, jpegs))
+    assert errors[95] < errors[30] and sizes[95] > 2 * sizes[30]
+
+
+@pytest.fixture(scope="module")
+def gradient_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three 64x48 frames of smooth gradients and noise (JPEG quality shows in their size)."""
+    rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]
+    noise = np.random.default_rng(0).integers(0, 40, (3, HEIGHT, WIDTH, 3))
+    frames = np.stack([rows * 4, cols * 3, (rows + cols) * 2], axis=-1)[None] + noise
+    return _encode_ffv1(tmp_path_factory.mktemp("gradient") / "gradient.mkv", frames.clip(0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize(("width", "height"), [(65, 49), (257, 256), (75, 101), (3, 5)])
+@pytest.mark.parametrize("short_side", [None, 256, 33])
+def test_video_jpegs_size_is_scaled_size(tmp_path: Path, width: int, height: int, short_side: int | None) -> None:
+    """ffmpeg's scale expression and ``scaled_size`` agree on odd sizes, ties and portrait frames."""
+    frames = np.zeros((2, height, width, 3), np.uint8)
+    frames[:, : height // 2] = (200, 30, 30)
+    path = _encode_ffv1(tmp_path / "odd.mkv", frames)
+    jpegs, out_height, out_width = video_jpegs(path, short_side, 90)
+    assert (out_width, out_height) == scaled_size(width, height, short_side)
+    assert decode_jpeg(jpegs[0]).shape == decode_frames(path, short_side).shape[1:] == (out_height, out_width, 3)
+
+
+@pytest.mark.parametrize(
+    ("limit", "reason"),
+    [
+        ({"max_video_frames": 5}, "10 frames exceed preprocess.max_video_frames=5"),
+        ({"max_video_seconds": 0.2}, "0 s exceeds preprocess.max_video_seconds=0.2"),
+        ({"max_frame_pixels": 3000}, r"frames of 64x48 \(3072 pixels\) exceed preprocess.max_frame_pixels=3000"),
+    ],
+)
+def test_video_jpegs_refuse_videos_over_the_limits(tiny_video: Path, probe_backend: str, limit: dict, reason: str) -> None:
+    with pytest.raises(BadVideoError, match=reason):
+        video_jpegs(tiny_video, 32, 90, limits=PreprocessConfig(**limit))
+
+
+def test_playlist_is_never_decoded(tiny_video: Path, tmp_path: Path) -> None:
+    """ffmpeg refuses to open an HLS playlist of a good video (demuxer whitelist); the probe then names it."""
+    shutil.copy(tiny_video, tmp_path / "segment.avi")
+    playlist = tmp_path / "playlist.avi"
+    playlist.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nsegment.avi\n#EXT-X-ENDLIST\n")
+    run = subprocess.run(video._rawvideo_command(playlist, WIDTH, HEIGHT, None), capture_output=True)
+    assert run.returncode != 0 and run.stdout == b""
+    assert b"not on whitelist" in run.stderr
+    with pytest.raises(BadVideoError, match="a hls playlist, not a media file"):
+        video_jpegs(playlist, None, 90)

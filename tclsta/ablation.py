@@ -1,7 +1,9 @@
 """The ablation study: each component of the method switched off in turn, on the test split.
 
 Peng, Zhao, Zhang, arXiv 1711.03273 (Sec. IV) ablate spatial attention,
-temporal attention, mutual guidance and learned fusion. Each :data:`VARIANTS`
+temporal attention, mutual guidance and learned fusion; one more variant swaps a
+choice the paper leaves open (which class activation map drives the spatial
+attention, ``model.class_source``). Each :data:`VARIANTS`
 entry names what it changes from the dataset's config; the workflow
 (``rules/ablation.smk``) trains what a variant needs under
 ``results/<dataset>/ablation/<variant>/`` (same layout as the full model's
@@ -82,6 +84,8 @@ VARIANTS = (
     Variant("late_fusion", "full streams; fixed late fusion RGB:flow 1:1.5", "late"),
     Variant("no_spatial_attention", "streams with average pooling instead of spatial attention; collaborative model",
             "collaborative", {"model": {"spatial_attention": False}}),
+    Variant("agnostic_spatial_attention", "streams whose spatial attention follows the mean class activation map "
+            "instead of the predicted class's; collaborative model", "collaborative", {"model": {"class_source": "agnostic"}}),
     Variant("no_temporal_attention", "streams averaging over frames instead of temporal attention; collaborative model",
             "collaborative", {"model": {"temporal_attention": False}}),
     Variant("no_mutual_guidance", "full streams; collaborative model with each stream attending to itself",

@@ -176,7 +176,8 @@ def test_benchmark_dataset_layout_and_determinism(tmp_path: Path) -> None:
 
 def test_benchmark_builds_in_each_need() -> None:
     """Small target drifting in its class's direction inside the window only (appearance class i like motion class i),
-    coloured only then; one distractor drifting throughout, one only outside the window; no overlaps."""
+    coloured only then; one distractor drifting throughout, one only outside the window, each in another pair's
+    direction and colour, weaker per pixel but larger; no overlaps."""
     tvl1 = cv2.optflow.DualTVL1OpticalFlow_create(nscales=3, warps=3, epsilon=0.05)
     for motion, appearance in zip(MOTION_CLASSES, APPEARANCE_CLASSES):
         assert benchmark_direction(appearance) == benchmark_direction(motion) == drift_direction(motion)
@@ -185,6 +186,16 @@ def test_benchmark_builds_in_each_need() -> None:
         frames = render_benchmark_clip(plan)
         target, spatial, temporal = plan.patches
         assert target.side < min(spatial.side, temporal.side)
+        pair = benchmark_direction(class_name)
+        for distractor in (spatial, temporal):
+            direction = np.array(distractor.velocity) / np.linalg.norm(distractor.velocity)
+            assert any(np.allclose(direction, d) for d in map(drift_direction, MOTION_CLASSES))
+            assert not np.allclose(direction, pair)  # another pair's direction ...
+            assert np.linalg.norm(distractor.velocity) < np.linalg.norm(target.velocity)  # ... slower ...
+            shown = np.array(distractor.chroma)
+            assert any(np.allclose(shown, 0.6 * np.array(chroma_offset(other))) for other in APPEARANCE_CLASSES
+                       if benchmark_direction(other) == tuple(direction))  # ... in that pair's paler colour
+            assert distractor.side >= 1.4 * target.side  # ... over about twice the area or more
         boxes = [(p.x, p.y, p.x + p.side, p.y + p.side) for p in plan.patches]
         for i, a in enumerate(boxes):
             for b in boxes[i + 1:]:

@@ -228,6 +228,19 @@ def _media_demuxers(ffmpeg_exe: str) -> str:
     return ",".join(name for name in names if not set(name.split(",")) & _INDIRECT_FORMATS)
 
 
+@functools.cache
+def _every_frame_once(ffmpeg_exe: str) -> list[str]:
+    """Output options that pass each decoded frame on once, as decoded.
+
+    Raw and YUV4MPEG2 outputs otherwise get ffmpeg's constant-rate mode, which
+    repeats or drops frames wherever the timestamps have gaps (variable-rate
+    phone videos, AVI files with empty packets). ``-fps_mode`` is ffmpeg 5.1 and
+    later; older ones call it ``-vsync``, which newer ones no longer know.
+    """
+    options = subprocess.run([ffmpeg_exe, "-hide_banner", "-h", "long"], capture_output=True, text=True).stdout
+    return ["-fps_mode" if "-fps_mode" in options else "-vsync", "passthrough"]
+
+
 def _decode_command(path: Path, video_filter: str, output: list[str], max_frames: int | None,
                     limits: PreprocessConfig | None, one_thread: bool = False) -> list[str]:
     """The ffmpeg command decoding ``path`` through ``video_filter`` to ``output`` on stdout.
@@ -235,6 +248,7 @@ def _decode_command(path: Path, video_filter: str, output: list[str], max_frames
     It opens local files only, refuses playlists (a demuxer whitelist) and, with
     ``limits``, frames over ``max_frame_pixels`` before decoding them. Its log is
     at level info with level tags (``[error] ...``), which :func:`_last_error` reads.
+    Every decoded frame comes out once (:func:`_every_frame_once`).
     ``one_thread``: decode and filter on one thread (else ffmpeg's default, one per core).
     """
     ffmpeg_exe, _ = ffmpeg_binaries()
@@ -244,7 +258,7 @@ def _decode_command(path: Path, video_filter: str, output: list[str], max_frames
         command += ["-threads", "1", "-filter_threads", "1"]
     if limits is not None:
         command += ["-max_pixels", str(limits.max_frame_pixels)]
-    command += ["-i", _ffmpeg_url(path), "-an", "-vf", video_filter]
+    command += ["-i", _ffmpeg_url(path), "-an", "-vf", video_filter, *_every_frame_once(ffmpeg_exe)]
     if max_frames is not None:
         command += ["-frames:v", str(max_frames)]
     return command + output + ["pipe:"]

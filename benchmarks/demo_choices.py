@@ -44,16 +44,19 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def top1(scores: pd.DataFrame, split: str) -> float:
+def split_logits(scores: pd.DataFrame, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K) logits and (N,) labels of the videos of ``split`` in a scores table."""
     rows = scores[scores["split"] == split]
-    logits = rows.filter(like="score_").to_numpy()
-    return float((logits.argmax(1) == rows["label"].to_numpy()).mean())
+    return torch.tensor(rows.filter(like="score_").to_numpy(), dtype=torch.float32), torch.tensor(rows["label"].to_numpy())
+
+
+def top1(scores: pd.DataFrame, split: str) -> float:
+    logits, labels = split_logits(scores, split)
+    return float((logits.argmax(1) == labels).float().mean())
 
 
 def log_loss(scores: pd.DataFrame, split: str) -> float:
-    rows = scores[scores["split"] == split]
-    logits = torch.tensor(rows.filter(like="score_").to_numpy(), dtype=torch.float32)
-    return float(F.cross_entropy(logits, torch.tensor(rows["label"].to_numpy())))
+    return float(F.cross_entropy(*split_logits(scores, split)))
 
 
 def main() -> None:

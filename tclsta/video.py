@@ -312,8 +312,8 @@ def _refuse(path: Path, limits: PreprocessConfig | None, reason: str) -> NoRetur
 
 def _check_decoded_count(path: Path, count: int, limits: PreprocessConfig | None) -> None:
     """Refuse a video that decoded to more frames than the limit (its header understated them)."""
-    if limits is not None and count > limits.max_video_frames:
-        raise BadVideoError(path, f"more than preprocess.max_video_frames={limits.max_video_frames} frames")
+    if reason := _over_limits(count, 0.0, limits):  # no rate: the frame count alone
+        raise BadVideoError(path, reason)
 
 
 def decode_frames(path: Path, short_side: int | None = None, max_frames: int | None = None,

@@ -1,4 +1,4 @@
-"""Two design choices measured on a finished run of a dataset (the README's "Two choices checked on the demo").
+"""Two design choices measured on a finished run of a dataset (docs/pipeline.md, "Two choices checked on the demo").
 
 1. Test frames: the temporal head trains on ``train.train_frames`` steps and is tested on
    ``train.test_frames``. Each trained stream is scored again at ``--frames`` step counts

@@ -242,7 +242,7 @@ def load_config(path: str | Path) -> dict:
 
 
 # The recipe for real videos (every format but the generated demo), after the paper, the authors'
-# release and TSN (Wang et al., ECCV 2016, and its PyTorch release); README.md tabulates each
+# release and TSN (Wang et al., ECCV 2016, and its PyTorch release); docs/pipeline.md tabulates each
 # default with its source. It is the bottom layer: config.yaml's top-level sections and then the
 # dataset's own entry override it key by key.
 _FLOW_STAGES = (
@@ -292,7 +292,7 @@ def dataset_settings(config: dict, name: str) -> dict[str, Any]:
             f"datasets.{name}",
             f"no such dataset; the config has {known}. To add one, give it an entry under 'datasets:' in "
             "config.yaml with format (ucf101, hmdb51 or folder), root (the videos) and, for ucf101 and "
-            "hmdb51, splits_dir (see the README's 'Datasets' section); its results go to results/<name>/",
+            "hmdb51, splits_dir (see docs/datasets.md); its results go to results/<name>/",
         )
     entry = copy.deepcopy(config["datasets"][name])
     settings: dict[str, Any] = {"name": name, **{k: v for k, v in entry.items() if k not in SECTIONS}}

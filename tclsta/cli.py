@@ -231,7 +231,7 @@ def cmd_attention(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tclsta.predict import Predictor
 
-    predictor = Predictor(args.results, args.device)
+    predictor = Predictor(args.results, args.device, args.model)
     results, failed = [], 0
     for video in args.videos:
         try:
@@ -254,7 +254,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> None:
     from tclsta.export import export_bundle
 
-    export_bundle(args.results, args.output, onnx=not args.no_onnx)
+    export_bundle(args.results, args.output)
 
 
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
@@ -423,12 +423,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("videos", type=Path, nargs="+")
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    sub.add_argument("--model", choices=["best", "fusion", "collaborative"], default="best",  # tclsta.export.MODELS
+                     help="the learned fusion of the two streams, the collaborative model, or (best) the one "
+                          "model_choice.json names (chosen on validation; fusion when absent)")
     sub.set_defaults(func=cmd_predict)
 
-    sub = stages.add_parser("export", help="write a dataset's models (TorchScript, ONNX), fusion weights and settings as one bundle")
+    sub = stages.add_parser("export", help="write a dataset's models (ONNX), fusion weights, preprocessing spec and a "
+                                           "numpy + onnxruntime reference script as one bundle")
     sub.add_argument("results", type=Path, help="a dataset's results folder, e.g. results/demo")
     sub.add_argument("--output", type=Path, required=True, help="the bundle folder to write")
-    sub.add_argument("--no-onnx", action="store_true", help="TorchScript only")
     sub.set_defaults(func=cmd_export)
     return parser
 

@@ -2,8 +2,10 @@
 
 ``python -m tclsta predict results/<dataset> video.mp4 [...]`` decodes each video
 with the dataset's settings, samples the test-time frames, computes TV-L1 flow
-for just the pairs the motion stream needs, scores both streams and fuses them
-with the learned weights.
+for just the pairs the motion stream needs, scores both streams and combines them
+with the chosen model (``--model``): the learned fusion of the two streams' scores,
+or the collaborative model on their frame features; by default the one the
+results' ``model_choice.json`` names.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tclsta.data.dataset import flow_clip, flow_windows, model_input, rgb_clip, 
 from tclsta.errors import BadVideoError, as_bad_video
 from tclsta.evaluate import fusion_weights
 from tclsta.export import load_models
+from tclsta.features import frame_features
 from tclsta.flow import TVL1_PARAMETERS, create_tvl1, quantise_flow
 from tclsta.inference import TEST_PROTOCOL, inference_clip_spec, pick_device, video_logits
 from tclsta.settings import StageSettings
@@ -38,17 +41,19 @@ stream's checkpoint."""
 @dataclass
 class Prediction:
     video: str
-    top5: list[tuple[str, float]]  # (class, fused probability), best first
+    top5: list[tuple[str, float]]  # (class, probability), best first
 
 
 class Predictor:
-    """Both trained streams and the fusion weights of one dataset's results folder."""
+    """Both trained streams and the model that combines them, of one dataset's results folder or bundle."""
 
-    def __init__(self, model_dir: Path, device: str = "auto"):
-        """``model_dir``: a dataset's results folder, or a bundle that ``tclsta export`` wrote."""
+    def __init__(self, model_dir: Path, device: str = "auto", model: str = "best"):
+        """``model_dir``: a dataset's results folder, or a bundle that ``tclsta export`` wrote; ``model``: "fusion",
+        "collaborative", or "best" (``tclsta.export.load_models``)."""
         self.device = pick_device(device, "--device")
-        models = load_models(model_dir, self.device)
+        models = load_models(model_dir, self.device, model)
         self.rgb, self.flow = models.rgb, models.flow
+        self.model, self.collaborative = models.model, models.collaborative
         self.classes: list[str] = models.classes
         settings = PREDICT_SETTINGS.parse(models.settings)
         self.preprocess = settings.preprocess
@@ -83,8 +88,17 @@ class Predictor:
         return rgb[None], flow[None]
 
     @torch.no_grad()
+    def scores(self, rgb: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        """(B, K) scores of the chosen model from uint8 test clips (B, [crops,] T, C, h, w) of both streams: the
+        fused log-probabilities, or the collaborative model's logits on the frame features (averaged over crops)."""
+        rgb, flow = model_input(rgb, self.device), model_input(flow, self.device)
+        if self.model == "collaborative":
+            return self.collaborative(frame_features(self.rgb, rgb), frame_features(self.flow, flow)).cpu()
+        return self.fusion.fuse(video_logits(self.rgb, rgb).cpu(), video_logits(self.flow, flow).cpu())
+
+    @torch.no_grad()
     def predict(self, video: Path) -> Prediction:
-        """Top-5 classes of one video by fused probability. Any failure is a ``BadVideoError`` naming it."""
+        """Top-5 classes of one video by the chosen model's probability. Any failure is a ``BadVideoError`` naming it."""
         try:
             return self._predict(Path(video))
         except Exception as exc:
@@ -94,9 +108,6 @@ class Predictor:
         num_frames, frames = sample_frames(video, self.frames_needed, self.preprocess.short_side, self.preprocess)
         if num_frames < 2:
             raise BadVideoError(video, f"{num_frames} frame(s): optical flow needs at least 2")
-        rgb, flow = self.clips(num_frames, frames)
-        fused = self.fusion.fuse(video_logits(self.rgb, model_input(rgb, self.device)).cpu(),
-                                 video_logits(self.flow, model_input(flow, self.device)).cpu())
-        probabilities = fused.softmax(1)[0]
+        probabilities = self.scores(*self.clips(num_frames, frames)).softmax(1)[0]
         top = probabilities.topk(min(5, len(self.classes)))
         return Prediction(str(video), [(self.classes[i], float(p)) for p, i in zip(top.values, top.indices)])

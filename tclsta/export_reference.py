@@ -3,13 +3,11 @@
 ``tclsta export`` copies this file into the bundle as ``reference.py``; it follows the bundle's
 ``bundle.json`` ("preprocessing") step by step and gives the probabilities ``tclsta predict`` gives::
 
-    import cv2, reference                                   # OpenCV here only for decoding and TV-L1
+    import reference
     bundle = reference.Bundle("bundles/demo")
-    frames = ...                                            # the video's frames, RGB uint8 (H, W, 3), decoded
-                                                            # at bundle.json's preprocessing.decode size
-    spec = bundle.spec["flow"]["tvl1"]
-    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create(spec["tau"], spec["lambda_"], ...)
-    probabilities = bundle.probabilities(frames, lambda a, b: tvl1.calc(a, b, None))
+    frames = ...      # the video's frames, RGB uint8 (H, W, 3), decoded at bundle.json's preprocessing.decode size
+    flow = ...        # a TV-L1 with bundle.spec["flow"]["tvl1"]'s parameters, e.g. OpenCV's DualTVL1OpticalFlow
+    probabilities = bundle.probabilities(frames, flow)      # (K,), classes in bundle.classes' order
 
 Only the frames ``bundle.frames_needed(len(frames))`` lists are read, so ``frames`` may be a dict holding those.
 The flow function is the consumer's TV-L1 with the bundle's parameters: (grey frame, next grey frame), uint8

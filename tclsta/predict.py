@@ -104,10 +104,14 @@ class Predictor:
         except Exception as exc:
             raise as_bad_video(video, exc) from exc
 
-    def _predict(self, video: Path) -> Prediction:
+    def sample(self, video: Path) -> tuple[int, dict[int, np.ndarray]]:
+        """A video's frame count and the frames the two streams read (index -> RGB (H, W, 3) uint8)."""
         num_frames, frames = sample_frames(video, self.frames_needed, self.preprocess.short_side, self.preprocess)
         if num_frames < 2:
             raise BadVideoError(video, f"{num_frames} frame(s): optical flow needs at least 2")
-        probabilities = self.scores(*self.clips(num_frames, frames)).softmax(1)[0]
+        return num_frames, frames
+
+    def _predict(self, video: Path) -> Prediction:
+        probabilities = self.scores(*self.clips(*self.sample(video))).softmax(1)[0]
         top = probabilities.topk(min(5, len(self.classes)))
         return Prediction(str(video), [(self.classes[i], float(p)) for p, i in zip(top.values, top.indices)])

@@ -257,6 +257,13 @@ def cmd_export(args: argparse.Namespace) -> None:
     export_bundle(args.results, args.output)
 
 
+def cmd_export_rawframes(args: argparse.Namespace) -> None:
+    from tclsta.data.manifest import read_manifest
+    from tclsta.data.rawframes_export import export_rawframes
+
+    export_rawframes(read_manifest(args.manifest), args.shards, args.output)
+
+
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
     """Where a stage that reads config gets it from."""
     parser.add_argument("--config", type=Path, help="config YAML (with --dataset)")
@@ -433,6 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("results", type=Path, help="a dataset's results folder, e.g. results/demo")
     sub.add_argument("--output", type=Path, required=True, help="the bundle folder to write")
     sub.set_defaults(func=cmd_export)
+
+    sub = stages.add_parser("export-rawframes", help="write a dataset's shards as mmaction2 rawframe folders "
+                                                     "(img_/flow_x_/flow_y_ JPEGs, byte for byte) with annotation lists")
+    sub.add_argument("--manifest", type=Path, required=True, help="the dataset's manifest, e.g. results/demo/manifest.csv")
+    sub.add_argument("--shards", type=Path, nargs="+", required=True, help="its shards, e.g. results/demo/shards/shard_*.h5")
+    sub.add_argument("--output", type=Path, required=True, help="the rawframes folder to write")
+    sub.set_defaults(func=cmd_export_rawframes)
     return parser
 
 

@@ -116,7 +116,7 @@ def ablation_table(results: Path, fusion: FusionConfig) -> pd.DataFrame:
     gives the fixed late-fusion weights. One row per :data:`VARIANTS` entry, columns :data:`COLUMNS`.
     """
     # here, not at the top: the workflow imports this module, and every job would pay for importing torch
-    from tclsta.evaluate import Bootstrap, interval
+    from tclsta.evaluate import Bootstrap, accuracy_interval, interval
 
     predictions = {variant.name: _test_predictions(variant, results, fusion) for variant in VARIANTS}
     full = VARIANTS[0].name
@@ -141,7 +141,7 @@ def ablation_table(results: Path, fusion: FusionConfig) -> pd.DataFrame:
             for metric, key in (("top1", "accuracy"), ("mean_class_accuracy", "mean_class_accuracy")):
                 name = f"{model}_{metric}"
                 row[name] = float(points[metric])
-                row[f"{name}_ci_low"], row[f"{name}_ci_high"] = interval(resampled[key])
+                row[f"{name}_ci_low"], row[f"{name}_ci_high"] = accuracy_interval(resampled[key], correct)
                 row[f"{name}_diff"] = row[name] - rows[0][name] if rows else 0.0
                 row[f"{name}_diff_ci_low"], row[f"{name}_diff_ci_high"] = interval(
                     resampled[key] - samples[full][model][key])

@@ -4,7 +4,11 @@ Every accuracy comes with a 95% bootstrap confidence interval over the test
 videos (:class:`Bootstrap`: ``BOOTSTRAP_SAMPLES`` resamples of the test videos
 with replacement, drawn from a fixed seed, so reruns give the same intervals).
 Models scored on the same videos share the resamples, which makes the
-interval of a difference between two models a paired one.
+interval of a difference between two models a paired one. Where every video is
+right (or every one wrong) each resample gives the same accuracy and the
+percentile interval collapses to a point (100.0 [100.0, 100.0]); there an
+accuracy's interval is the exact Clopper-Pearson one instead
+(:func:`accuracy_interval`: 32 of 32 right gives [89.1, 100]).
 """
 
 from __future__ import annotations
@@ -70,6 +74,22 @@ def interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> list[float]
     return [float(low), float(high)] if np.ndim(low) == 0 else [low.tolist(), high.tolist()]
 
 
+def exact_interval(correct: np.ndarray, confidence: float = CONFIDENCE) -> list[float] | None:
+    """Clopper-Pearson interval of an accuracy over n videos that are all right, [(a/2)^(1/n), 1], or all wrong,
+    [0, 1 - (a/2)^(1/n)] (a = 1 - confidence); None for a mixed (or empty) ``correct``."""
+    n = len(correct)
+    if n == 0 or 0 < correct.sum() < n:
+        return None
+    tail = ((1 - confidence) / 2) ** (1 / n)
+    return [tail, 1.0] if correct.all() else [0.0, 1.0 - tail]
+
+
+def accuracy_interval(samples: np.ndarray, correct: np.ndarray) -> list[float]:
+    """An accuracy's interval: the bootstrap percentile one of its ``samples``, or where the bootstrap collapses
+    (``correct``, the 0/1 outcome per video, all 1 or all 0) the exact one (:func:`exact_interval`)."""
+    return exact_interval(correct) or interval(samples)
+
+
 def excludes_zero(bounds: Sequence[float]) -> bool:
     """Whether a difference's interval lies entirely on one side of zero: the difference is distinguishable."""
     return bounds[0] > 0 or bounds[1] < 0
@@ -108,13 +128,15 @@ def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, num_class
     if bootstrap is not None:
         labels_array = labels.numpy()
         top1 = bootstrap.accuracy_samples(top1_correct, labels_array, num_classes)
-        metrics["top1_ci"] = interval(top1["accuracy"])
-        metrics["top5_ci"] = interval(bootstrap.accuracy_samples(top5_correct, labels_array, num_classes)["accuracy"])
-        metrics["mean_class_accuracy_ci"] = interval(top1["mean_class_accuracy"])
+        metrics["top1_ci"] = accuracy_interval(top1["accuracy"], top1_correct)
+        top5 = bootstrap.accuracy_samples(top5_correct, labels_array, num_classes)
+        metrics["top5_ci"] = accuracy_interval(top5["accuracy"], top5_correct)
+        metrics["mean_class_accuracy_ci"] = accuracy_interval(top1["mean_class_accuracy"], top1_correct)
         per_class_samples = bootstrap.per_class_accuracy(top1_correct, labels_array, num_classes)
         with np.errstate(all="ignore"):
             low, high = interval(per_class_samples)
-        metrics["per_class_accuracy_ci"] = [list(pair) for pair in zip(_none_for_nan(low), _none_for_nan(high))]
+        metrics["per_class_accuracy_ci"] = [exact_interval(top1_correct[labels_array == k]) or list(pair)
+                                            for k, pair in enumerate(zip(_none_for_nan(low), _none_for_nan(high)))]
     return metrics
 
 
@@ -195,7 +217,7 @@ def evaluate(
         "validation_per_class_accuracy": {"rgb": per_class_accuracy(val_rgb, val_labels, len(classes)),
                                           "flow": per_class_accuracy(val_flow, val_labels, len(classes))},
         "bootstrap": {"samples": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED, "confidence": CONFIDENCE,
-                      "over": "test videos"},
+                      "over": "test videos", "exact": "Clopper-Pearson where all videos are right or all wrong"},
         **(extra or {}),
     }
     write_text_atomic(out_path, json.dumps(payload, indent=2))

@@ -65,6 +65,8 @@ SPLITS = ("train", "val", "test")
 # Above this many classes the confusion matrix is sorted by accuracy and drawn without cell numbers.
 MANY_CLASSES = 30
 DISAGREEMENTS_SHOWN = 10
+# A class's fusion weight "leans" to a stream when that stream's share exceeds its global share by this much.
+LEAN_MARGIN = 0.05
 PLOT_DPI = 100
 # Figures of the report that can also be saved as PNG files (write_report's plot_paths).
 PLOT_NAMES = ("confusion", "confusion_streams", "fusion_weights", "training")
@@ -85,6 +87,7 @@ tr.highlight td { background: #fff3cd; }
 .note { color: #555; font-size: 0.9em; }
 .published { border: 1px dashed #aaa; padding: 0.4em 1em; background: #fcfcfc; }
 img { max-width: 100%; height: auto; display: block; margin: 0.5em 0; }
+details summary { cursor: pointer; color: #0b5cad; }
 """
 
 
@@ -123,10 +126,7 @@ def write_report(
     for name, path in plot_paths.items():
         write_bytes_atomic(path, pngs[name])
 
-    sections = [
-        ("summary", "Summary", _summary_body(metrics, manifest, config)),
-        ("accuracy", "Accuracy (test split)", _accuracy_body(metrics)),
-    ]
+    sections = [("summary", "Summary", _summary_body(metrics, manifest))]
     if ablation_csv is not None:
         sections.append(("ablation", "Ablation (test split)", _ablation_body(pd.read_csv(ablation_csv))))
     sections += [
@@ -143,6 +143,7 @@ def write_report(
         sections.append(("rejected", "Rejected videos", _rejected_body(metrics["rejected"])))
     if benchmark_paths:
         sections.append(("runtime", "Run time per rule", _runtime_body(benchmark_paths)))
+    sections.append(("settings", "Settings", _settings_body(config)))
 
     title = f"TCLSTA report: {dataset}"
     nav = " ".join(f'<a href="#{section_id}">{_esc(heading)}</a>' for section_id, heading, _ in sections)
@@ -170,8 +171,9 @@ def key_figures(metrics: Mapping, histories: Mapping[str, pd.DataFrame]) -> dict
 # ---------------------------------------------------------------- sections
 
 
-def _summary_body(metrics: dict, manifest: pd.DataFrame, config: Mapping) -> str:
-    """Dataset, classes, videos per split, code version, generation time and settings."""
+def _summary_body(metrics: dict, manifest: pd.DataFrame) -> str:
+    """The test accuracy of every model first, then dataset, classes, code version, generation time and videos
+    per split."""
     generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
     facts = [
         ("dataset", metrics["dataset"]),
@@ -187,14 +189,22 @@ def _summary_body(metrics: dict, manifest: pd.DataFrame, config: Mapping) -> str
             [split, str(len(videos)), str(videos["class_name"].nunique()), str(evaluated.get(split, "–"))]
         )
     split_rows.append(["all", str(len(manifest)), str(manifest["class_name"].nunique()), "–"])
-    settings = _flatten(config)
     return (
-        _table(["", ""], facts, show_header=False)
+        '<h3 id="accuracy">Accuracy (test split)</h3>\n'
+        + _accuracy_body(metrics)
+        + _table(["", ""], facts, show_header=False)
         + "<h3>Videos per split</h3>"
         + _table(["split", "videos in manifest", "classes", "videos used (metrics)"], split_rows, numeric_from=1)
-        + "<h3>Settings</h3>"
-        + (_table(["key", "value"], settings.items()) if settings else '<p class="note">No config given.</p>')
     )
+
+
+def _settings_body(config: Mapping) -> str:
+    """The dataset's whole config, collapsed: the report leads with results."""
+    settings = _flatten(config)
+    if not settings:
+        return '<p class="note">No config given.</p>'
+    return (f"<details><summary>{len(settings)} settings of the dataset's config (click to show)</summary>\n"
+            + _table(["key", "value"], settings.items()) + "\n</details>")
 
 
 def _accuracy_body(metrics: dict) -> str:
@@ -219,7 +229,8 @@ def _accuracy_body(metrics: dict) -> str:
         parts.append(
             f'<p class="note">In brackets: {100 * bootstrap["confidence"]:.0f}% bootstrap confidence interval over the '
             f'{metrics.get("num_test_videos_scored", "")} test videos ({bootstrap["samples"]} resamples, '
-            f'seed {bootstrap["seed"]}).</p>'
+            f'seed {bootstrap["seed"]}); where every video is right or every one wrong the bootstrap collapses to a '
+            "point, and the interval is the exact (Clopper-Pearson) one.</p>"
         )
     if ceilings:
         parts.append(
@@ -295,7 +306,7 @@ def _fusion_body(metrics: dict, per_class_png: bytes) -> str:
             + _table(["class", "RGB weight", "flow weight", "RGB val. acc. (%)", "flow val. acc. (%)",
                       "weight leans to", "more accurate on val."], rows, numeric_from=1)
             + f'<p class="note">A class\'s weight "leans" to a stream when that stream\'s share is above its global '
-            f"share. Of the {agreement['decided']} classes where one stream is more accurate on the validation videos, "
+            f"share by at least {LEAN_MARGIN:.2f} (smaller differences: \"neither\"). Of the {agreement['decided']} classes where one stream is more accurate on the validation videos, "
             f"the weights lean to that stream in {agreement['agree']}.</p>"
         )
     parts.append(_png_img(per_class_png, "per-class fusion weights"))
@@ -303,7 +314,8 @@ def _fusion_body(metrics: dict, per_class_png: bytes) -> str:
 
 
 def fusion_agreement(metrics: Mapping) -> dict:
-    """Per class, the stream the learned weights lean to (share above its global share) and the stream more accurate
+    """Per class, the stream the learned weights lean to (share above its global share by ``LEAN_MARGIN``, else
+    "neither") and the stream more accurate
     on validation ("tie" when equal); ``decided``: classes with a more accurate stream, ``agree``: of those, the
     classes whose weights lean to it."""
     weights = metrics["fusion_weights"]
@@ -311,7 +323,7 @@ def fusion_agreement(metrics: Mapping) -> dict:
     leans, more_accurate = [], []
     for index in range(len(metrics["classes"])):
         share = weights["per_class"]["rgb"][index] - weights["global"]["rgb"]
-        leans.append("RGB" if share > 0 else "flow" if share < 0 else "neither")
+        leans.append("RGB" if share >= LEAN_MARGIN else "flow" if share <= -LEAN_MARGIN else "neither")
         rgb, flow = (validation[stream][index] for stream in ("rgb", "flow"))
         more_accurate.append("tie" if rgb is None or flow is None or rgb == flow else "RGB" if rgb > flow else "flow")
     decided = [i for i, stream in enumerate(more_accurate) if stream != "tie"]

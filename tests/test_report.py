@@ -13,10 +13,10 @@ import pytest
 
 from tclsta.ablation import COLUMNS, METRICS, VARIANTS
 from tclsta.attention_view import attention_figure
-from tclsta.report import PLOT_NAMES, figure_png, write_report
+from tclsta.report import PLOT_NAMES, figure_png, fusion_agreement, write_report
 
 CLASSES = ["DriftRight", "DriftLeft", "Zoom<&>\"In\"", "ZoomOut", "Spin", "Blink", "Pulse", "Still"]
-SECTION_IDS = ("summary", "accuracy", "fusion", "confusion", "per-class", "training", "rejected", "runtime")
+SECTION_IDS = ("summary", "accuracy", "fusion", "confusion", "per-class", "training", "rejected", "runtime", "settings")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -34,6 +34,7 @@ def _metrics(dataset: str, classes: list[str], *, demo_extras: bool) -> dict:
     rng = np.random.default_rng(0)
     num_classes = len(classes)
     rgb_weights = rng.uniform(0.2, 0.8, num_classes)
+    rgb_weights += np.sign(rgb_weights - 0.4) * 0.1  # at least 0.1 from the global share: every class leans clearly
     metrics = {
         "dataset": dataset,
         "classes": classes,
@@ -261,3 +262,21 @@ def test_class_without_test_videos_shows_a_dash(make_report) -> None:
     row = re.search(rf"<tr[^>]*><td>{re.escape(CLASSES[1])}</td>(.*?)</tr>", text, re.S)
     assert row is not None
     assert re.findall(r"<td[^>]*>([^<]*)</td>", row.group(1)) == ["–"] * 4
+
+
+def test_report_leads_with_results_and_ends_with_collapsed_settings(make_report) -> None:
+    html = make_report().read_text()
+    summary = html[html.index('<section id="summary">'):html.index('<section id="fusion">')]
+    assert summary.index("<th>top-1 (%)</th>") < summary.index("code version") < summary.index("Videos per split")
+    assert html.rindex("<section ") == html.index('<section id="settings">')  # the last section
+    settings = html[html.index('<section id="settings">'):]
+    assert settings.index("<details><summary>") < settings.index("<td>model.lstm_units</td>") < settings.index("</details>")
+
+
+def test_weights_lean_only_for_differences_that_matter() -> None:
+    metrics = {"classes": ["a", "b", "c", "d"],
+               "fusion_weights": {"global": {"rgb": 0.4, "flow": 0.6}, "per_class": {"rgb": [0.401, 0.5, 0.3, 0.36]}},
+               "validation_per_class_accuracy": {"rgb": [0.9, 0.9, 0.1, 0.1], "flow": [0.5, 0.5, 0.5, 0.5]}}
+    agreement = fusion_agreement(metrics)
+    assert agreement["leans"] == ["neither", "RGB", "flow", "neither"]  # 0.001 and 0.04 from the global share: neither
+    assert (agreement["decided"], agreement["agree"]) == (4, 2)

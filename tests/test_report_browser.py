@@ -1,7 +1,8 @@
 """The report of real tiny trained streams, opened in a real headless browser (Debian's chromium).
 
-Checked: the page loads with no console messages, every section is in the rendered DOM, every
-embedded image is decoded by the browser, and screenshots are not blank (with the other sections
+Checked: the page loads with no console messages, every section is in the rendered DOM, the
+accuracy table is on the first screen, every embedded image is decoded by the browser, and
+screenshots are not blank (with the other sections
 hidden by a style added to a copy, the attention section's heatmaps fill the window).
 """
 
@@ -25,13 +26,14 @@ from tiny_results import build_tiny_results
 
 SECTIONS = {
     "summary": "Summary",
-    "accuracy": "Accuracy (test split)",
     "fusion": "Fusion weights",
     "confusion": "Confusion matrices (test split)",
     "per-class": "Per-class accuracy (test split)",
     "training": "Training curves",
     "attention": "Attention (test videos)",
+    "settings": "Settings",
 }
+FIRST_SCREEN = 700  # px: the accuracy table must end above this, within a laptop's first screen
 WINDOW = (1200, 1500)
 # chromium --enable-logging=stderr prints every console message (console.error, uncaught exceptions) as
 # "[pid:tid:time:INFO:CONSOLE:line] "message", source: ..." (older builds: "CONSOLE(line)").
@@ -43,6 +45,14 @@ window.addEventListener("load", () => {
     if (!(image.complete && image.naturalWidth > 0)) console.error("image not rendered: " + image.alt);
   }
   document.body.dataset.imagesChecked = document.images.length;
+});
+</script>"""
+# Appended to a copy: where the summary's first table ends, and its header.
+ACCURACY_PROBE = """<script>
+window.addEventListener("load", () => {
+  const table = document.querySelector("#summary table");
+  document.body.dataset.accuracyBottom = Math.ceil(table.getBoundingClientRect().bottom);
+  document.body.dataset.accuracyHeader = Array.from(table.rows[0].cells, cell => cell.textContent).join("|");
 });
 </script>"""
 
@@ -126,3 +136,13 @@ def test_every_embedded_image_is_decoded_by_the_browser(chromium, report, tmp_pa
                       "</body></html>", encoding="utf-8")
     _, console, _ = open_page(chromium, broken.as_uri(), tmp_path / "broken")
     assert len(console) == 1 and "image not rendered: damaged" in console[0]
+
+
+def test_accuracy_table_is_on_the_first_screen(chromium, report, tmp_path) -> None:
+    probe = tmp_path / "probe.html"
+    probe.write_text(report.read_text(encoding="utf-8").replace("</body>", ACCURACY_PROBE + "</body>"), encoding="utf-8")
+    dom, console, _ = open_page(chromium, probe.as_uri(), tmp_path)
+    assert console == []
+    assert 'data-accuracy-header="model|top-1 (%)|top-5 (%)|mean class accuracy (%)"' in dom
+    bottom = int(re.search(r'data-accuracy-bottom="(\d+)"', dom).group(1))
+    assert 0 < bottom < FIRST_SCREEN

@@ -123,26 +123,20 @@ def test_attention_section_renders_its_heatmaps(chromium, report, tmp_path) -> N
     assert saturated_fraction(shown["summary"]) < 0.02
 
 
-def test_every_embedded_image_is_decoded_by_the_browser(chromium, report, tmp_path) -> None:
+def test_images_are_decoded_and_the_accuracy_table_is_on_the_first_screen(chromium, report, tmp_path) -> None:
     probe = tmp_path / "probe.html"
-    probe.write_text(report.read_text(encoding="utf-8").replace("</body>", IMAGE_PROBE + "</body>"), encoding="utf-8")
+    probes = IMAGE_PROBE + ACCURACY_PROBE
+    probe.write_text(report.read_text(encoding="utf-8").replace("</body>", probes + "</body>"), encoding="utf-8")
     dom, console, _ = open_page(chromium, probe.as_uri(), tmp_path)
     assert console == []
     assert 'data-images-checked="5"' in dom
+    assert 'data-accuracy-header="model|top-1 (%)|top-5 (%)|mean class accuracy (%)"' in dom
+    bottom = int(re.search(r'data-accuracy-bottom="(\d+)"', dom).group(1))
+    assert 0 < bottom < FIRST_SCREEN
 
-    # The probe does see an image the browser cannot decode.
+    # The image probe does see an image the browser cannot decode.
     broken = tmp_path / "broken.html"
     broken.write_text(f'<!DOCTYPE html><html><body><img src="data:image/png;base64,AAAA" alt="damaged">{IMAGE_PROBE}'
                       "</body></html>", encoding="utf-8")
     _, console, _ = open_page(chromium, broken.as_uri(), tmp_path / "broken")
     assert len(console) == 1 and "image not rendered: damaged" in console[0]
-
-
-def test_accuracy_table_is_on_the_first_screen(chromium, report, tmp_path) -> None:
-    probe = tmp_path / "probe.html"
-    probe.write_text(report.read_text(encoding="utf-8").replace("</body>", ACCURACY_PROBE + "</body>"), encoding="utf-8")
-    dom, console, _ = open_page(chromium, probe.as_uri(), tmp_path)
-    assert console == []
-    assert 'data-accuracy-header="model|top-1 (%)|top-5 (%)|mean class accuracy (%)"' in dom
-    bottom = int(re.search(r'data-accuracy-bottom="(\d+)"', dom).group(1))
-    assert 0 < bottom < FIRST_SCREEN

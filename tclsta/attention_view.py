@@ -130,7 +130,7 @@ def attention_views(
     model_dir: Path, manifest: pd.DataFrame, shards: Sequence[Path], count: int, device: str = "auto"
 ) -> list[AttentionView]:
     """Run both trained streams of ``model_dir`` (a dataset's results folder) on ``count`` test videos."""
-    predictor = Predictor(model_dir, device)
+    predictor = Predictor(model_dir, device, "fusion")  # the view shows the fused top-5
     models = {"rgb": predictor.rgb, "flow": predictor.flow}
     datasets = centre_crop_test_sets(predictor, manifest, shards)
     specs = {stream: dataset.spec for stream, dataset in datasets.items()}
@@ -242,7 +242,7 @@ def benchmark_cue_attention(
     and the frames in which it shows its colour (the static stream's cue) and drifts (the motion stream's).
     Shares well above the uniform ones say that the trained attention finds the cue.
     """
-    predictor = Predictor(model_dir, device)
+    predictor = Predictor(model_dir, device, "fusion")  # the view shows the fused top-5
     models = {"rgb": predictor.rgb, "flow": predictor.flow}
     datasets = centre_crop_test_sets(predictor, manifest, shards)
     items = datasets["rgb"].items  # (shard, video_id, label, num_frames); the same videos in the same order for flow

@@ -30,9 +30,10 @@ import json
 import logging
 import shutil
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -111,22 +112,21 @@ def _save_onnx(module: nn.Module, examples: tuple[tuple[Tensor, ...], tuple[Tens
                                        f"at input shapes {[tuple(t.shape) for t in example]}")
 
 
-class _quiet_exporter:
+@contextmanager
+def _quiet_exporter() -> Iterator[None]:
     """Keeps the ONNX exporter's progress lines and warnings about torch internals out of the export's output; the
     graph is checked against torch right after, so a real problem still shows."""
-
-    def __enter__(self) -> None:
-        self.levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
-        for name in QUIET_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
-        self.warnings = warnings.catch_warnings()
-        self.warnings.__enter__()
-        warnings.simplefilter("ignore")
-
-    def __exit__(self, *exc_info) -> None:
-        self.warnings.__exit__(*exc_info)
-        for name, level in self.levels.items():
-            logging.getLogger(name).setLevel(level)
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def preprocessing_spec(specs: dict[str, ClipSpec], settings: dict) -> dict:
@@ -193,7 +193,7 @@ def export_bundle(results: Path, out_dir: Path) -> dict:
     cpu = torch.device("cpu")
     out_dir.mkdir(parents=True, exist_ok=True)
     bundle: dict = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "best": chosen_model(results, "best"), "streams": {}}
-    features, specs = {}, {}
+    specs = {}
     for stream in STREAMS:
         model, model_config, state = load_checkpoint(paths[stream], cpu)
         train = build_section(TrainConfig, state["settings"]["train"], "train")
@@ -201,8 +201,6 @@ def export_bundle(results: Path, out_dir: Path) -> dict:
         examples = tuple((torch.randn(2, t, spec.channels, *spec.crop_size),) for t in (spec.num_frames, spec.num_frames + 3))
         wrapped = StreamLogits(model).eval()
         _save_onnx(wrapped, examples, (["clips"], ["logits", "features"]), out_dir / f"{stream}.onnx")
-        with torch.no_grad():
-            features[stream] = [wrapped(*example)[1] for example in examples]
         if stream == "rgb":
             bundle["classes"], bundle["settings"] = state["classes"], state["settings"]
         bundle["streams"][stream] = {"model_config": section_dict(model_config), "epoch": state["epoch"],
@@ -212,9 +210,9 @@ def export_bundle(results: Path, out_dir: Path) -> dict:
     model, config, state = load_collaborative(paths["collaborative"], cpu)
     if state["classes"] != bundle["classes"]:
         raise FileError(paths["collaborative"], f"its classes {state['classes']} differ from the streams' {bundle['classes']}")
-    # the two streams' frame counts differ in the examples, so the graph keeps them apart
-    static, motion = features["rgb"], features["flow"][::-1]
-    examples = tuple((s, m) for s, m in zip(static, motion))
+    # frame features with other frame counts per stream in each example, so the graph keeps the two counts apart
+    static_dim, motion_dim = state["dims"]
+    examples = tuple((torch.randn(2, static, static_dim), torch.randn(2, motion, motion_dim)) for static, motion in ((5, 7), (9, 3)))
     _save_onnx(CollaborativeLogits(model).eval(), examples, (["static", "motion"], ["logits"]),
                out_dir / "collaborative.onnx")
     bundle["collaborative"] = {"config": section_dict(config), "feature_dims": state["dims"], "epoch": state["epoch"]}
@@ -260,6 +258,13 @@ class BundledStream(OnnxGraph):
         return ExportedOutput(*super().__call__(clips))
 
 
+class BundledCollaborative(OnnxGraph):
+    """The collaborative model of a bundle: (static (B, T, Ds), motion (B, T', Dm)) frame features -> logits (B, K)."""
+
+    def __call__(self, static: Tensor, motion: Tensor) -> Tensor:
+        return super().__call__(static, motion)[0]
+
+
 Collaborative = Callable[[Tensor, Tensor], Tensor]
 """(static (B, T, Ds), motion (B, T', Dm)) frame features -> logits (B, K)."""
 
@@ -301,7 +306,7 @@ def load_models(path: Path, device: torch.device, model: str = "best") -> Traine
     fusion = json.loads((path / "fusion.json").read_text())
     if bundled:
         rgb, flow = (BundledStream(path / names[s], device) for s in STREAMS)
-        collaborative = _first(OnnxGraph(path / names["collaborative"], device)) if model == "collaborative" else None
+        collaborative = BundledCollaborative(path / names["collaborative"], device) if model == "collaborative" else None
         configs = [build_section(ModelConfig, bundle["streams"][s]["model_config"], "model") for s in STREAMS]
         return TrainedModels(rgb, flow, *configs, bundle["classes"], bundle["settings"], bundle["streams"]["flow"]["train"],
                              model, fusion, collaborative)
@@ -312,13 +317,9 @@ def load_models(path: Path, device: torch.device, model: str = "best") -> Traine
         network, _, collaborative_state = load_collaborative(path / names["collaborative"], device)
         if collaborative_state["classes"] != state["classes"]:
             raise FileError(path / names["collaborative"], f"its classes differ from the streams' {state['classes']}")
-        collaborative = lambda static, motion: network(static, motion).logits  # noqa: E731
+        collaborative = CollaborativeLogits(network).eval()
     return TrainedModels(rgb, flow, rgb_config, flow_config, state["classes"], state["settings"],
                          flow_state["settings"]["train"], model, fusion, collaborative)
-
-
-def _first(graph: OnnxGraph) -> Collaborative:
-    return lambda static, motion: graph(static, motion)[0]
 
 
 def _read_bundle(path: Path) -> dict:

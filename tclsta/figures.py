@@ -109,7 +109,7 @@ def _accuracy_block(figures: Mapping) -> str:
     slowest = sorted(figures["rule_seconds"].items(), key=lambda item: -item[1])[:4]
     return (
         f"`make figures` at commit {figures['commit']}, {figures['num_test_videos']} test videos; "
-        "in brackets the 95% bootstrap interval over the test videos.\n\n"
+        "in brackets the 95% bootstrap interval over the test videos (exact Clopper-Pearson where all are right or all wrong).\n\n"
         + header + "\n".join(lines) + "\n\n"
         + f"Rule run times summed over jobs (`results/{figures['dataset']}/benchmarks/`): {_minutes(total)}; "
         + ", ".join(f"{rule} {_minutes(seconds)}" for rule, seconds in slowest) + "."

@@ -39,7 +39,8 @@ from torch import Tensor, nn
 from tclsta.atomic import atomic_path, write_text_atomic
 from tclsta.collaborative import load_collaborative
 from tclsta.config import ModelConfig, TrainConfig, build_section, section_dict
-from tclsta.errors import FileError
+from tclsta.errors import FileError, model_file
+from tclsta.evaluate import read_fusion_json
 from tclsta.models import AttentionStream, CollaborativeModel
 from tclsta.inference import inference_clip_spec, load_checkpoint
 
@@ -192,15 +193,20 @@ def load_models(path: Path, device: torch.device) -> TrainedModels:
         if not file.is_file():
             raise FileError(file, "missing: export the bundle again" if bundled else
                             "missing: run the pipeline for this dataset first (snakemake results/<dataset>/report.html)")
-    fusion = json.loads(needed[2].read_text())
+    fusion = read_fusion_json(needed[2])
     if not bundled:
         rgb, rgb_config, state = load_checkpoint(needed[0], device)
         flow, flow_config, flow_state = load_checkpoint(needed[1], device)
         return TrainedModels(rgb, flow, rgb_config, flow_config, state["classes"], state["settings"],
                              flow_state["settings"]["train"], fusion)
-    bundle = json.loads((path / "bundle.json").read_text())
-    if bundle.get("format") != BUNDLE_FORMAT or bundle.get("version") != BUNDLE_VERSION:
-        raise FileError(path / "bundle.json", f"not a {BUNDLE_FORMAT} version {BUNDLE_VERSION} file")
-    configs = [build_section(ModelConfig, bundle["streams"][s]["model_config"], "model") for s in STREAMS]
-    return TrainedModels(BundledStream(needed[0], device), BundledStream(needed[1], device), *configs,
-                         bundle["classes"], bundle["settings"], bundle["streams"]["flow"]["train"], fusion)
+    with model_file(path / "bundle.json"):
+        bundle = json.loads((path / "bundle.json").read_text(encoding="utf-8"))
+        if bundle.get("format") != BUNDLE_FORMAT or bundle.get("version") != BUNDLE_VERSION:
+            raise FileError(path / "bundle.json", f"not a {BUNDLE_FORMAT} version {BUNDLE_VERSION} file")
+        configs = [build_section(ModelConfig, bundle["streams"][s]["model_config"], "model") for s in STREAMS]
+        classes, settings, flow_train = bundle["classes"], bundle["settings"], bundle["streams"]["flow"]["train"]
+    streams = []
+    for file in needed[:2]:
+        with model_file(file):
+            streams.append(BundledStream(file, device))
+    return TrainedModels(*streams, *configs, classes, settings, flow_train, fusion)

@@ -20,8 +20,10 @@ or without lists ``<root>/<class>/<video>/`` folders, split as the ``folder``
 format is (``split_csv`` or ``test_fraction``).
 
 The import stage writes one shard per call through :class:`ShardWriter`, in the
-layout of :mod:`tclsta.data.shards`; a folder with a missing frame or flow
-frame, or with mismatched flow counts, is a :class:`BadFrameFolderError`
+layout of :mod:`tclsta.data.shards`. Every frame and flow file is checked as it
+is copied (a regular file, never a FIFO or device; a bounded size; a JPEG of the
+first frame's size that decodes whole). A folder with a missing, hostile or
+damaged file, or with mismatched flow counts, is a :class:`BadFrameFolderError`
 naming it, and the shard is not written (or, with ``on_bad_video: skip``, the
 folder is left out and listed as rejected).
 """

@@ -4,7 +4,7 @@ equal to an uninterrupted run's.
 Each stage runs once uninterrupted (the reference, and its duration T), then, for one seeded draw after
 another, is killed with SIGKILL (its whole process group, workers included) at a moment drawn uniformly
 from [0, T) and run again to completion into the same folder, until the stage has used its share of the
-time (``TCLSTA_KILL_STAGE_SECONDS``, 8 s; at least one kill). The seed is drawn anew for each session
+time (``TCLSTA_KILL_STAGE_SECONDS``, 4 s; at least one kill). The seed is drawn anew for each session
 and printed; ``TCLSTA_KILL_SEED=<seed>`` repeats a session's kill moments.
 """
 
@@ -32,7 +32,7 @@ from test_workflow import snakemake, workdir  # noqa: F401  (workdir is a fixtur
 
 SHARD = "results/tiny/shards/shard_0.h5"
 SEED = int(os.environ.get("TCLSTA_KILL_SEED") or random.SystemRandom().randrange(1_000_000))
-STAGE_SECONDS = float(os.environ.get("TCLSTA_KILL_STAGE_SECONDS", "8"))
+STAGE_SECONDS = float(os.environ.get("TCLSTA_KILL_STAGE_SECONDS", "4"))
 
 
 def stage_args(stage: str, tiny, results: Path, features: Path, out: Path) -> tuple[list, list[str]]:
@@ -117,7 +117,7 @@ def features(tiny_dataset, tiny_results, tmp_path_factory) -> Path:
 @pytest.mark.parametrize("stage", ["extract", "flow", "pack", "train", "score", "features", "collaborative", "report"])
 def test_stage_killed_at_a_random_moment_reruns_to_the_same_outputs(tiny_dataset, tiny_results, features, tmp_path, stage):
     print(f"kill test seed {SEED} (TCLSTA_KILL_SEED={SEED} repeats it)")
-    settings = tiny_settings(tiny_dataset.root)
+    settings = {**tiny_settings(tiny_dataset.root), "collaborative": {"epochs": 20}}
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     args, outputs = stage_args(stage, tiny_dataset, tiny_results, features, reference)
     reference.mkdir(), killed.mkdir()

@@ -120,7 +120,8 @@ def test_stage_killed_at_a_random_moment_reruns_to_the_same_outputs(tiny_dataset
     settings = {**tiny_settings(tiny_dataset.root), "collaborative": {"epochs": 20}}
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     args, outputs = stage_args(stage, tiny_dataset, tiny_results, features, reference)
-    reference.mkdir(), killed.mkdir()
+    reference.mkdir()
+    killed.mkdir()
     start = time.monotonic()
     seconds = timed_run(stage_command(stage, settings, *args), tmp_path)
     expected = {name: contents(reference / name) for name in outputs}

@@ -2,7 +2,9 @@
 
 import os
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from tclsta.config import check_workflow_config
 
 min_version("9.0")
 
@@ -10,7 +12,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# workflow/schemas/config.schema.yaml with the project's checks: finite numbers, integers not
+# floats, and no key given twice in a config file (Snakemake's own loader keeps the last).
+check_workflow_config(config, workflow.configfiles)
 
 # Many jobs read the same shards, often on a shared filesystem (NFS, Lustre) where HDF5's file
 # locks fail or serialise readers; a shard is written once under a temporary name and renamed,

@@ -1,14 +1,19 @@
 """Atomic file output: write to a temporary sibling, then rename over the target.
 
 An interrupted job therefore never leaves a half-written file under the final
-name, and Snakemake re-runs it cleanly.
+name, and Snakemake re-runs it cleanly. A temporary file's name holds its writer's
+host and process id (``.<name>.<host>-<pid>-<random>.tmp<suffix>``): a writer removes
+the temporary files of writers on its host that have ended, never one still writing.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
+import re
 import secrets
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -19,19 +24,45 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` on success.
 
     On any exception the temporary file is removed and ``path`` is untouched;
-    temporary files of earlier writers that were killed outright are removed first.
+    temporary files of earlier writers that were killed outright are removed first (see :func:`_ended_writer`).
     The suffix is kept so that libraries choosing a format by extension still work.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp{glob.escape(path.suffix)}"):
-        stale.unlink(missing_ok=True)  # left by a writer killed with SIGKILL; one job writes a given output
-    tmp = _create_unique(path.parent, f".{path.name}.", f".tmp{path.suffix}")
+        if _ended_writer(stale.name[len(path.name) + 2:]):
+            stale.unlink(missing_ok=True)  # left by a writer killed with SIGKILL
+    tmp = _create_unique(path.parent, f".{path.name}.{_HOST}-{os.getpid()}-", f".tmp{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# This host, as temporary names record it (a short hash: host names may hold any character).
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_WRITER = re.compile(r"^([0-9a-f]{8})-(\d{1,9})-")
+
+
+def _ended_writer(name: str) -> bool:
+    """Whether the writer of a temporary file (``name``: its name after ``.<output>.``) has ended.
+
+    Only a writer on this host can be told to have ended (its process id is gone); a name
+    without host and process id (written by an older TCLSTA) counts as ended.
+    """
+    writer = _WRITER.match(name)
+    if writer is None:
+        return True
+    if writer.group(1) != _HOST:
+        return False
+    try:
+        os.kill(int(writer.group(2)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # a live process of another user
+        pass
+    return False
 
 
 def _create_unique(folder: Path, prefix: str, suffix: str) -> Path:

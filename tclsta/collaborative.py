@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from tclsta.atomic import atomic_path
 from tclsta.config import CollaborativeConfig, build_section, section_dict
+from tclsta.errors import model_file
 from tclsta.features import StreamFeatures, read_features
 from tclsta.inference import pick_device, write_scores
 from tclsta.models import CollaborativeModel
@@ -165,8 +166,9 @@ def score_collaborative(model: CollaborativeModel, paired: PairedFeatures, batch
 
 def load_collaborative(path: Path, device: torch.device) -> tuple[CollaborativeModel, CollaborativeConfig, dict]:
     """Rebuild a trained collaborative model (never unpickles arbitrary objects): model in eval mode, config, other entries."""
-    state = torch.load(path, map_location=device, weights_only=True)
-    config = build_section(CollaborativeConfig, state["config"], "collaborative")
-    model = build_collaborative(config, *state["dims"], len(state["classes"]))
-    model.load_state_dict(state.pop("state_dict"))
+    with model_file(path):
+        state = torch.load(path, map_location=device, weights_only=True)
+        config = build_section(CollaborativeConfig, state["config"], "collaborative")
+        model = build_collaborative(config, *state["dims"], len(state["classes"]))
+        model.load_state_dict(state.pop("state_dict"))
     return model.to(device).eval(), config, state

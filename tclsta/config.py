@@ -11,6 +11,7 @@ defaults (taken from the paper where it states them).
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -193,13 +194,28 @@ def _schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
-# JSON Schema takes 4.0 for an integer; the code would not (range(4.0), DataLoader(batch_size=4.0)).
+def _is_integer(value: object) -> bool:
+    """JSON Schema takes 4.0 for an integer; the code would not (range(4.0), DataLoader(batch_size=4.0))."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    """A finite number: YAML's .nan and .inf (and 1e400) pass every minimum and maximum, and are refused here."""
+    return _is_integer(value) or (isinstance(value, float) and math.isfinite(value))
+
+
 _Validator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": lambda _, value: _is_integer(value), "number": lambda _, value: _is_number(value)}
     ),
 )
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "type" and isinstance(error.instance, float) and not math.isfinite(error.instance):
+        return f"{error.instance} is not a finite number"
+    return error.message
 
 
 def validate_config(config: dict, source: str = "config") -> None:
@@ -209,7 +225,7 @@ def validate_config(config: dict, source: str = "config") -> None:
     if errors:
         error = errors[0]
         key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
-        raise BadConfigError(key, f"{error.message} (in {source})")
+        raise BadConfigError(key, f"{_message(error)} (in {source})")
 
 
 def validate_settings(settings: dict, source: str) -> None:
@@ -225,20 +241,57 @@ def validate_settings(settings: dict, source: str) -> None:
                         key=lambda e: list(e.absolute_path))
         if errors:
             path = ".".join(str(p) for p in (key, *errors[0].absolute_path))
-            raise BadConfigError(path, f"{errors[0].message} (in {source})")
+            raise BadConfigError(path, f"{_message(errors[0])} (in {source})")
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: object, line: int):
+        super().__init__(key, line)
+        self.key, self.line = key, line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader refusing a mapping that gives a key twice (PyYAML keeps the last value silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *defaults" may override keys
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """A YAML config file's mapping (not validated); unreadable YAML or a key given twice is a BadConfigError."""
+    path = Path(path)
+    try:
+        config = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except _DuplicateKey as exc:
+        raise BadConfigError(str(exc.key), f"given twice in one mapping ({path}, line {exc.line}); keep one") from exc
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise BadConfigError("<file>", f"cannot read {path}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise BadConfigError("<top level>", f"{path} must hold a mapping")
+    return config
 
 
 def load_config(path: str | Path) -> dict:
     """Read and validate a YAML config file."""
-    path = Path(path)
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise BadConfigError("<file>", f"cannot read {path}: {exc}") from exc
-    if not isinstance(config, dict):
-        raise BadConfigError("<top level>", f"{path} must hold a mapping")
+    config = read_config_file(path)
     validate_config(config, str(path))
     return config
+
+
+def check_workflow_config(config: dict, configfiles: list[str]) -> None:
+    """The Snakefile's check of the config Snakemake loaded from ``configfiles`` (its loader lets a duplicate
+    key through) and merged into ``config``: the checks of :func:`load_config`."""
+    for path in configfiles:
+        read_config_file(path)
+    validate_config(config, " and ".join(map(str, configfiles)) or "config")
 
 
 # The recipe for real videos (every format but the generated demo), after the paper, the authors'

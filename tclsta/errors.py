@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 
 class TclstaError(Exception):
@@ -52,6 +54,32 @@ class BadShardError(FileError):
 
     def __init__(self, path: str | Path, reason: str):
         super().__init__(path, f"{reason} (delete it and re-run the pipeline)")
+
+
+class BadModelFileError(FileError):
+    """A checkpoint, resume state, fusion or bundle file that cannot be read back (damaged, or not ours)."""
+
+    what = "bad model file"
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(path, f"{reason} (damaged, or not written by this TCLSTA: delete it and re-run the stage that writes it)")
+
+
+@contextmanager
+def model_file(path: str | Path) -> Iterator[None]:
+    """Read a model file and rebuild from it in this context: whatever fails (a truncated or foreign file, a
+    missing key, a wrong shape) is a :class:`BadModelFileError` naming it. Running out of memory is not."""
+    try:
+        yield
+    except (TclstaError, MemoryError):
+        raise
+    except Exception as exc:
+        import torch  # loaded already by whoever reads model files
+
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            raise
+        first_line = next(iter(str(exc).strip().splitlines()), "")
+        raise BadModelFileError(path, f"{type(exc).__name__}: {first_line[:300]}") from exc
 
 
 class ShardWriteError(FileError):

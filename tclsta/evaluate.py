@@ -25,6 +25,7 @@ import torch
 from tclsta.atomic import write_text_atomic
 from tclsta.config import FusionConfig
 from tclsta.data.manifest import class_names
+from tclsta.errors import model_file
 from tclsta.fusion import FusionWeights, late_fusion, learn_fusion
 from tclsta.inference import read_scores
 from tclsta.settings import StageSettings
@@ -171,9 +172,19 @@ def aligned_logits(scores: pd.DataFrame, video_ids: Sequence[str], source: Path)
     return torch.tensor(table.loc[list(video_ids)].filter(like="score_").to_numpy(), dtype=torch.float32)
 
 
+def read_fusion_json(path: Path) -> dict:
+    """The content of the fusion JSON ``fuse_streams`` wrote, checked (a damaged one is a ``BadModelFileError``)."""
+    with model_file(path):
+        fusion = json.loads(Path(path).read_text(encoding="utf-8"))
+        fusion_weights(fusion)  # KeyError, TypeError or ValueError where the weights are missing or no numbers
+        if not {"global", "per_class"} <= fusion.keys():
+            raise KeyError("'global' or 'per_class'")
+    return fusion
+
+
 def read_fusion(path: Path) -> FusionWeights:
     """The fusion weights ``fuse_streams`` wrote."""
-    return fusion_weights(json.loads(Path(path).read_text()))
+    return fusion_weights(read_fusion_json(path))
 
 
 def fusion_weights(fusion: dict) -> FusionWeights:
@@ -189,11 +200,11 @@ def evaluate(
     given) the collaborative model, as metrics.json."""
     classes = class_names(manifest)
     rgb_logits, flow_logits, labels, video_ids = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "test")
-    fusion = json.loads(Path(fusion_path).read_text())
+    fusion = read_fusion_json(fusion_path)
     candidates = {
         "rgb": rgb_logits,
         "flow": flow_logits,
-        "fused": read_fusion(fusion_path).fuse(rgb_logits, flow_logits),
+        "fused": fusion_weights(fusion).fuse(rgb_logits, flow_logits),
         "late_fusion": late_fusion(rgb_logits, flow_logits, tuple(config.late_fusion_weights)),
     }
     if collaborative_scores is not None:

@@ -44,7 +44,8 @@ from tclsta.atomic import atomic_path, write_text_atomic
 from tclsta.collaborative import load_collaborative
 from tclsta.config import ModelConfig, TrainConfig, build_section, section_dict
 from tclsta.data.dataset import IMAGENET_MEAN, IMAGENET_STD, ClipSpec
-from tclsta.errors import FileError
+from tclsta.errors import FileError, model_file
+from tclsta.evaluate import read_fusion_json
 from tclsta.models import AttentionStream, CollaborativeModel
 from tclsta.inference import inference_clip_spec, load_checkpoint
 
@@ -303,10 +304,16 @@ def load_models(path: Path, device: torch.device, model: str = "best") -> Traine
         if not (path / name).is_file():
             raise FileError(path / name, "missing: export the bundle again" if bundled else
                             "missing: run the pipeline for this dataset first (snakemake results/<dataset>/report.html)")
-    fusion = json.loads((path / "fusion.json").read_text())
+    fusion = read_fusion_json(path / "fusion.json")
     if bundled:
-        rgb, flow = (BundledStream(path / names[s], device) for s in STREAMS)
-        collaborative = BundledCollaborative(path / names["collaborative"], device) if model == "collaborative" else None
+        with model_file(path / names["rgb"]):
+            rgb = BundledStream(path / names["rgb"], device)
+        with model_file(path / names["flow"]):
+            flow = BundledStream(path / names["flow"], device)
+        collaborative = None
+        if model == "collaborative":
+            with model_file(path / names["collaborative"]):
+                collaborative = BundledCollaborative(path / names["collaborative"], device)
         configs = [build_section(ModelConfig, bundle["streams"][s]["model_config"], "model") for s in STREAMS]
         return TrainedModels(rgb, flow, *configs, bundle["classes"], bundle["settings"], bundle["streams"]["flow"]["train"],
                              model, fusion, collaborative)
@@ -323,7 +330,13 @@ def load_models(path: Path, device: torch.device, model: str = "best") -> Traine
 
 
 def _read_bundle(path: Path) -> dict:
-    bundle = json.loads(path.read_text())
-    if bundle.get("format") != BUNDLE_FORMAT or bundle.get("version") != BUNDLE_VERSION:
-        raise FileError(path, f"not a {BUNDLE_FORMAT} version {BUNDLE_VERSION} file: export the bundle again")
+    """A bundle's bundle.json, checked (a damaged one is a ``BadModelFileError``)."""
+    with model_file(path):
+        bundle = json.loads(path.read_text(encoding="utf-8"))
+        if bundle.get("format") != BUNDLE_FORMAT or bundle.get("version") != BUNDLE_VERSION:
+            raise FileError(path, f"not a {BUNDLE_FORMAT} version {BUNDLE_VERSION} file: export the bundle again")
+        for key in ("streams", "classes", "settings", "best"):
+            bundle[key]  # KeyError names a missing part
+        for stream in STREAMS:
+            bundle["streams"][stream]["model_config"], bundle["streams"][stream]["train"]
     return bundle

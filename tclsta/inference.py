@@ -28,7 +28,7 @@ from tclsta.atomic import atomic_path
 from tclsta.config import ModelConfig, TrainConfig, build_section, for_stream, section_dict
 from tclsta.data.dataset import ClipSpec, ShardClipDataset, clip_loader, decodes_on_device, model_input, stream_channels
 from tclsta.data.tables import read_table
-from tclsta.errors import DeviceError, FileError
+from tclsta.errors import DeviceError, FileError, model_file
 from tclsta.models import AttentionStream
 from tclsta.settings import StageSettings
 
@@ -113,11 +113,12 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[AttentionStream, 
     path = Path(path)
     if not path.is_file():
         raise FileError(path, "no such checkpoint: train the stream first (snakemake results/<dataset>/models/<stream>.pt)")
-    state = torch.load(path, map_location=device, weights_only=True)
-    config = build_section(ModelConfig, state["model_config"], "model")
-    # the trained weights replace the initial ones: no pretrained file is read
-    model = build_model(dataclasses.replace(config, pretrained=None), state["modality"], len(state["classes"]))
-    model.load_state_dict(state.pop("state_dict"))
+    with model_file(path):
+        state = torch.load(path, map_location=device, weights_only=True)
+        config = build_section(ModelConfig, state["model_config"], "model")
+        # the trained weights replace the initial ones: no pretrained file is read
+        model = build_model(dataclasses.replace(config, pretrained=None), state["modality"], len(state["classes"]))
+        model.load_state_dict(state.pop("state_dict"))
     return model.to(device).eval(), config, state
 
 

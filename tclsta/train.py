@@ -12,7 +12,9 @@ Surviving real runs:
 * After every epoch the whole training state (weights, optimiser, scheduler,
   gradient scaler, RNG, history, best so far) is written atomically to
   ``<checkpoint>.resume/last.pt``. A re-run with the same settings resumes from
-  it and, on the CPU with a fixed seed, ends exactly as an uninterrupted run.
+  it and, on the CPU with a fixed seed, ends exactly as an uninterrupted run;
+  a damaged state is moved aside to ``<checkpoint>.resume.damaged/`` and the
+  run starts again from the first epoch.
   The best-on-validation weights reach the checkpoint path only when training
   is over, so a killed job leaves no output for Snakemake to mistake as done.
 * Multi-GPU: under ``torchrun --nproc_per_node N`` each process takes its share
@@ -48,6 +50,7 @@ from tclsta.atomic import atomic_path, write_text_atomic
 from tclsta.config import ModelConfig, TrainConfig, section_dict
 from tclsta.data.dataset import ClipSpec, ShardClipDataset, clip_loader, decodes_on_device, model_input
 from tclsta.data.manifest import class_names
+from tclsta.errors import BadModelFileError, model_file
 from tclsta.inference import build_model, inference_clip_spec, pick_device, save_checkpoint, split_dataset
 from tclsta.models import AttentionStream, stream_loss
 from tclsta.predict import PREDICT_SETTINGS
@@ -325,19 +328,40 @@ def _run_key(modality: str, model: ModelConfig, train: TrainConfig, *parts: obje
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
 
+RESUME_KEYS = ("run_key", "model", "optimizer", "scheduler", "scaler", "rng", "epoch", "history", "best")
+
+
 def _load_resume_state(resume_dir: Path, run_key: str, runtime: Runtime) -> dict | None:
+    """The state ``resume_dir`` holds of this run, or None: when there is none, when another run saved it
+    (it is deleted) or when it is damaged (it is moved aside to ``<resume_dir>.damaged``, and said so)."""
     path = resume_dir / "last.pt"
     if not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("run_key") != run_key:
+    try:
+        with model_file(path):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = {key: state[key] for key in RESUME_KEYS}
+    except BadModelFileError as exc:
+        aside = resume_dir.with_name(resume_dir.name + ".damaged")
+        log.warning("%s; moved to %s, training starts again from the first epoch", exc, aside)
+        _discard(resume_dir, runtime, aside)
+        return None
+    if state["run_key"] != run_key:
         log.info("ignoring %s: saved by a run with other settings, data or process count", path)
-        if runtime.world_size > 1:
-            dist.barrier()  # every process has read it before the main one starts over
-        if runtime.main:
-            shutil.rmtree(resume_dir)
+        _discard(resume_dir, runtime)
         return None
     return state
+
+
+def _discard(resume_dir: Path, runtime: Runtime, aside: Path | None = None) -> None:
+    """Delete ``resume_dir`` (move it to ``aside``, replacing what is there) once every process has read it."""
+    if runtime.world_size > 1:
+        dist.barrier()  # every process has read it before the main one starts over
+    if runtime.main and aside is None:
+        shutil.rmtree(resume_dir)
+    elif runtime.main:
+        shutil.rmtree(aside, ignore_errors=True)
+        resume_dir.rename(aside)
 
 
 def _save_resume_state(path: Path, run_key: str, model: AttentionStream, optimizer: torch.optim.Optimizer,

@@ -16,6 +16,7 @@ Inputs are local media files only: ffmpeg and ffprobe may open nothing but files
 from __future__ import annotations
 
 import functools
+import math
 import re
 import shutil
 import subprocess
@@ -128,6 +129,14 @@ def _probe_with_ffprobe(path: Path, ffprobe_exe: str) -> VideoInfo:
         raise BadVideoError(path, f"unreadable header: {type(error).__name__}: {error}") from None
 
 
+def _rotation(value: object) -> int:
+    """Degrees of a rotate tag or side data; ``ValueError`` for one that is not a finite number (``abc``, ``inf``)."""
+    degrees = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(degrees):
+        raise ValueError(f"rotate tag {value!r} is not a finite number")
+    return int(degrees)
+
+
 def _video_info(path: Path, probe: dict) -> VideoInfo:
     """VideoInfo of ffprobe's output (``-show_format -show_streams``)."""
     video_streams = [stream for stream in probe.get("streams", []) if stream.get("codec_type") == "video"]
@@ -138,9 +147,9 @@ def _video_info(path: Path, probe: dict) -> VideoInfo:
     if width <= 0 or height <= 0:
         raise BadVideoError(path, "video stream has no frame size")
     # ffmpeg auto-rotates on decoding, so report the displayed size.
-    rotation = int(float(stream.get("tags", {}).get("rotate", 0)))
+    rotation = _rotation(stream.get("tags", {}).get("rotate", 0))
     for side_data in stream.get("side_data_list", []):
-        rotation = int(float(side_data.get("rotation", rotation)))
+        rotation = _rotation(side_data.get("rotation", rotation))
     if rotation % 180 != 0:
         width, height = height, width
     fps = 0.0
@@ -344,10 +353,12 @@ def decode_frames(path: Path, short_side: int | None = None, max_frames: int | N
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width, 3)
 
 
-def _streamed_frames(path: Path, width: int, height: int, max_frames: int | None) -> Iterator[np.ndarray]:
-    """Decoded frames ``(height, width, 3)`` one at a time, never the whole video in memory."""
+def _streamed_frames(path: Path, width: int, height: int, max_frames: int | None,
+                     limits: PreprocessConfig | None) -> Iterator[np.ndarray]:
+    """Decoded frames ``(height, width, 3)`` one at a time, never the whole video in memory; with ``limits``,
+    frames over ``max_frame_pixels`` are refused by ffmpeg before it decodes them, as in extraction."""
     frame_bytes = width * height * 3
-    pipe = _FfmpegPipe(_rawvideo_command(path, width, height, max_frames))
+    pipe = _FfmpegPipe(_rawvideo_command(path, width, height, max_frames, limits))
     try:
         while len(chunk := pipe.stdout.read(frame_bytes)) == frame_bytes:
             yield np.frombuffer(chunk, dtype=np.uint8).reshape(height, width, 3)
@@ -368,13 +379,14 @@ def sample_frames(path: Path, choose: Callable[[int], Iterable[int]], short_side
     path = Path(path)
     info = _checked_probe(path, limits)
     cap = None if limits is None else limits.max_video_frames + 1
-    count = sum(1 for _ in _streamed_frames(path, 2, 2, cap))
+    count = sum(1 for _ in _streamed_frames(path, 2, 2, cap, limits))
     _check_decoded_count(path, count, limits)
     if count == 0:
         raise BadVideoError(path, "ffmpeg decoded 0 frames")
     wanted = set(choose(count))
     width, height = scaled_size(info.width, info.height, short_side)
-    kept = {i: frame.copy() for i, frame in enumerate(_streamed_frames(path, width, height, max(wanted) + 1)) if i in wanted}
+    kept = {i: frame.copy() for i, frame in enumerate(_streamed_frames(path, width, height, max(wanted) + 1, limits))
+            if i in wanted}
     return count, kept
 
 
@@ -420,10 +432,11 @@ def _over_limits(count: int, fps: float, limits: PreprocessConfig | None) -> str
 
 
 def _unreadable_rotate_tag(log: str) -> str | None:
-    """A non-numeric ``rotate`` tag of the input, as ffmpeg's log prints its metadata (None when all are numbers)."""
+    """A ``rotate`` tag of the input that is no finite number, as ffmpeg's log prints its metadata (None when all are);
+    the probe (:func:`_rotation`) refuses the same tags."""
     for value in _ROTATE_TAG.findall(log):
         try:
-            float(value)
+            _rotation(value)
         except ValueError:
             return value
     return None

@@ -1,5 +1,8 @@
 """Config validation: the shipped config is valid; bad values fail naming the key."""
 
+import math
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +55,15 @@ def test_shipped_config_is_valid_and_overrides_merge():
         (lambda c: c["train"].update(crop_size=[-1, 56]), "train.crop_size.0"),
         (lambda c: c["datasets"]["demo"]["preprocess"].update(num_shards=0), "datasets.demo.preprocess.num_shards"),
         (lambda c: c["datasets"]["demo"].update(roots="/data"), "datasets.demo"),
+        # Values the schema took that crashed later (or ran with a silent nonsense), issue 26.
+        (lambda c: c["train"].update(seed=-1), "train.seed"),
+        (lambda c: c["collaborative"].update(seed=2**32), "collaborative.seed"),
+        (lambda c: c["datasets"]["ucf101"].update(format="folder", test_fraction=math.nan), "datasets.ucf101.test_fraction"),
+        (lambda c: c["train"].update(val_fraction=math.nan), "train.val_fraction"),
+        (lambda c: c["fusion"].update(lr=math.inf), "fusion.lr"),
+        (lambda c: c["preprocess"].update(max_video_seconds=math.inf), "preprocess.max_video_seconds"),
+        (lambda c: c["preprocess"].update(num_shards=100_000_000), "preprocess.num_shards"),
+        (lambda c: c["train"].update(crop_size=[224, 10**6]), "train.crop_size.1"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, edit, key):
@@ -83,3 +95,33 @@ def test_cli_names_a_bad_value_without_traceback(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "bad config value 'datasets.demo.train.batch_size': -4 is less than the minimum of 1" in result.stderr
     assert not (tmp_path / "manifest.csv").exists()
+
+
+def test_nan_is_named_as_not_a_finite_number(tmp_path):
+    config = shipped()
+    config["train"]["val_fraction"] = math.nan
+    with pytest.raises(BadConfigError, match=r"^bad config value 'train.val_fraction': nan is not a finite number \(in "):
+        load_config(write_config(tmp_path, config))
+
+
+DUPLICATE = "datasets:\n  demo: {format: demo, root: v, splits_dir: s}\ntrain:\n  batch_size: 8\n  seed: 0\n  batch_size: 16\n"
+
+
+def test_a_key_given_twice_is_refused_naming_it(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(DUPLICATE)
+    with pytest.raises(BadConfigError, match=re.escape(f"'batch_size': given twice in one mapping ({path}, line 6)")):
+        load_config(path)
+
+
+def test_snakemake_refuses_what_load_config_refuses(tmp_path):
+    """Snakemake reads config.yaml with its own loader: the Snakefile runs the project's checks on it."""
+    for name in ("Snakefile", "rules", "workflow"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
+    nan = DUPLICATE.replace("  batch_size: 16\n", "  val_fraction: .nan\n")
+    for text, message in ((DUPLICATE, "bad config value 'batch_size': given twice in one mapping (config.yaml, line 6)"),
+                          (nan, "bad config value 'train.val_fraction': nan is not a finite number")):
+        (tmp_path / "config.yaml").write_text(text)
+        run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode != 0 and message in run.stdout + run.stderr, run.stdout[-2000:]

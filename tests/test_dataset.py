@@ -1,5 +1,7 @@
 """The clip Dataset over real shards: shapes, sampling, determinism, decoding in the workers or on the device."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ from tclsta.data.dataset import (IMAGENET_MEAN, IMAGENET_STD, ClipSpec, EncodedC
                                   decode_flow_jpegs, decodes_on_device, flow_windows, model_input, segment_indices)
 from tclsta.data.manifest import read_manifest
 from tclsta.data.shards import ShardReader
+from tclsta.errors import BadConfigError
 from tclsta.inference import pick_device, scoring_loader
 
 
@@ -105,3 +108,10 @@ def test_jpegs_are_decoded_on_the_device_only_when_it_is_cuda(tiny_dataset):
     loader = scoring_loader(manifest, ["test"], tiny_dataset.shards, "rgb", config.model.flow_stack, config.train, device)
     clips, _ = next(iter(loader))
     assert isinstance(clips, list) == (device.type == "cuda")  # without CUDA: uint8 clips from the workers
+
+
+def test_crop_larger_than_the_frames_is_refused(tiny_dataset):
+    """Not silently cropped to the whole 64x48 frame: the error says the largest crop that fits."""
+    with pytest.raises(BadConfigError, match=re.escape("'train.crop_size': [56, 72] is larger than the 64x48 frames of")) as error:
+        dataset(tiny_dataset, ClipSpec("rgb", 4, (56, 72)))
+    assert "set it to at most [48, 64]" in str(error.value)

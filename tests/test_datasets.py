@@ -10,7 +10,7 @@ import pytest
 from tclsta.config import PreprocessConfig, parse_dataset
 from tclsta.data.manifest import build_manifest
 from tclsta.data.shards import ShardReader
-from tclsta.errors import BadSplitFileError
+from tclsta.errors import BadSplitFileError, FileError
 from tclsta.preprocess import extract_shard
 
 ODD_NAME = "it's a \"clip\" – é 日本_g03_c01.avi"
@@ -108,8 +108,8 @@ def test_folder_with_user_csv_and_odd_names_extract(tiny_videos, tmp_path):
         ({"path": ["../../etc/passwd"], "split": ["train"]}, "outside the dataset root"),
         ({"path": ["/etc/passwd"], "split": ["test"]}, "row 2: '/etc/passwd' points outside the dataset root"),
         ({"path": ["DriftLeft/none.avi"], "split": ["train"]}, "not a video in a class folder"),
-        ({"path": ["DriftLeft/v_DriftLeft_g01_c01.avi"], "split": ["holdout"]}, "must be train or test"),
-        ({"video": ["x"]}, "needs columns"),
+        ({"path": ["DriftLeft/v_DriftLeft_g01_c01.avi"], "split": ["holdout"]}, "row 2, column 'split': expected one of train, test"),
+        ({"video": ["x"]}, "lacks column"),
         ({"path": ["DriftLeft/v_DriftLeft_g01_c01.avi", ""], "split": ["test", "train"]}, "row 3: empty path"),
         ({"path": ["DriftLeft/v_DriftLeft_g01_c01.avi", "DriftRight/../DriftLeft/v_DriftLeft_g01_c01.avi"],
           "split": ["test", "train"]}, "video listed twice"),
@@ -119,9 +119,25 @@ def test_bad_user_csv_is_named(tiny_videos, tmp_path, rows, message):
     root = make_folder(tiny_videos, tmp_path / "folder")
     split_csv = tmp_path / "split.csv"
     pd.DataFrame(rows).to_csv(split_csv, index=False)
-    with pytest.raises(BadSplitFileError, match=message) as info:
+    with pytest.raises(FileError, match=message) as info:
         build_manifest(parse_dataset(settings(root, "folder", split_csv=str(split_csv))))
     assert "split.csv" in str(info.value)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"path,split\nDriftLeft/v_DriftLeft_g01_c01.avi,test,extra\n", "row 2 has more fields than the header"),
+    (b'path,split\n"DriftLeft/v_DriftLeft_g01_c01.avi,test\n', "not a readable CSV (Error tokenizing data. C error: EOF inside string"),
+    (b"", "not a readable CSV (No columns to parse from file)"),
+    (b"path,split\nDriftLeft/v_\xe9.avi,test\n", "line 2: byte 0xe9 is not UTF-8 text"),
+    (b"path,split\nDriftLeft/v_DriftLeft_g01_c01.avi\0,test\n", "line 2: a NUL byte"),
+], ids=["extra-column", "unterminated-quote", "empty", "not-utf8", "nul-byte"])
+def test_malformed_user_csv_is_one_line_naming_it(tiny_videos, tmp_path, content, message):
+    root = make_folder(tiny_videos, tmp_path / "folder")
+    split_csv = tmp_path / "split.csv"
+    split_csv.write_bytes(content)
+    with pytest.raises(FileError, match=re.escape(f"bad CSV {split_csv}: {message}")) as info:
+        build_manifest(parse_dataset(settings(root, "folder", split_csv=str(split_csv))))
+    assert "\n" not in str(info.value)
 
 
 def test_folder_video_symlinked_outside_the_root_is_refused(tiny_videos, tmp_path):

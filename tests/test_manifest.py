@@ -86,6 +86,20 @@ def test_malformed_class_index_is_named(tiny_videos, tmp_path):
         build(root)
 
 
+@pytest.mark.parametrize("name, damage, message", [
+    ("trainlist01.txt", lambda text: text.replace(b"g02_c01", b"g02\0c01", 1), "line 1: a NUL byte; not a text file"),
+    ("trainlist01.txt", lambda text: text + b"DriftLeft/v_\xff.avi 1\n", "byte 0xff is not UTF-8 text"),
+    ("classInd.txt", lambda text: text.replace(b"1 ", "²".encode() + b" ", 1), "line 1: expected '<index> <class name>'"),
+], ids=["nul-byte", "not-utf8", "superscript-digit"])
+def test_odd_bytes_in_split_and_class_lists_are_one_line_errors(tiny_videos, tmp_path, name, damage, message):
+    root = copy_tree(tiny_videos, tmp_path / "ds")
+    listing = root / "splits" / name
+    listing.write_bytes(damage(listing.read_bytes()))
+    with pytest.raises(BadSplitFileError, match=f"^bad split file {re.escape(str(listing))}: ") as info:
+        build(root)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize(
     "line, message",
     [

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -140,6 +142,15 @@ def broken(mmaction2, tmp_path):
     return tmp_path / "rawframes", lists, tiny
 
 
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-200])
+
+
+def replace(path: Path, make: Callable[[Path], None]) -> None:
+    path.unlink()
+    make(path)
+
+
 def first_video_of_shard(tiny: pd.DataFrame, shard: int) -> str:
     return sorted(tiny.loc[tiny["shard"] == shard, "video_id"])[0]
 
@@ -149,8 +160,16 @@ def first_video_of_shard(tiny: pd.DataFrame, shard: int) -> str:
     (lambda folder: (folder / "flow_y_00011.jpg").unlink(), "mismatched flow counts: 11 flow_x_ and 10 flow_y_ files"),
     (lambda folder: [(folder / f"flow_{a}_00011.jpg").unlink() for a in "xy"], "12 frames but 10 flow pairs"),
     (lambda folder: cv2.imwrite(str(folder / "flow_y_00003.png"), np.zeros((48, 64), np.uint8))
-     and (folder / "flow_y_00003.png").rename(folder / "flow_y_00003.jpg"), "flow_y_00003.jpg is not a JPEG file"),
-])
+     and (folder / "flow_y_00003.png").rename(folder / "flow_y_00003.jpg"), "flow_y_00003.jpg is not a readable JPEG"),
+    # Hostile frame files: each checked as it is read, not only the first frame.
+    (lambda folder: truncate(folder / "img_00005.jpg"), "img_00005.jpg is not a readable JPEG (Premature end of JPEG file)"),
+    (lambda folder: truncate(folder / "flow_x_00007.jpg"), "flow_x_00007.jpg is not a readable JPEG"),
+    (lambda folder: cv2.imwrite(str(folder / "img_00004.jpg"), np.zeros((96, 128, 3), np.uint8)),
+     "img_00004.jpg is 128x96, the folder's frames 64x48"),
+    (lambda folder: replace(folder / "img_00003.jpg", lambda path: path.symlink_to("/dev/zero")), "img_00003.jpg is not a regular file"),
+    (lambda folder: replace(folder / "flow_y_00002.jpg", os.mkfifo), "flow_y_00002.jpg is not a regular file"),
+], ids=["missing-frame", "mismatched-flow", "missing-flow-pair", "flow-not-jpeg", "truncated-frame", "truncated-flow",
+        "frame-of-another-size", "frame-linked-to-dev-zero", "flow-fifo"])
 def test_bad_folder_is_named_and_its_shard_not_written(broken, tmp_path, damage, message):
     root, lists, tiny = broken
     video_id = first_video_of_shard(tiny, 0)
@@ -167,13 +186,13 @@ def test_bad_folder_is_named_and_its_shard_not_written(broken, tmp_path, damage,
 def test_skip_leaves_the_bad_folder_out_and_lists_it(broken, tmp_path):
     root, lists, tiny = broken
     video_id = first_video_of_shard(tiny, 1)
-    (root / video_id / "img_00002.jpg").unlink()
+    truncate(root / video_id / "img_00002.jpg")
     settings = rawframes_settings(root, **lists)
     settings["preprocess"]["on_bad_video"] = "skip"
     dataset = parse_dataset(settings)
     import_shard(build_manifest(dataset), 1, dataset, tmp_path / "shard_1.h5", tmp_path / "rejected_1.csv")
     rejected = pd.read_csv(tmp_path / "rejected_1.csv")
-    assert rejected["video_id"].tolist() == [video_id] and "missing img_00002.jpg" in rejected["reason"][0]
+    assert rejected["video_id"].tolist() == [video_id] and "img_00002.jpg is not a readable JPEG" in rejected["reason"][0]
     with ShardReader(tmp_path / "shard_1.h5") as shard:
         assert video_id not in shard.video_ids and len(shard.video_ids) == (tiny["shard"] == 1).sum() - 1
 
@@ -189,6 +208,31 @@ def test_label_outside_the_class_list_names_the_list_and_folder(mmaction2, tmp_p
         build_manifest(parse_dataset(rawframes_settings(root, **{**lists, "test_list": str(bad)})))
     assert str(bad) in str(error.value) and "line 3" in str(error.value) and str(root / folder) in str(error.value)
     assert "outside the class list (4 classes, labels 0..3)" in str(error.value)
+
+
+def test_folder_layout_refuses_a_folder_linked_from_outside_the_root(tiny_dataset, tmp_path):
+    root = tmp_path / "denseflow"
+    tiny = write_rawframes(tiny_dataset, root, DENSEFLOW_OLD)
+    video_id = tiny["video_id"].iloc[0]
+    outside = tmp_path / "elsewhere"
+    (root / video_id).rename(outside)
+    (root / video_id).symlink_to(outside)
+    with pytest.raises(BadSplitFileError, match=re.escape(f"'{video_id}' points outside the dataset root {root}")):
+        build_manifest(parse_dataset(rawframes_settings(root)))
+
+
+@pytest.mark.parametrize("field, value", [(1, "1²"), (2, "²")], ids=["frame-count", "label"])
+def test_odd_digits_in_an_annotation_list_are_a_one_line_error(mmaction2, tmp_path, field, value):
+    """``str.isdigit`` takes '²', which ``int`` refuses: frame counts and labels are ASCII digits."""
+    root, lists, _ = mmaction2
+    listing = Path(lists["train_list"]).read_text().splitlines()
+    parts = listing[0].split()
+    parts[field] = value
+    listing[0] = " ".join(parts)
+    bad = tmp_path / "train_list.txt"
+    bad.write_text("\n".join(listing), encoding="utf-8")
+    with pytest.raises(BadSplitFileError, match=f"bad split file {re.escape(str(bad))}: line 1: expected"):
+        build_manifest(parse_dataset(rawframes_settings(root, **{**lists, "train_list": str(bad)})))
 
 
 def test_workflow_imports_rawframes_without_extraction_or_flow(mmaction2, tmp_path):

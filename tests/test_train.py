@@ -3,6 +3,7 @@ scoring, fusion and evaluation."""
 
 import dataclasses
 import json
+import logging
 import random
 import signal
 import subprocess
@@ -170,3 +171,19 @@ def test_two_processes_with_gloo_match_one_process(tiny_dataset, tmp_path):
     for column in ("train_loss", "val_loss"):
         np.testing.assert_allclose(one[column], two[column], rtol=0.1, err_msg=column)
     np.testing.assert_allclose(one["val_acc"], two["val_acc"], atol=0.25)
+
+
+def test_damaged_resume_state_is_moved_aside_and_training_starts_over(tiny_dataset, tmp_path, caplog):
+    damaged = tmp_path / "rgb.pt.resume" / "last.pt"
+    damaged.parent.mkdir()
+    damaged.write_bytes(b"PK\x03\x04" + bytes(60))  # a zip header, then nothing: a state cut short
+    config = tiny_dataset.config
+    one_epoch = dataclasses.replace(config.train, stages=({"name": "joint", "epochs": 1, "lr": 0.003},))
+    with caplog.at_level(logging.WARNING, logger="tclsta.train"):
+        train_stream(tiny_dataset.shards, read_manifest(tiny_dataset.manifest_path), "rgb", config.model, one_epoch,
+                     tmp_path / "rgb.pt", tmp_path / "rgb.csv")
+    assert f"bad model file {damaged}: " in caplog.text
+    assert f"moved to {tmp_path / 'rgb.pt.resume.damaged'}, training starts again from the first epoch" in caplog.text
+    assert (tmp_path / "rgb.pt.resume.damaged" / "last.pt").read_bytes() == b"PK\x03\x04" + bytes(60)
+    assert pd.read_csv(tmp_path / "rgb.csv")["epoch"].tolist() == [1]
+    assert (tmp_path / "rgb.pt").is_file() and not damaged.parent.exists()

@@ -40,6 +40,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 
 from tclsta.data.augment import multiscale_box, resize_clip
 from tclsta.data.shards import ShardReader
+from tclsta.errors import BadConfigError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -194,6 +195,14 @@ def decodes_on_device(decode_device: str, device: torch.device | str) -> bool:
     return decode_device == "auto" and torch.device(device).type == "cuda"
 
 
+def _check_crop(crop: tuple[int, int], height: int, width: int, video_id: str, shard: Path) -> None:
+    """Refuse a crop larger than a video's frames (it would silently be the whole frame instead)."""
+    if crop[0] > height or crop[1] > width:
+        raise BadConfigError("train.crop_size", f"[{crop[0]}, {crop[1]}] is larger than the {width}x{height} frames of "
+                                                f"'{video_id}' ({shard}); set it to at most [{height}, {width}], or raise "
+                                                "preprocess.short_side")
+
+
 class ShardClipDataset(Dataset):
     """Clips of the videos ``video_ids`` found in ``shard_paths``; ``encoded``: items are :class:`EncodedClip`,
     for :func:`clip_loader` and ``model_input`` to decode on the device."""
@@ -216,6 +225,7 @@ class ShardClipDataset(Dataset):
                         record = reader.record(video_id)
                         self.items.append((Path(path), video_id, wanted[video_id], record.num_frames))
                         self.frame_sizes.append((record.height, record.width))
+                        _check_crop(spec.crop_size, record.height, record.width, video_id, path)
         self._readers: dict[Path, ShardReader] = {}
         self._pid = os.getpid()
 

@@ -27,7 +27,7 @@ import pandas as pd
 
 from tclsta.config import DatasetConfig
 from tclsta.atomic import write_text_if_changed
-from tclsta.data.tables import read_table
+from tclsta.data.tables import read_table, read_text_file
 from tclsta.errors import BadSplitFileError
 from tclsta.settings import StageSettings
 
@@ -42,6 +42,8 @@ MANIFEST_SETTINGS = StageSettings(
 )
 SHARD_LIST_COLUMNS = ["video_id", "path", "class_name", "label", "shard"]  # what one shard's extraction reads
 _GROUP = re.compile(r"_g(\d+)_c\d+$")
+# A count or index in a list file: ASCII digits only (str.isdigit takes "²", which int() refuses).
+ASCII_NUMBER = re.compile(r"[0-9]+")
 
 
 def shard_of(video_id: str, num_shards: int) -> int:
@@ -60,11 +62,11 @@ def read_class_index(path: Path) -> list[str]:
     if not path.is_file():
         raise BadSplitFileError(path, "class index file not found")
     entries: dict[int, str] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_text_file(path, BadSplitFileError).splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split(maxsplit=1)
-        if len(parts) != 2 or not parts[0].isdigit():
+        if len(parts) != 2 or not ASCII_NUMBER.fullmatch(parts[0]):
             raise BadSplitFileError(path, f"line {lineno}: expected '<index> <class name>', got {line!r}")
         index, name = int(parts[0]), parts[1].strip()
         if index in entries or name in entries.values():
@@ -94,7 +96,7 @@ def read_ucf_split(path: Path, root: Path, classes: list[str]) -> list[tuple[str
         raise BadSplitFileError(path, "split file not found")
     root = root.resolve()
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_text_file(path, BadSplitFileError).splitlines(), 1):
         line = line.strip()
         if not line:
             continue
@@ -219,7 +221,7 @@ def build_hmdb_manifest(
     rows = []
     for class_name, listing in zip(classes, split_files):
         paths = []
-        for lineno, line in enumerate(listing.read_text(encoding="utf-8").splitlines(), 1):
+        for lineno, line in enumerate(read_text_file(listing, BadSplitFileError).splitlines(), 1):
             parts = line.split()
             if not parts:
                 continue
@@ -277,15 +279,10 @@ def build_folder_manifest(
         frame["group"] = group_keys(frame)
         frame.loc[frame["group"].isin(split_groups(frame, test_fraction, seed)), "split"] = "test"
         return finish_manifest(frame.drop(columns="group"), classes, Path(root), val_fraction, num_shards, seed)
-    listing = pd.read_csv(split_csv, dtype=str, keep_default_na=False)
-    if not {"path", "split"} <= set(listing.columns):
-        raise BadSplitFileError(split_csv, f"needs columns 'path' and 'split', has {list(listing.columns)}")
+    listing = read_table(split_csv, text=("path",), choices={"split": ("train", "test")})
     empty = listing[listing["path"].str.strip() == ""]
     if len(empty):
         raise BadSplitFileError(split_csv, f"row {empty.index[0] + 2}: empty path")
-    bad = listing[~listing["split"].isin(["train", "test"])]
-    if len(bad):
-        raise BadSplitFileError(split_csv, f"row {bad.index[0] + 2}: split must be train or test, got {bad['split'].iloc[0]!r}")
     by_path = {p: (v, c) for v, p, c in videos}
     root = Path(root).resolve()
     rows = []

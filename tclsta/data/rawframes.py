@@ -20,8 +20,10 @@ or without lists ``<root>/<class>/<video>/`` folders, split as the ``folder``
 format is (``split_csv`` or ``test_fraction``).
 
 The import stage writes one shard per call through :class:`ShardWriter`, in the
-layout of :mod:`tclsta.data.shards`; a folder with a missing frame or flow
-frame, or with mismatched flow counts, is a :class:`BadFrameFolderError`
+layout of :mod:`tclsta.data.shards`. Every frame and flow file is checked as it
+is copied (a regular file, never a FIFO or device; a bounded size; a JPEG of the
+first frame's size that decodes whole). A folder with a missing, hostile or
+damaged file, or with mismatched flow counts, is a :class:`BadFrameFolderError`
 naming it, and the shard is not written (or, with ``on_bad_video: skip``, the
 folder is left out and listed as rejected).
 """
@@ -32,29 +34,33 @@ import json
 import logging
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
+import simplejpeg
 
 from tclsta.config import DatasetConfig, RawframesConfig
-from tclsta.data.manifest import finish_manifest, labelled_table, read_class_index, require_files
+from tclsta.data.manifest import ASCII_NUMBER, finish_manifest, labelled_table, read_class_index, require_files, resolve_inside
+from tclsta.data.tables import read_text_file
 from tclsta.data.shards import ShardWriter
 from tclsta.errors import BadFrameFolderError, BadSplitFileError, BadVideoError
 from tclsta.flow import dequantise_flow, encode_flow, quantise_flow
 from tclsta.preprocess import collect_rejected, progress, source_record, write_rejected
 from tclsta.settings import StageSettings, section_keys
-from tclsta.video import decode_jpeg
 
 log = logging.getLogger(__name__)
 RAWFRAMES_SETTINGS = StageSettings("rawframes", entry=("root",), rawframes=section_keys("rawframes"),
-                                    preprocess=("min_frames", "on_bad_video"), flow=("bound", "jpeg_quality"))
+                                    preprocess=("min_frames", "on_bad_video", "max_frame_pixels"), flow=("bound", "jpeg_quality"))
 
 FRAME_PREFIX = "img_"
 FLOW_PREFIXES = (("flow_x_", "flow_y_"), ("x_", "y_"))  # mmaction2 and denseflow; denseflow's older naming
 _NUMBERED = re.compile(r"^(img_|flow_x_|flow_y_|x_|y_)(\d+)\.jpg$")
+# A JPEG holds at most about 3 bytes a pixel (quality 100, no subsampling), plus its headers (comments,
+# EXIF: up to 64 KiB each): reading stops past 4 bytes a pixel and 1 MiB, and the file is refused.
+_JPEG_OVERHEAD = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -109,40 +115,65 @@ def scan_frame_folder(folder: Path, total_frames: int | None = None) -> FrameFol
                        _run(folder, flow_x, x_prefix, flow_start, count - 1), _run(folder, flow_y, y_prefix, flow_start, count - 1))
 
 
-def _read(path: Path) -> bytes:
+def _read(path: Path, limit: int) -> bytes:
+    """The bytes of a frame or flow file: a regular file of at most ``limit`` bytes. Anything else (a FIFO, a
+    device, a link to one) is refused from its ``stat`` before it is opened; it is opened without blocking and
+    read only up to the limit, so a file swapped for one in between cannot hang the import or fill memory."""
     try:
-        return path.read_bytes()
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise BadFrameFolderError(path.parent, f"{path.name} is not a regular file")
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+            data = file.read(limit + 1)
     except OSError as exc:
         raise BadFrameFolderError(path.parent, f"cannot read {path.name}: {exc.strerror}") from exc
+    if len(data) > limit:
+        raise BadFrameFolderError(path.parent, f"{path.name} is over {limit} bytes, more than a JPEG of its size holds")
+    return data
 
 
-def read_frame_folder(folder: FrameFolder, written_bound: float, bound: float,
-                      quality: int) -> tuple[list[bytes], list[bytes], int, int]:
+def _checked_jpeg(path: Path, size: tuple[int, int], grey: bool) -> tuple[bytes, np.ndarray]:
+    """A frame's (``grey``: a flow component's) file bytes and its decoded image, checked: a regular file
+    (:func:`_read`), a colour (a greyscale, or colour as grey) JPEG of ``size`` (height, width) that decodes whole."""
+    height, width = size
+    jpeg = _read(path, 4 * height * width + _JPEG_OVERHEAD)
+    try:
+        header = simplejpeg.decode_jpeg_header(jpeg)
+        if header[:2] != size:
+            raise BadFrameFolderError(path.parent, f"{path.name} is {header[1]}x{header[0]}, the folder's frames {width}x{height}")
+        if header[2] == "Gray" and not grey:
+            raise BadFrameFolderError(path.parent, f"{path.name} is greyscale; the frames must be colour JPEGs")
+        return jpeg, simplejpeg.decode_jpeg(jpeg, colorspace="GRAY" if grey else "RGB")  # strict: truncated is an error
+    except ValueError as exc:
+        raise BadFrameFolderError(path.parent, f"{path.name} is not a readable JPEG ({exc})") from exc
+
+
+def frame_size(folder: FrameFolder, max_pixels: int) -> tuple[int, int]:
+    """(height, width) of a folder's first frame, from its JPEG header; more than ``max_pixels`` is an error."""
+    first = folder.frames[0]
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(_read(first, 4 * max_pixels + _JPEG_OVERHEAD))
+    except ValueError as exc:
+        raise BadFrameFolderError(folder.path, f"{first.name} is not a readable JPEG ({exc})") from exc
+    if height * width > max_pixels:
+        raise BadFrameFolderError(folder.path, f"{first.name} is {width}x{height}, over preprocess.max_frame_pixels={max_pixels}")
+    return height, width
+
+
+def read_frame_folder(folder: FrameFolder, written_bound: float, bound: float, quality: int,
+                      max_pixels: int) -> tuple[list[bytes], list[bytes], int, int]:
     """The frames' JPEG bytes as they are, the flow JPEGs in the shards' encoding for ``bound`` (x and y of
     each pair in turn: the files' bytes when written with ``written_bound == bound``, else mapped to ``bound``
-    and encoded at ``quality``), and the frames' height and width."""
-    jpegs = [_read(path) for path in folder.frames]
-    try:
-        first = decode_jpeg(jpegs[0])
-    except ValueError as exc:
-        raise BadFrameFolderError(folder.path, f"{folder.frames[0].name}: {exc}") from exc
-    if first.ndim != 3:
-        raise BadFrameFolderError(folder.path, f"{folder.frames[0].name} is greyscale; the frames must be colour JPEGs")
-    height, width = first.shape[:2]
+    and encoded at ``quality``), and the frames' height and width. Each file is checked as it is read
+    (:func:`_checked_jpeg`): every frame and flow file the size of the first frame, at most ``max_pixels``."""
+    height, width = frame_size(folder, max_pixels)
+    jpegs = [_checked_jpeg(path, (height, width), grey=False)[0] for path in folder.frames]
     paths = [path for pair in zip(folder.flow_x, folder.flow_y) for path in pair]
-    flow_jpegs = [_read(path) for path in paths]
-    bad = next((p.name for p, jpeg in zip(folder.frames + paths, jpegs + flow_jpegs) if not jpeg.startswith(b"\xff\xd8")), None)
-    if bad:
-        raise BadFrameFolderError(folder.path, f"{bad} is not a JPEG file")
     flow = np.empty((len(paths), height, width), np.uint8)  # x and y of each pair in turn
-    for i, (path, jpeg) in enumerate(zip(paths, flow_jpegs)):
-        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            raise BadFrameFolderError(folder.path, f"{path.name} is not a readable JPEG")
-        if image.shape != (height, width):
-            raise BadFrameFolderError(folder.path, f"{path.name} is {image.shape[1]}x{image.shape[0]}, "
-                                                   f"the frames {width}x{height}")
-        flow[i] = image
+    flow_jpegs = []
+    for i, path in enumerate(paths):
+        jpeg, image = _checked_jpeg(path, (height, width), grey=True)
+        flow_jpegs.append(jpeg)
+        flow[i] = image[..., 0]
     if written_bound != bound:
         pixels = np.moveaxis(dequantise_flow(flow.reshape(-1, 2, height, width), written_bound), 1, -1)
         flow_jpegs = encode_flow(quantise_flow(pixels, bound), quality)
@@ -153,8 +184,8 @@ def read_class_list(path: Path) -> list[str]:
     """Class names in label order: mmaction2's label map (one name per line) or classInd.txt (``1 Name``)."""
     if not path.is_file():
         raise BadSplitFileError(path, "class list not found")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if lines and all(re.match(r"^\d+\s+\S", line) for line in lines):
+    lines = [line.strip() for line in read_text_file(path, BadSplitFileError).splitlines() if line.strip()]
+    if lines and all(re.match(r"^[0-9]+\s+\S", line) for line in lines):
         return read_class_index(path)
     if len(set(lines)) != len(lines):
         raise BadSplitFileError(path, "a class is listed twice")
@@ -167,11 +198,11 @@ def read_annotation_list(path: Path, root: Path, classes: list[str]) -> list[tup
         raise BadSplitFileError(path, "annotation list not found")
     root = root.resolve()
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_text_file(path, BadSplitFileError).splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
-        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].lstrip("-").isdigit():
+        if len(parts) != 3 or not ASCII_NUMBER.fullmatch(parts[1]) or not ASCII_NUMBER.fullmatch(parts[2].removeprefix("-")):
             raise BadSplitFileError(path, f"line {lineno}: expected '<folder> <total_frames> <label>', got {line!r}")
         folder = (root / parts[0]).resolve()
         if not folder.is_relative_to(root) or folder == root:
@@ -197,11 +228,13 @@ def build_rawframes_manifest(root: Path, rawframes: RawframesConfig, val_fractio
 
 
 def scan_frame_folders(root: Path) -> tuple[list[str], list[tuple[str, Path, str]]]:
-    """Classes and ``(video_id, folder, class)`` of ``<root>/<class>/<video>/`` folders holding ``img_`` frames."""
-    root = Path(root)
+    """Classes and ``(video_id, folder, class)`` of ``<root>/<class>/<video>/`` folders holding ``img_`` frames
+    (``folder`` resolved; one that is a symlink leaving the root is refused, as by :func:`scan_folder`)."""
+    root = Path(root).resolve()
     try:
         classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-        videos = [(f"{c}/{folder.name}", folder.resolve(), c) for c in classes for folder in sorted((root / c).iterdir())
+        videos = [(f"{c}/{folder.name}", resolve_inside(root, f"{c}/{folder.name}", root, "folder scan")[0], c)
+                  for c in classes for folder in sorted((root / c).iterdir())
                   if folder.is_dir() and next(folder.glob(f"{FRAME_PREFIX}*.jpg"), None) is not None]
     except OSError as exc:
         raise BadSplitFileError(Path(exc.filename or root), f"cannot list the dataset folder: {exc.strerror}") from exc
@@ -241,7 +274,8 @@ def import_shard(manifest: pd.DataFrame, shard: int, dataset: DatasetConfig, out
                 if len(folder.frames) < dataset.preprocess.min_frames:
                     raise BadFrameFolderError(row.path, f"{len(folder.frames)} frames, fewer than "
                                                         f"preprocess.min_frames={dataset.preprocess.min_frames}")
-                jpegs, flow, height, width = read_frame_folder(folder, written, bound, quality)
+                jpegs, flow, height, width = read_frame_folder(folder, written, bound, quality,
+                                                                dataset.preprocess.max_frame_pixels)
             except BadVideoError as exc:
                 log.warning("%s", exc)
                 rejected.append((row.video_id, row.path, exc.reason))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import pandas as pd
 
-from tclsta.errors import BadTableError, MissingFileError
+from tclsta.errors import BadTableError, FileError, MissingFileError
 
 
 def read_table(
@@ -25,9 +26,11 @@ def read_table(
     if not path.is_file():
         raise MissingFileError(path, "is not there: check the path, or re-run the stage that writes it")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise BadTableError(path, f"not a readable CSV ({exc})") from exc
+        table = pd.read_csv(io.StringIO(read_text_file(path, BadTableError)), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise BadTableError(path, f"not a readable CSV ({str(exc).strip()})") from exc
+    if not isinstance(table.index, pd.RangeIndex):  # pandas takes a first row with one field too many as an index
+        raise BadTableError(path, "row 2 has more fields than the header")
     missing = [c for c in (*text, *integers, *numbers) if c not in table.columns]
     if missing:
         raise BadTableError(path, f"lacks column(s) {', '.join(missing)}")
@@ -50,6 +53,22 @@ def read_table(
             _fail(path, table, bad, column, "a finite number")
         table[column] = values.astype("float64")
     return table
+
+
+def read_text_file(path: Path, error: type[FileError]) -> str:
+    """The text of a UTF-8 file; a NUL byte or bytes that are not UTF-8 are ``error`` naming the file and line."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise error(path, f"cannot read it: {exc.strerror}") from exc
+    newline = b"\n"
+    if b"\0" in data:
+        raise error(path, f"line {data.count(newline, 0, data.index(0)) + 1}: a NUL byte; not a text file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(newline, 0, exc.start) + 1
+        raise error(path, f"line {line}: byte {data[exc.start]:#04x} is not UTF-8 text; save the file as UTF-8") from exc
 
 
 def _fail(path: Path, table: pd.DataFrame, bad: pd.Series, column: str, expected: str) -> None:

@@ -40,20 +40,6 @@ def kill_midway(command: list[str], cwd: Path, started: Callable[[], bool], dela
     return process.wait(timeout=60)
 
 
-def kill_after_lines(command: list[str], cwd: Path, marker: str, count: int, delay: float) -> int:
-    """Run ``command`` in its own process group; once ``count`` lines of its stderr contain ``marker``
-    (one per video done), wait ``delay`` seconds and SIGKILL the whole group. Returns the exit status."""
-    process = subprocess.Popen(command, cwd=cwd, env=VENV_ENV, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    seen = 0
-    while seen < count and (line := process.stderr.readline()):
-        seen += marker in line
-    time.sleep(delay)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.stderr.close()
-    return process.wait(timeout=60)
-
-
 def temp_files(folder: Path) -> list[Path]:
     """The hidden ``.<name>.*.tmp.<ext>`` files of atomic writes in progress (or killed)."""
     return sorted(folder.glob(".*.tmp*"))

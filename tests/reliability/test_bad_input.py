@@ -3,9 +3,9 @@ between runs, and checkpoints carrying pickled objects."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import pickle
 import shutil
 from pathlib import Path
 
@@ -19,7 +19,9 @@ from reliability.faults import reencode, run_stage, shard_contents
 from tclsta.collaborative import load_collaborative
 from tclsta.config import PreprocessConfig
 from tclsta.data.manifest import build_ucf_manifest
-from tclsta.errors import FileError
+from tclsta.cli import main
+from tclsta.errors import BadModelFileError, FileError
+from tclsta.export import BUNDLE_FORMAT, BUNDLE_VERSION
 from tclsta.models.backbones import build_backbone
 from tclsta.preprocess import extract_shard
 from tclsta.inference import load_checkpoint
@@ -104,7 +106,7 @@ def test_checkpoint_with_a_pickled_object_is_refused(tmp_path):
     marker = tmp_path / "code_ran"
     path = tmp_path / "rgb.pt"
     torch.save({"model_config": {}, "modality": "rgb", "classes": ["a"], "state_dict": {}, "extra": Payload(marker)}, path)
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+    with pytest.raises(BadModelFileError, match=f"bad model file {path}: UnpicklingError: Weights only load failed"):
         load_checkpoint(path, torch.device("cpu"))
     assert not marker.exists()
 
@@ -133,15 +135,64 @@ PLANTED = {
 
 
 @pytest.mark.parametrize("loader", LOADERS)
-def test_every_load_refuses_a_planted_payload(tmp_path, monkeypatch, loader):
+def test_every_load_refuses_a_planted_payload(tmp_path, monkeypatch, caplog, loader):
     """Each place the project loads weights from, at run time, with a file that would run code."""
     monkeypatch.chdir(tmp_path)  # model.pretrained: imagenet reads resources/<torchvision file name>
     marker = tmp_path / "code_ran"
     plant(tmp_path / PLANTED[loader], marker)
-    with pytest.raises((pickle.UnpicklingError, FileError)) as refused:
-        LOADERS[loader](tmp_path)
+    if loader == "training resume state":  # refused, moved aside, and training starts over
+        with caplog.at_level(logging.WARNING, logger="tclsta.train"):
+            assert LOADERS[loader](tmp_path) is None
+        refused = caplog.text
+        assert (tmp_path / "rgb.pt.resume.damaged" / "last.pt").is_file() and not (tmp_path / "rgb.pt.resume").exists()
+    else:
+        with pytest.raises(FileError) as error:
+            LOADERS[loader](tmp_path)
+        refused = str(error.value)
     assert not marker.exists()
     if loader == "ImageNet weights in resources/":  # refused for its hash before torch.load is reached
-        assert "SHA-256" in str(refused.value) and "delete the file" in str(refused.value)
+        assert "SHA-256" in refused and "delete the file" in refused
     else:
-        assert "Weights only load failed" in str(refused.value)
+        assert "Weights only load failed" in refused
+
+
+def truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGES = {  # file of a results folder (or bundle), damage, what the one line says
+    "checkpoint-truncated": ("models/rgb.pt", truncated, "RuntimeError: PytorchStreamReader failed"),
+    "checkpoint-not-torch": ("models/flow.pt", lambda path: path.write_text("not a checkpoint"), "UnpicklingError"),
+    "checkpoint-foreign": ("models/rgb.pt", lambda path: torch.save({"state_dict": {}}, path), "KeyError: 'model_config'"),
+    "fusion-truncated": ("fusion.json", truncated, "JSONDecodeError"),
+    "fusion-lacks-weights": ("fusion.json", lambda path: path.write_text('{"global": [1, 1]}'), "KeyError: 'raw_per_class'"),
+    "bundle-truncated": ("bundle.json", lambda path: path.write_text('{"format": "tcl'), "JSONDecodeError"),
+    "bundle-lacks-streams": ("bundle.json", lambda path: path.write_text(
+        json.dumps({"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION})), "KeyError: 'streams'"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_damaged_model_file_is_one_line_and_exit_status_2(tiny_results, tiny_videos, tmp_path, capsys, damage):
+    name, spoil, message = DAMAGES[damage]
+    results = tmp_path / "results"
+    shutil.copytree(tiny_results, results)
+    if name == "bundle.json":  # a bundle's files (the streams are not read before bundle.json)
+        results = tmp_path / "bundle"
+        results.mkdir()
+        for file in ("rgb.onnx", "flow.onnx", "fusion.json", "bundle.json"):
+            (results / file).write_text("{}")
+        shutil.copy(tiny_results / "fusion.json", results / "fusion.json")
+    spoil(results / name)
+    video = sorted((tiny_videos / "videos").rglob("*.avi"))[0]
+    assert main(["predict", str(results), str(video), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"tclsta predict: error: bad model file {results / name}: {message}"), error
+    assert error.endswith("(damaged, or not written by this TCLSTA: delete it and re-run the stage that writes it)")
+
+
+def test_damaged_collaborative_model_is_named(tmp_path):
+    path = tmp_path / "collaborative.pt"
+    path.write_bytes(b"PK\x03\x04" + bytes(100))  # a zip header, then nothing
+    with pytest.raises(BadModelFileError, match=f"bad model file {path}: "):
+        load_collaborative(path, torch.device("cpu"))

@@ -13,8 +13,12 @@ import pytest
 
 from conftest import tiny_settings
 from reliability.faults import lavfi_video, run_with_peak_rss, stage_command
+from tclsta.config import PreprocessConfig
+from tclsta.video import sample_frames, video_jpegs
 
 MIB_PER_FRAME_AT_256 = 256 * 256 * 3 / 2**20  # a 16x16 frame scaled to the default short side of 256
+# Rotate tags that are no number, or no finite one; extraction and predict refuse each alike.
+ROTATE_TAGS = {"rotate_tag": "abc", "rotate_inf": "inf", "rotate_nan": "nan", "rotate_1e400": "1e400"}
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +31,10 @@ def hostile(tmp_path_factory) -> dict[str, Path]:
         "8k": lavfi_video(folder / "8k.avi", "7680x4320", 2, 1),  # 2 frames of 8K
     }
     # Matroska keeps any tag (ffmpeg writes its name upper-case): a rotate tag that is no number, as a phone might write.
-    rotate = lavfi_video(folder / "rotate.mkv", "32x32", 25, 1, **{"metadata:s:v:0": "ROTATE=abc"})
-    rotate.write_bytes(rotate.read_bytes().replace(b"ROTATE", b"rotate"))
-    videos["rotate_tag"] = rotate
+    for name, tag in ROTATE_TAGS.items():
+        rotate = lavfi_video(folder / f"{name}.mkv", "32x32", 25, 1, **{"metadata:s:v:0": f"ROTATE={tag}"})
+        rotate.write_bytes(rotate.read_bytes().replace(b"ROTATE", b"rotate"))
+        videos[name] = rotate
     segment = lavfi_video(folder / "segment.avi", "32x32", 25, 1, colour="red")
     videos["hls"] = folder / "hls.avi"
     videos["hls"].write_text("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n"
@@ -44,6 +49,9 @@ REASONS = {
     "one_hour": "3600 s exceeds preprocess.max_video_seconds=600",
     "8k": "frames of 7680x4320 (33177600 pixels) exceed preprocess.max_frame_pixels=8847360",
     "rotate_tag": "unreadable header: ValueError: could not convert string to float: 'abc'",
+    "rotate_inf": "unreadable header: ValueError: rotate tag 'inf' is not a finite number",
+    "rotate_nan": "unreadable header: ValueError: rotate tag 'nan' is not a finite number",
+    "rotate_1e400": "unreadable header: ValueError: rotate tag '1e400' is not a finite number",
     "hls": "a hls playlist, not a media file",
     "concat": "a concat playlist, not a media file",
 }
@@ -69,13 +77,14 @@ def test_extraction_names_every_hostile_video_with_bounded_memory(hostile, tiny_
 
 def test_predict_reports_each_bad_video_and_goes_on(hostile, tiny_results, tiny_videos, tmp_path):
     good = sorted((tiny_videos / "videos").rglob("*.avi"))[0]
-    videos = [hostile["rotate_tag"], good, hostile["8k"], hostile["concat"]]
+    bad = ["8k", "concat", *ROTATE_TAGS]
+    videos = [good, *(hostile[name] for name in bad)]
     run = run_predict(tiny_results, videos)
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
     results = json.loads(run.stdout)
     assert [r["video"] for r in results] == [str(v) for v in videos]
-    assert len(results[1]["top5"]) == 4
-    for result, name in zip((results[0], results[2], results[3]), ("rotate_tag", "8k", "concat")):
+    assert len(results[0]["top5"]) == 4
+    for result, name in zip(results[1:], bad):  # refused for the reason extraction gives
         assert result["error"] == f"bad video {hostile[name]}: {REASONS[name]}"
         assert result["error"] in run.stderr
 
@@ -97,3 +106,15 @@ def test_predict_decodes_only_the_frames_it_samples(tiny_results, tiny_videos, t
 def run_predict(results: Path, videos: list[Path]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tclsta", "predict", str(results), *map(str, videos), "--json",
                            "--device", "cpu"], capture_output=True, text=True, timeout=300)
+
+
+def test_predict_decodes_what_extraction_does_of_frames_that_grow_past_the_limit(tmp_path):
+    """12 frames of 64x48, then 2 of 8K after them (streams concatenated): the header says 64x48. Extraction
+    and predict alike leave the 8K frames to ffmpeg's -max_pixels, which refuses them before decoding."""
+    parts = [lavfi_video(tmp_path / f"{size}.m4v", size, 25, seconds, f="m4v") for size, seconds in (("64x48", 0.48), ("7680x4320", 0.08))]
+    switch = tmp_path / "switch.mp4"
+    switch.write_bytes(b"".join(part.read_bytes() for part in parts))
+    limits = PreprocessConfig()  # 4096x2160
+    count, _ = sample_frames(switch, lambda n: [0, n - 1], 256, limits)  # what predict decodes
+    jpegs, _, _ = video_jpegs(switch, 256, 90, limits)  # what extraction decodes
+    assert count == len(jpegs) == 12

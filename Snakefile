@@ -1,7 +1,9 @@
 """TCLSTA: labelled videos -> two-stream attention classifier -> results/<dataset>/report.html."""
 
+import importlib.util
 import os
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -23,6 +25,14 @@ envvars:
 
 
 report: "workflow/report/workflow.rst"
+
+
+# The rules plan the DAG with tclsta's own code (manifest, shard lists, each stage's settings).
+if importlib.util.find_spec("tclsta") is None:
+    raise WorkflowError(
+        "TCLSTA's workflow needs the tclsta package in the Python that runs Snakemake: "
+        "pip install tclsta, or pip install -e <the TCLSTA repository>"
+    )
 
 
 include: "rules/common.smk"

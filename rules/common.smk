@@ -38,6 +38,7 @@ def previous_shard(wildcards):
     """The shard an earlier run packed (unchanged videos are copied from it)."""
     return in_module(f"results/{wildcards.dataset}/shards/shard_{wildcards.shard}.h5")
 
+
 # The Apptainer image of the flow step (OpenCV built with CUDA), built from workflow/containers/flow.def
 # next to it; `--sdm apptainer` runs the flow rule in it, the other rules as they are.
 FLOW_CONTAINER = os.path.normpath(
@@ -92,7 +93,9 @@ def ablation_for_report(wildcards):
 def manifest_inputs(wildcards):
     """What a manifest is built from; a dataset whose data is not there stops the DAG
     here with one message saying where to get it (tclsta.datasets)."""
-    return [local(p) for p in manifest_sources(dataset_settings(config, wildcards.dataset))]
+    return [
+        local(p) for p in manifest_sources(dataset_settings(config, wildcards.dataset))
+    ]
 
 
 def reports_of_present_datasets(wildcards):

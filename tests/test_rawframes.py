@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, run_snakemake, tiny_settings
+from conftest import tiny_settings
 from tclsta.config import parse_dataset, validate_config
 from tclsta.data.dataset import decode_flow_jpegs
 from tclsta.data.manifest import build_manifest, read_manifest
@@ -191,15 +191,13 @@ def test_label_outside_the_class_list_names_the_list_and_folder(mmaction2, tmp_p
     assert "outside the class list (4 classes, labels 0..3)" in str(error.value)
 
 
-def test_workflow_imports_rawframes_without_extraction_or_flow(mmaction2, tmp_path):
+def test_workflow_imports_rawframes_without_extraction_or_flow(mmaction2, tmp_path, installed_tclsta):
+    """Run as a pip-installed tclsta runs it, from a folder outside the checkout holding only config.yaml."""
     root, lists, _ = mmaction2
-    for name in ("Snakefile", "rules", "workflow", "envs"):
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
     settings = {k: v for k, v in rawframes_settings(root, **lists).items() if k != "name"}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"datasets": {"raw": settings}}))
     targets = ["results/raw/shards/shard_0.h5", "results/raw/shards/shard_1.h5", "results/raw/rejected.csv"]
-    run = run_snakemake(tmp_path, *targets, timeout=300)
+    run = installed_tclsta.snakemake(*targets, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["collect_rejected", "import_rawframes"]  # shard lists come from the DAG, not the manifest job
     assert all((tmp_path / target).is_file() for target in targets)

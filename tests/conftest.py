@@ -118,10 +118,10 @@ class InstalledTclsta:
     def run(self, *args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
         return subprocess.run([*args], cwd=cwd, env=self.env, capture_output=True, text=True, timeout=timeout)
 
-    def snakemake(self, *args: str, cwd: Path, cores: int = 2) -> subprocess.CompletedProcess:
-        """The wheel's own Snakefile, run by this venv's snakemake in ``cwd`` (which holds the config.yaml)."""
-        return self.run(str(self.python), "-m", "snakemake", "--cores", str(cores), "--snakefile", str(self.pipeline / "Snakefile"),
-                        *args, cwd=cwd)
+    def snakemake(self, *args: str, cwd: Path, cores: int = 2, snakefile: Path | None = None) -> subprocess.CompletedProcess:
+        """This venv's snakemake in ``cwd`` (which holds the config), on the wheel's own Snakefile unless told another."""
+        snakefile = snakefile or self.pipeline / "Snakefile"
+        return self.run(str(self.python), "-m", "snakemake", "--cores", str(cores), "--snakefile", str(snakefile), *args, cwd=cwd)
 
 
 def requirement_closure(requirements: list[str]) -> list[importlib.metadata.Distribution]:

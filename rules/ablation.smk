@@ -94,5 +94,6 @@ rule ablation:
         runtime=10,
     params:
         settings=lambda w: settings(w.dataset, "ablation"),
+        results=results_dir,
     shell:
-        "python -m tclsta ablation --settings {params.settings:q} --results results/{wildcards.dataset} --output {output} 2> {log}"
+        "python -m tclsta ablation --settings {params.settings:q} --results {params.results} --output {output} 2> {log}"

@@ -16,6 +16,29 @@ from tclsta.pretrained import imagenet_weights_path
 from tclsta.settings import stage_settings_json
 
 DATASETS = list(config["datasets"])
+
+# Used as a module with `prefix: P` (or replace_prefix), Snakemake moves each relative input, output,
+# log and benchmark of these rules under P. What the rules' own code writes, or passes to a job through
+# params, is moved the same way here (captured now: while the DAG is built, the host's paths are current).
+# The user's files (the config's data paths, resources/ with the ImageNet weights) stay where the host's
+# config says, marked local so that Snakemake does not move them either.
+_MODULE_PATHS = workflow.modifier.path_modifier
+
+
+def in_module(path):
+    """Where the module's file ``path`` (results/..., logs/...) is: under the module's prefix, if any."""
+    return _MODULE_PATHS.replace_prefix(path)
+
+
+def results_dir(wildcards):
+    return in_module(f"results/{wildcards.dataset}")
+
+
+def previous_shard(wildcards):
+    """The shard an earlier run packed (unchanged videos are copied from it)."""
+    return in_module(f"results/{wildcards.dataset}/shards/shard_{wildcards.shard}.h5")
+
+
 # The Apptainer image of the flow step (OpenCV built with CUDA), built from workflow/containers/flow.def
 # next to it; `--sdm apptainer` runs the flow rule in it, the other rules as they are.
 FLOW_CONTAINER = os.path.normpath(
@@ -70,7 +93,9 @@ def ablation_for_report(wildcards):
 def manifest_inputs(wildcards):
     """What a manifest is built from; a dataset whose data is not there stops the DAG
     here with one message saying where to get it (tclsta.datasets)."""
-    return manifest_sources(dataset_settings(config, wildcards.dataset))
+    return [
+        local(p) for p in manifest_sources(dataset_settings(config, wildcards.dataset))
+    ]
 
 
 def reports_of_present_datasets(wildcards):
@@ -118,7 +143,7 @@ def _write_shard_lists(dataset, manifest):
     if (dataset, id(manifest)) in _LISTED:
         return
     for shard in shard_ids(dataset):
-        write_shard_list(manifest, shard, shard_list_path(dataset, shard))
+        write_shard_list(manifest, shard, in_module(shard_list_path(dataset, shard)))
     _LISTED.add((dataset, id(manifest)))
 
 
@@ -141,7 +166,7 @@ def shard_inputs(wildcards):
     rows = manifest[manifest["shard"] == int(wildcards.shard)]
     return {
         "shard_list": shard_list_path(wildcards.dataset, wildcards.shard),
-        "videos": [p for p in rows["path"] if os.path.exists(p)],
+        "videos": [local(p) for p in rows["path"] if os.path.exists(p)],
     }
 
 
@@ -176,5 +201,5 @@ def pretrained_weights(wildcards):
     if model.pretrained is None:
         return []
     if model.pretrained == "imagenet":
-        return [str(imagenet_weights_path(model.backbone))]
-    return [model.pretrained]
+        return [local(str(imagenet_weights_path(model.backbone)))]
+    return [local(model.pretrained)]

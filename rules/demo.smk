@@ -1,7 +1,10 @@
 rule demo_dataset:
     """Generate a synthetic demo dataset (format: demo) in the UCF101 layout under data/<dataset>/."""
     output:
-        [f"data/{{dataset}}/splits/{name}" for name in ucf_split_files(1).values()],
+        [
+            local(f"data/{{dataset}}/splits/{name}")
+            for name in ucf_split_files(1).values()
+        ],
     log:
         "logs/demo_dataset/{dataset}.log",
     benchmark:

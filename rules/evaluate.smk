@@ -99,9 +99,10 @@ rule attention:
         runtime=30,
     params:
         settings=lambda w: settings(w.dataset, "attention"),
+        results=results_dir,
     shell:
         # a few videos: the CPU is enough, and needs no GPU from the scheduler
-        "python -m tclsta attention --settings {params.settings:q} --results results/{wildcards.dataset}"
+        "python -m tclsta attention --settings {params.settings:q} --results {params.results}"
         " --manifest {input.manifest} --shards {input.shards}"
         " --device cpu --threads {threads} --output {output.json} --png {output.png} 2> {log}"
 
@@ -149,10 +150,11 @@ rule report:
         runtime=10,
     params:
         settings=lambda w: settings(w.dataset, "report"),
+        results=results_dir,
     shell:
         "python -m tclsta report --settings {params.settings:q} --metrics {input.metrics} --manifest {input.manifest}"
         " --rgb-history {input.rgb_history} --flow-history {input.flow_history}"
-        " --benchmarks-dir results/{wildcards.dataset}/benchmarks"
+        " --benchmarks-dir {params.results}/benchmarks"
         " --attention-json {input.attention_json} --attention-png {input.attention_png}"
         " --ablation {input.ablation}"
         " --plot confusion {output.confusion} --plot fusion_weights {output.fusion_weights}"

@@ -45,8 +45,8 @@ rule extract_frames:
         runtime=120,
     params:
         settings=lambda w: settings(w.dataset, "extract"),
-        previous="results/{dataset}/shards/shard_{shard}.h5",
-        shard_list=lambda w: shard_list_path(w.dataset, w.shard),
+        previous=previous_shard,
+        shard_list=lambda w: in_module(shard_list_path(w.dataset, w.shard)),
     shell:
         "python -m tclsta extract --settings {params.settings:q} --manifest {params.shard_list} --shard {wildcards.shard}"
         " --workers {threads} --previous {params.previous} --output {output.frames} --rejected {output.rejected} 2> {log}"
@@ -73,8 +73,8 @@ rule flow:
         gpu=flow_gpus,
     params:
         settings=lambda w: settings(w.dataset, "flow"),
-        previous="results/{dataset}/shards/shard_{shard}.h5",
-        shard_list=lambda w: shard_list_path(w.dataset, w.shard),
+        previous=previous_shard,
+        shard_list=lambda w: in_module(shard_list_path(w.dataset, w.shard)),
     shell:
         "python -m tclsta.gpus {resources.gpu} -- python -m tclsta flow --settings {params.settings:q} --workers {threads}"
         " --frames {input} --previous {params.previous} --output {output} 2> {log}"
@@ -128,7 +128,7 @@ rule import_rawframes:
         runtime=120,
     params:
         settings=lambda w: settings(w.dataset, "rawframes"),
-        shard_list=lambda w: shard_list_path(w.dataset, w.shard),
+        shard_list=lambda w: in_module(shard_list_path(w.dataset, w.shard)),
     shell:
         "python -m tclsta rawframes --settings {params.settings:q} --manifest {params.shard_list} --shard {wildcards.shard}"
         " --output {output.shard} --rejected {output.rejected} 2> {log}"

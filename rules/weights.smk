@@ -2,7 +2,7 @@ rule pretrained_weights:
     """torchvision's ImageNet weights, fetched once on the host that runs Snakemake (compute nodes
     often have no internet) and checked against the hash prefix in their file name."""
     output:
-        "resources/{backbone}-{sha}.pth",
+        local("resources/{backbone}-{sha}.pth"),
     log:
         "logs/pretrained_weights/{backbone}-{sha}.log",
     wildcard_constraints:

@@ -128,6 +128,12 @@ def cmd_fetch_weights(args: argparse.Namespace) -> None:
     fetch_weights(args.output)
 
 
+def cmd_pipeline_dir(args: argparse.Namespace) -> None:
+    from tclsta.locations import PIPELINE_DIR
+
+    print(PIPELINE_DIR)
+
+
 def cmd_score(args: argparse.Namespace) -> None:
     import torch
 
@@ -328,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--output", type=Path, required=True,
                      help="resources/<torchvision file name>, e.g. resources/resnet50-0676ba61.pth")
     sub.set_defaults(func=cmd_fetch_weights)
+
+    sub = stages.add_parser("pipeline-dir", help="print the folder holding the workflow: Snakefile, rules/, workflow/profiles/")
+    sub.set_defaults(func=cmd_pipeline_dir)
 
     sub = stages.add_parser("rejected", help="collect the per-shard lists of rejected videos into one CSV")
     sub.add_argument("--output", type=Path, required=True)

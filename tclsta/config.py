@@ -20,8 +20,8 @@ import jsonschema
 import yaml
 
 from tclsta.errors import BadConfigError
+from tclsta.locations import SCHEMA_PATH
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 SECTIONS = ("preprocess", "flow", "model", "train", "fusion", "collaborative")
 STREAMS = ("rgb", "flow")
 

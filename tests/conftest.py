@@ -7,13 +7,17 @@ TV-L1, h5py writes the shards.
 from __future__ import annotations
 
 import copy
+import email
+import importlib.metadata
 import os
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from tclsta.config import DatasetConfig, parse_dataset
 from tclsta.data.manifest import build_ucf_manifest
@@ -100,3 +104,78 @@ def tiny_dataset(tiny_videos, tmp_path_factory) -> TinyDataset:
 def tiny_results(tiny_dataset, tmp_path_factory) -> Path:
     """A results folder of the tiny dataset: both streams trained, scored, fused and evaluated."""
     return build_tiny_results(tiny_dataset, tmp_path_factory.mktemp("tiny_results"))
+
+
+@dataclass
+class InstalledTclsta:
+    """tclsta installed from its wheel into a venv of its own, outside the checkout."""
+
+    wheel: Path
+    python: Path
+    env: dict  # the environment a command runs in: the venv's bin/ first on PATH
+    pipeline: Path  # the workflow files the wheel carries (tclsta/pipeline)
+
+    def run(self, *args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+        return subprocess.run([*args], cwd=cwd, env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def snakemake(self, *args: str, cwd: Path, cores: int = 2, snakefile: Path | None = None) -> subprocess.CompletedProcess:
+        """This venv's snakemake in ``cwd`` (which holds the config), on the wheel's own Snakefile unless told another."""
+        snakefile = snakefile or self.pipeline / "Snakefile"
+        return self.run(str(self.python), "-m", "snakemake", "--cores", str(cores), "--snakefile", str(snakefile), *args, cwd=cwd)
+
+
+def requirement_closure(requirements: list[str]) -> list[importlib.metadata.Distribution]:
+    """The installed distributions ``requirements`` need, with theirs, and so on (markers evaluated here)."""
+    found: dict[tuple, importlib.metadata.Distribution] = {}
+    todo = [(text, "") for text in requirements]
+    while todo:
+        text, extra = todo.pop()
+        requirement = Requirement(text)
+        key = (requirement.name.lower().replace("_", "-"), frozenset(requirement.extras))
+        if (requirement.marker and not requirement.marker.evaluate({"extra": extra})) or key in found:
+            continue
+        found[key] = dist = importlib.metadata.distribution(requirement.name)
+        todo += [(text, extra) for text in dist.requires or [] for extra in ("", *requirement.extras)]
+    return list(found.values())
+
+
+def fresh_venv(path: Path, requirements: list[str]) -> Path:
+    """A venv at ``path`` that sees only the distributions ``requirements`` need, this venv's installed
+    copies linked in (torch too: nothing is downloaded); returns its python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    shared = path / "requirements"
+    shared.mkdir()
+    for dist in requirement_closure(requirements):
+        for top in {file.parts[0] for file in dist.files or []} - {"..", "__pycache__"}:
+            source = Path(dist.locate_file(top))
+            if source.exists() and not source.name.endswith(".pth") and not (shared / top).exists():
+                (shared / top).symlink_to(source)
+    site = next(path.glob("lib/python*/site-packages"))
+    (site / "requirements.pth").write_text(f"{shared}\n")
+    return path / "bin" / "python"
+
+
+def wheel_metadata(wheel: Path) -> email.message.Message:
+    """The wheel's METADATA (name, Requires-Dist, Classifier, Project-URL, ...)."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(name for name in archive.namelist() if name.endswith(".dist-info/METADATA"))
+        return email.message_from_bytes(archive.read(name))
+
+
+@pytest.fixture(scope="session")
+def installed_tclsta(tmp_path_factory) -> InstalledTclsta:
+    """The wheel of this checkout (pip wheel, no build isolation: nothing downloaded), installed by pip
+    --no-index into a fresh venv that sees only what the wheel declares it needs."""
+    root = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "--wheel-dir",
+                    str(root), str(REPO)], check=True, capture_output=True, timeout=300)
+    wheel = next(root.glob("tclsta-*.whl"))
+    requires = [r for r in wheel_metadata(wheel).get_all("Requires-Dist") if "extra ==" not in r]
+    python = fresh_venv(root / "venv", requires)
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", "--quiet", str(wheel)],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr[-3000:]
+    env = {**os.environ, "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}", "VIRTUAL_ENV": str(python.parent.parent)}
+    pipeline = subprocess.run([str(python), "-m", "tclsta", "pipeline-dir"], env=env, cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    return InstalledTclsta(wheel, python, env, Path(pipeline))

@@ -50,3 +50,20 @@ def test_post_deploy_script_installs_tclsta_editable(tmp_path):
 
     elsewhere = subprocess.run(["bash", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert elsewhere.returncode == 1 and "set TCLSTA_SOURCE" in elsewhere.stderr
+
+
+def test_container_recipe_matches_the_pinned_wheels():
+    """workflow/containers/flow.def (which no test can build here: no Apptainer) installs requirements.txt's
+    pins, on the CUDA the pinned torch wheel is built for, for the GPUs that wheel runs on up to 9.0, plus PTX."""
+    import torch
+
+    recipe = (REPO / "workflow/containers/flow.def").read_text()
+    arguments = dict(line.strip().split("=", 1) for line in recipe.split("%arguments")[1].split("%")[0].splitlines() if "=" in line)
+    required = pins((REPO / "requirements.txt").read_text().splitlines())
+    assert torch.__version__.split("+")[0] == required["torch"]
+    assert arguments["CUDA_VERSION"] == torch.version.cuda
+    assert arguments["OPENCV_VERSION"] == ".".join(required["opencv-contrib-python-headless"].split(".")[:3])
+    wheel_archs = {f"{arch[3:-1]}.{arch[-1]}" for arch in torch.cuda.get_arch_list() if int(arch[3:]) <= 90}
+    assert set(arguments["CUDA_ARCH_BIN"].split(";")) >= wheel_archs and arguments["CUDA_ARCH_PTX"] == "9.0"
+    assert "From: debian:12" in recipe  # Python 3.11 and ffmpeg 5.1, as make test
+    assert "requirements.txt /opt/tclsta/requirements.txt" in recipe and "-r /tmp/pins.txt" in recipe

@@ -35,10 +35,17 @@ def test_readme_tables_match_the_recorded_figures() -> None:
     demo = json.loads((FIGURES / "demo.json").read_text())
     assert "| fused (learned weights) | " in readme_block(REPO / "README.md", "demo")
     assert demo["commit"] in readme_block(REPO / "README.md", "demo")
-    # After `make demo` or `make figures` in this checkout: the record must be that run's metrics.
+    # After `make demo` or `make figures` in this checkout. The recording machine gives the record exactly; a CPU
+    # with other vector instructions may move a test video or two (docs/demo-and-benchmark.md), so what is
+    # compared is what such a run reproduces: the test set, and each accuracy within the recorded 95% interval.
     produced = REPO / "results" / "demo" / "metrics.json"
     if produced.is_file():
-        assert collect_figures(produced.parent)["results"] == demo["results"], f"{produced} differs: run `make figures`"
+        fresh = collect_figures(produced.parent)
+        assert (fresh["classes"], fresh["num_test_videos"]) == (demo["classes"], demo["num_test_videos"])
+        for model, recorded in demo["results"].items():
+            for metric in ("top1", "mean_class_accuracy"):
+                value, (low, high) = fresh["results"][model][metric], recorded[f"{metric}_ci"]
+                assert low <= value <= high, f"{produced}: {model} {metric} {value} outside the recorded {low}..{high}: run `make figures`"
 
 
 def _results_folder(root: Path, seed: int) -> Path:

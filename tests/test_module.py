@@ -1,4 +1,5 @@
-"""TCLSTA as a Snakemake module of another workflow, included by local path with a config of its own."""
+"""TCLSTA as a Snakemake module of another workflow, with a config of its own: included by local path, or from
+the installed package with a prefix."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ import yaml
 
 from conftest import REPO, TINY_SETTINGS, run_snakemake
 
-HOST_SNAKEFILE = f"""
+HOST_SNAKEFILE = """{imports}
 configfile: "config/config.yaml"
 
 
 module tclsta:
     snakefile:
-        "{REPO / 'Snakefile'}"
+        {snakefile}
     config:
-        config["tclsta"]
+        config["tclsta"]{prefix}
 
 
 use rule * from tclsta exclude all as tclsta_*
@@ -25,13 +26,13 @@ use rule * from tclsta exclude all as tclsta_*
 
 rule all:
     input:
-        "results/mini/report.html",
+        "{results}/report.html",
         "summary.txt",
 
 
 rule summary:
     input:
-        "results/mini/metrics.json",
+        "{results}/metrics.json",
     output:
         "summary.txt",
     shell:
@@ -39,13 +40,18 @@ rule summary:
 """
 
 
-def host_project(root: Path, **overrides) -> Path:
-    """A workflow of its own (config/config.yaml, workflow in Snakefile) that uses TCLSTA as a module."""
+def host_project(root: Path, prefix: str = "", installed: bool = False, **overrides) -> Path:
+    """A workflow of its own (config/config.yaml, workflow in Snakefile) that uses TCLSTA as a module: this
+    checkout's Snakefile, or (``installed``) the one of the tclsta package the host's Python imports."""
     dataset = {k: v for k, v in TINY_SETTINGS.items() if k not in ("name", "root", "splits_dir")}
     dataset.update(root="data/mini/videos", splits_dir="data/mini/splits", **overrides)
     (root / "config").mkdir()
     (root / "config" / "config.yaml").write_text(yaml.safe_dump({"samples": "unrelated", "tclsta": {"datasets": {"mini": dataset}}}))
-    (root / "Snakefile").write_text(HOST_SNAKEFILE)
+    (root / "Snakefile").write_text(HOST_SNAKEFILE.format(
+        imports="from tclsta.locations import SNAKEFILE as TCLSTA_SNAKEFILE\n\n" if installed else "",
+        snakefile="str(TCLSTA_SNAKEFILE)" if installed else f'"{REPO / "Snakefile"}"',
+        prefix=f'\n    prefix:\n        "{prefix}"' if prefix else "",
+        results=f"{prefix}/results/mini" if prefix else "results/mini"))
     return root
 
 
@@ -74,3 +80,23 @@ def test_module_validates_the_config_it_is_given(tmp_path):
     assert run.returncode != 0
     output = run.stdout + run.stderr
     assert "['preprocess']['num_shards']" in output and "less than the minimum of 1" in output
+
+
+def test_installed_module_with_a_prefix_writes_its_files_under_it(tmp_path, installed_tclsta):
+    """`prefix: tclsta` moves the module's results and logs under tclsta/; the data stays where the config says.
+    The host runs in the venv of the installed wheel and takes the module's Snakefile from the package."""
+    host = host_project(tmp_path, prefix="tclsta", installed=True)
+
+    def host_snakemake(*args: str) -> subprocess.CompletedProcess:
+        return installed_tclsta.snakemake(*args, cwd=host, cores=1, snakefile=host / "Snakefile")
+
+    run = host_snakemake("-n", "-p")
+    assert run.returncode == 0, run.stderr[-3000:]
+    for command in ("--results tclsta/results/mini ", "--benchmarks-dir tclsta/results/mini/benchmarks "):
+        assert command in run.stdout, command
+
+    run = host_snakemake("tclsta/results/mini/shards/shard_1.h5")  # demo data, manifest, shard lists, extraction, flow, packing
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (host / "data/mini/splits/classInd.txt").is_file() and not (host / "tclsta/data").exists()
+    assert (host / "tclsta/results/mini/shard_lists/shard_1.csv").is_file() and not (host / "results").exists()
+    assert (host / "tclsta/logs/extract_frames/mini_1.log").is_file() and not (host / "logs").exists()

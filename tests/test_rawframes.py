@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, run_snakemake, tiny_settings
+from conftest import tiny_settings
 from tclsta.config import parse_dataset, validate_config
 from tclsta.data.dataset import decode_flow_jpegs
 from tclsta.data.manifest import build_manifest, read_manifest
@@ -235,15 +235,13 @@ def test_odd_digits_in_an_annotation_list_are_a_one_line_error(mmaction2, tmp_pa
         build_manifest(parse_dataset(rawframes_settings(root, **{**lists, "train_list": str(bad)})))
 
 
-def test_workflow_imports_rawframes_without_extraction_or_flow(mmaction2, tmp_path):
+def test_workflow_imports_rawframes_without_extraction_or_flow(mmaction2, tmp_path, installed_tclsta):
+    """Run as a pip-installed tclsta runs it, from a folder outside the checkout holding only config.yaml."""
     root, lists, _ = mmaction2
-    for name in ("Snakefile", "rules", "workflow", "envs"):
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
     settings = {k: v for k, v in rawframes_settings(root, **lists).items() if k != "name"}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"datasets": {"raw": settings}}))
     targets = ["results/raw/shards/shard_0.h5", "results/raw/shards/shard_1.h5", "results/raw/rejected.csv"]
-    run = run_snakemake(tmp_path, *targets, timeout=300)
+    run = installed_tclsta.snakemake(*targets, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["collect_rejected", "import_rawframes"]  # shard lists come from the DAG, not the manifest job
     assert all((tmp_path / target).is_file() for target in targets)

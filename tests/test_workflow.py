@@ -4,7 +4,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,18 @@ from conftest import REPO, TINY_SETTINGS, run_snakemake
 TARGET = "results/tiny/report.html"
 
 
+def write_tiny_config(folder: Path) -> None:
+    dataset = {k: v for k, v in TINY_SETTINGS.items() if k != "name"}
+    (folder / "config.yaml").write_text(yaml.safe_dump({"datasets": {"tiny": dataset}}))
+
+
 @pytest.fixture
 def workdir(tmp_path) -> Path:
     """A copy of the workflow whose config holds only the tiny demo dataset."""
     for name in ("Snakefile", "rules", "workflow", "envs"):
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
-    dataset = {k: v for k, v in TINY_SETTINGS.items() if k != "name"}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"datasets": {"tiny": dataset}}))
+    write_tiny_config(tmp_path)
     return tmp_path
 
 
@@ -30,8 +33,12 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return run_snakemake(workdir, *args)
 
 
-def test_demo_dag_end_to_end_then_nothing_to_do(workdir):
-    run = snakemake(workdir, TARGET)
+def test_demo_dag_end_to_end_then_nothing_to_do(tmp_path, installed_tclsta):
+    """The whole DAG as a pip-installed tclsta runs it: the wheel's own Snakefile and stages, in a venv
+    that holds only what the wheel declares, from a folder outside the checkout that holds only config.yaml."""
+    workdir = tmp_path
+    write_tiny_config(workdir)
+    run = installed_tclsta.snakemake(TARGET, cwd=workdir)
     assert run.returncode == 0, run.stderr[-3000:]
     report = (workdir / TARGET).read_text()
     for section in ('id="summary"', 'id="accuracy"', 'id="confusion"', 'id="attention"', 'id="runtime"', "data:image/png;base64,"):
@@ -45,7 +52,7 @@ def test_demo_dag_end_to_end_then_nothing_to_do(workdir):
     for rule in ("demo_dataset", "manifest", "extract_frames", "flow", "pack", "train_stream", "score_stream", "fuse", "evaluate", "report"):
         assert any((workdir / "logs" / rule).iterdir()), rule
 
-    again = snakemake(workdir, TARGET)
+    again = installed_tclsta.snakemake(TARGET, cwd=workdir)
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -53,8 +60,7 @@ def test_demo_dag_end_to_end_then_nothing_to_do(workdir):
     videos = sorted((workdir / "data/tiny/videos").rglob("*.avi"))[:2]
     broken = workdir / "broken.mp4"
     broken.write_bytes(b"not a video")
-    run = subprocess.run([sys.executable, "-m", "tclsta", "predict", "results/tiny", *map(str, videos), str(broken), "--json"],
-                         cwd=workdir, capture_output=True, text=True, timeout=300)
+    run = installed_tclsta.run("tclsta", "predict", "results/tiny", *map(str, videos), str(broken), "--json", cwd=workdir)
     assert run.returncode == 1
     results = json.loads(run.stdout)
     assert [r["video"] for r in results] == [*map(str, videos), str(broken)]
@@ -63,6 +69,12 @@ def test_demo_dag_end_to_end_then_nothing_to_do(workdir):
         assert abs(sum(r["score"] for r in result["top5"]) - 1) < 1e-4
         assert [r["score"] for r in result["top5"]] == sorted((r["score"] for r in result["top5"]), reverse=True)
     assert "broken.mp4" in results[2]["error"] and "broken.mp4" in run.stderr
+
+    # the commands no rule runs, from the installed package too
+    for command in (["export", "results/tiny", "--output", "bundle"], ["figures", "--print", "results/tiny"]):
+        run = installed_tclsta.run("tclsta", *command, cwd=workdir)
+        assert run.returncode == 0, (command, run.stderr[-3000:])
+    assert (workdir / "bundle/bundle.json").is_file() and "tiny" in run.stdout
 
 
 def test_corrupt_video_fails_its_shard_by_name_and_keeps_the_rest(workdir):

@@ -3,7 +3,8 @@
 ``python -m tclsta predict results/<dataset> video.mp4 [...]`` decodes each video
 with the dataset's settings, samples the test-time frames, computes TV-L1 flow
 for just the pairs the motion stream needs, scores both streams and fuses them
-with the learned weights.
+with the learned weights. A multi-label model (:mod:`tclsta.multilabel`) also gives
+every class's probability (its fused sigmoid) and the classes above a threshold.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tclsta.evaluate import fusion_weights
 from tclsta.export import load_models
 from tclsta.flow import TVL1_PARAMETERS, create_tvl1, quantise_flow
 from tclsta.inference import TEST_PROTOCOL, inference_clip_spec, pick_device, video_logits
+from tclsta.multilabel import THRESHOLD
 from tclsta.settings import StageSettings
 from tclsta.video import sample_frames
 
@@ -39,6 +41,8 @@ stream's checkpoint."""
 class Prediction:
     video: str
     top5: list[tuple[str, float]]  # (class, fused probability), best first
+    probabilities: dict[str, float] | None = None  # multi-label model: every class's probability
+    labels: list[str] | None = None  # multi-label model: the classes whose probability is above the threshold
 
 
 class Predictor:
@@ -83,20 +87,25 @@ class Predictor:
         return rgb[None], flow[None]
 
     @torch.no_grad()
-    def predict(self, video: Path) -> Prediction:
-        """Top-5 classes of one video by fused probability. Any failure is a ``BadVideoError`` naming it."""
+    def predict(self, video: Path, threshold: float = THRESHOLD) -> Prediction:
+        """Top-5 classes of one video by fused probability (a multi-label model: also every class's probability
+        and the classes above ``threshold``). Any failure is a ``BadVideoError`` naming it."""
         try:
-            return self._predict(Path(video))
+            return self._predict(Path(video), threshold)
         except Exception as exc:
             raise as_bad_video(video, exc) from exc
 
-    def _predict(self, video: Path) -> Prediction:
+    def _predict(self, video: Path, threshold: float) -> Prediction:
         num_frames, frames = sample_frames(video, self.frames_needed, self.preprocess.short_side, self.preprocess)
         if num_frames < 2:
             raise BadVideoError(video, f"{num_frames} frame(s): optical flow needs at least 2")
         rgb, flow = self.clips(num_frames, frames)
         fused = self.fusion.fuse(video_logits(self.rgb, model_input(rgb, self.device)).cpu(),
                                  video_logits(self.flow, model_input(flow, self.device)).cpu())
-        probabilities = fused.softmax(1)[0]
+        probabilities = self.fusion.objective.probabilities(fused)[0]
         top = probabilities.topk(min(5, len(self.classes)))
-        return Prediction(str(video), [(self.classes[i], float(p)) for p, i in zip(top.values, top.indices)])
+        prediction = Prediction(str(video), [(self.classes[i], float(p)) for p, i in zip(top.values, top.indices)])
+        if self.fusion.objective.multilabel:
+            prediction.probabilities = dict(zip(self.classes, probabilities.tolist()))
+            prediction.labels = [name for name, p in prediction.probabilities.items() if p > threshold]
+        return prediction

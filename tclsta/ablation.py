@@ -21,12 +21,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from tclsta.config import FusionConfig
 from tclsta.settings import StageSettings
+
+if TYPE_CHECKING:  # not imported at run time: the workflow imports this module, and torch is slow to import
+    from tclsta.evaluate import Bootstrap
+    from tclsta.multilabel import Objective
 
 STREAMS = ("rgb", "flow")
 
@@ -161,7 +166,8 @@ def ablation_table(results: Path, fusion: FusionConfig) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=table_columns(MULTILABEL_METRICS if objective.multilabel else METRICS))
 
 
-def _measured(scores: np.ndarray, labels: np.ndarray, num_classes: int, bootstrap, objective) -> dict[str, tuple[float, np.ndarray]]:
+def _measured(scores: np.ndarray, labels: np.ndarray, num_classes: int, bootstrap: Bootstrap,
+              objective: Objective) -> dict[str, tuple[float, np.ndarray]]:
     """Each metric of the table: its value on the test videos and its (B,) bootstrap samples."""
     if objective.multilabel:
         from tclsta.multilabel import average_precision
@@ -176,7 +182,8 @@ def _measured(scores: np.ndarray, labels: np.ndarray, num_classes: int, bootstra
             "mean_class_accuracy": (np.mean(per_class), resampled["mean_class_accuracy"])}
 
 
-def _test_predictions(variant: Variant, results: Path, fusion: FusionConfig, objective) -> tuple[list[str], np.ndarray, dict]:
+def _test_predictions(variant: Variant, results: Path, fusion: FusionConfig,
+                      objective: Objective) -> tuple[list[str], np.ndarray, dict]:
     """A variant's test videos, their labels and the (N, K) scores of its rgb, flow and fused predictions."""
     from tclsta.evaluate import aligned_logits, paired_scores, read_fusion
     from tclsta.inference import read_scores

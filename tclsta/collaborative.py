@@ -116,7 +116,7 @@ def train_collaborative(rgb_features: Path, flow_features: Path, config: Collabo
     device = pick_device(device_name)
     paired = pair_features(read_features(rgb_features), read_features(flow_features))
     objective = Objective.of(manifest) if manifest is not None else Objective()
-    if objective.multilabel:
+    if manifest is not None:
         paired = dataclasses.replace(paired, targets=objective.targets(manifest, paired.classes, paired.video_ids))
     train, val = paired.split("train"), paired.split("val")
     if not len(train[2]) or not len(val[2]):

@@ -120,7 +120,7 @@ def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, num_class
     return metrics
 
 
-def test_metrics(objective: Objective, scores: torch.Tensor, labels: torch.Tensor, num_classes: int,
+def model_metrics(objective: Objective, scores: torch.Tensor, labels: torch.Tensor, num_classes: int,
                  bootstrap: Bootstrap | None = None) -> dict:
     """:func:`classification_metrics`, or for a multi-label dataset (``labels``: (N, K) targets) mAP and per-class
     average precision (:func:`tclsta.multilabel.multilabel_metrics`)."""
@@ -141,7 +141,7 @@ def fuse_streams(rgb_scores: Path, flow_scores: Path, config: FusionConfig, clas
     if not len(labels):
         raise RuntimeError(f"no validation videos scored by both streams in {rgb_scores} and {flow_scores}")
     objective = Objective.of(manifest) if manifest is not None else Objective()
-    if objective.multilabel:
+    if manifest is not None:
         labels = objective.targets(manifest, classes, video_ids)
     weights = learn_fusion(rgb_logits, flow_logits, labels, config, objective)
     payload = weights.as_dict(classes) | {
@@ -179,9 +179,8 @@ def evaluate(
     """Test-split metrics of each stream, the learned fusion, fixed late fusion and (when its scores are
     given) the collaborative model, as metrics.json."""
     classes, objective = class_names(manifest), Objective.of(manifest)
-    rgb_logits, flow_logits, labels, video_ids = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "test")
-    if objective.multilabel:
-        labels = objective.targets(manifest, classes, video_ids)
+    rgb_logits, flow_logits, _, video_ids = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "test")
+    labels = objective.targets(manifest, classes, video_ids)
     fusion = json.loads(Path(fusion_path).read_text())
     candidates = {
         "rgb": rgb_logits,
@@ -194,12 +193,11 @@ def evaluate(
     bootstrap = Bootstrap.draw(len(labels))
     results, confusion = {}, {}
     for name, scores in candidates.items():
-        metrics = test_metrics(objective, scores, labels, len(classes), bootstrap)
+        metrics = model_metrics(objective, scores, labels, len(classes), bootstrap)
         confusion[name] = metrics.pop("confusion")
         results[name] = metrics
-    val_rgb, val_flow, val_labels, val_ids = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "val")
-    if objective.multilabel:
-        val_labels = objective.targets(manifest, classes, val_ids)
+    val_rgb, val_flow, _, val_ids = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "val")
+    val_labels = objective.targets(manifest, classes, val_ids)
     per_class = per_class_key(objective.multilabel)
     payload = {
         "dataset": dataset,
@@ -211,7 +209,7 @@ def evaluate(
         "confusion": confusion,
         "fusion_weights": {"global": fusion["global"], "per_class": fusion["per_class"]},
         # what the fusion weights were learned from: each stream's accuracy (or AP) per class on the validation videos
-        f"validation_{per_class}": {stream: test_metrics(objective, scores, val_labels, len(classes))[per_class]
+        f"validation_{per_class}": {stream: model_metrics(objective, scores, val_labels, len(classes))[per_class]
                                     for stream, scores in (("rgb", val_rgb), ("flow", val_flow))},
         "bootstrap": {"samples": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED, "confidence": CONFIDENCE,
                       "over": "test videos"},

@@ -30,6 +30,7 @@ from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
 
 from tclsta.atomic import write_bytes_atomic, write_text_atomic
+from tclsta.data.manifest import classes_in
 from tclsta.multilabel import headline_metrics, per_class_key, per_class_name
 from tclsta.settings import ENTRY_KEYS, SECTION_TYPES, StageSettings, section_keys
 
@@ -185,10 +186,8 @@ def _summary_body(metrics: dict, manifest: pd.DataFrame, config: Mapping) -> str
     split_rows = []
     for split in SPLITS:
         videos = manifest[manifest["split"] == split]
-        split_rows.append(
-            [split, str(len(videos)), str(videos["class_name"].nunique()), str(evaluated.get(split, "–"))]
-        )
-    split_rows.append(["all", str(len(manifest)), str(manifest["class_name"].nunique()), "–"])
+        split_rows.append([split, str(len(videos)), str(len(classes_in(manifest, split))), str(evaluated.get(split, "–"))])
+    split_rows.append(["all", str(len(manifest)), str(len(metrics["classes"])), "–"])
     settings = _flatten(config)
     return (
         _table(["", ""], facts, show_header=False)
@@ -330,8 +329,8 @@ def _confusion_body(metrics: dict, pngs: Mapping[str, bytes]) -> str:
     note = (
         f'<p class="note">{num_classes} classes: sorted by fused accuracy (best first), cell counts omitted.</p>'
         if num_classes > MANY_CLASSES
-        else '<p class="note">Rows: true class, columns: predicted class. Numbers are video counts; '
-        "colour is the fraction of the row.</p>"
+        else '<p class="note">Rows: true class (multi-label: each label of a video), columns: predicted class '
+        "(the highest-scored). Numbers are video counts; colour is the fraction of the row.</p>"
     )
     return (
         note

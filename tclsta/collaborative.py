@@ -115,8 +115,9 @@ def train_collaborative(rgb_features: Path, flow_features: Path, config: Collabo
     torch.manual_seed(config.seed)
     device = pick_device(device_name)
     paired = pair_features(read_features(rgb_features), read_features(flow_features))
-    objective = Objective.of(manifest) if manifest is not None else Objective()
-    if manifest is not None:
+    objective = Objective()
+    if manifest is not None:  # its labels: (N, K) targets of a multi-label dataset
+        objective = Objective.of(manifest)
         paired = dataclasses.replace(paired, targets=objective.targets(manifest, paired.classes, paired.video_ids))
     train, val = paired.split("train"), paired.split("val")
     if not len(train[2]) or not len(val[2]):

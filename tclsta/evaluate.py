@@ -140,8 +140,9 @@ def fuse_streams(rgb_scores: Path, flow_scores: Path, config: FusionConfig, clas
     rgb_logits, flow_logits, labels, video_ids = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "val")
     if not len(labels):
         raise RuntimeError(f"no validation videos scored by both streams in {rgb_scores} and {flow_scores}")
-    objective = Objective.of(manifest) if manifest is not None else Objective()
-    if manifest is not None:
+    objective = Objective()
+    if manifest is not None:  # its labels: (N, K) targets of a multi-label dataset
+        objective = Objective.of(manifest)
         labels = objective.targets(manifest, classes, video_ids)
     weights = learn_fusion(rgb_logits, flow_logits, labels, config, objective)
     payload = weights.as_dict(classes) | {

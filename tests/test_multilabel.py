@@ -107,3 +107,32 @@ def test_multilabel_demo_reaches_its_report_with_map_at_its_ceiling(workdir):  #
         assert sorted(probabilities) == ["DriftLeft", "DriftRight", "GreenPatch", "RedPatch"]
         assert all(0 <= p <= 1 for p in probabilities.values())
         assert result["labels"] == [name for name, p in probabilities.items() if p > 0.3]
+
+
+def test_ablation_table_of_a_multilabel_dataset_has_map_columns(tmp_path):
+    from tclsta.ablation import MULTILABEL_METRICS, VARIANTS, ablation_inputs, ablation_table, table_columns
+    from tclsta.evaluate import fuse_streams
+    from tclsta.inference import write_scores
+
+    classes = ["A", "B", "C"]
+    rng = np.random.default_rng(0)
+    targets = (rng.random((40, 3)) > 0.5).astype(np.float32)
+    targets[:, 0] = 1 - targets[:, 1]  # every video has at least one label
+    ids = [f"v{i:02d}" for i in range(40)]
+    splits = ["val"] * 20 + ["test"] * 20
+    manifest = pd.DataFrame({"video_id": ids, "path": ids, "class_name": "A", "label": 0, "split": splits, "group": ids,
+                             "shard": 0, "labels": [";".join(c for c, t in zip(classes, row) if t) for row in targets]})
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    perfect, noisy = 4 * targets - 2, rng.normal(size=targets.shape)  # logits that rank perfectly, logits that guess
+    for path in ablation_inputs(tmp_path):
+        if path.suffix == ".csv" and path.name != "manifest.csv":
+            good = path.name == "collaborative.csv" and path.parent.parent == tmp_path  # the full model
+            write_scores(path, ids, splits, [0] * 40, perfect if good else noisy)
+    fuse_streams(tmp_path / "scores/rgb.csv", tmp_path / "scores/flow.csv", FusionConfig(steps=20), classes,
+                 tmp_path / "fusion.json", read_manifest(tmp_path / "manifest.csv"))
+
+    table = ablation_table(tmp_path, FusionConfig())
+    assert list(table.columns) == table_columns(MULTILABEL_METRICS) and len(table) == len(VARIANTS)
+    full, learned = table.iloc[0], table.iloc[1]
+    assert full["fused_mAP"] == 1.0 and full["fused_mAP_ci_low"] == 1.0
+    assert learned["fused_mAP"] < 0.9 and learned["fused_mAP_diff_ci_high"] < 0  # the paired interval excludes zero

@@ -86,7 +86,7 @@ def run_epoch(model: CollaborativeModel, data: tuple[torch.Tensor, torch.Tensor,
               device: torch.device, optimizer: torch.optim.Optimizer | None = None,
               generator: torch.Generator | None = None, objective: Objective = Objective()) -> tuple[float, float]:
     """One pass over (static, motion, targets); trains, in shuffled batches, when an optimiser is given.
-    Returns (mean loss, accuracy; multi-label: share of exact label sets)."""
+    Returns (mean loss, accuracy; multi-label: share of videos whose top class is one of their labels)."""
     static, motion, labels = data
     model.train(optimizer is not None)
     order = torch.randperm(len(labels), generator=generator) if optimizer is not None else torch.arange(len(labels))

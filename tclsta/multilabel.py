@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from tclsta.evaluate import Bootstrap
 
 THRESHOLD = 0.5
-"""Probability above which ``predict`` lists a class of a multi-label model, and the training history's hits count it."""
+"""Probability above which ``predict`` lists a class of a multi-label model by default."""
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,10 @@ class Objective:
         return F.cross_entropy(logits, targets)
 
     def hits(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """(N,) bool: top-1 is the label; multi-label: the classes above ``THRESHOLD`` are exactly the video's."""
+        """(N,) bool: top-1 is the label; multi-label: top-1 is one of the video's labels (precision at 1; an exact
+        match of the label set would be out of reach of a stream that sees only some of the cues)."""
         if self.multilabel:
-            return ((self.probabilities(logits) > THRESHOLD) == targets.bool()).all(1)
+            return targets.gather(1, logits.argmax(1, keepdim=True)).squeeze(1) > 0
         return logits.argmax(1) == targets
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:

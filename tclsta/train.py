@@ -181,8 +181,8 @@ def run_epoch(
 ) -> dict[str, float]:
     """One pass over ``loader``; trains when an optimiser is given.
 
-    Returns mean loss, accuracy (of a multi-label dataset: the share of videos whose classes above
-    ``tclsta.multilabel.THRESHOLD`` are exactly their labels), and the seconds spent getting each batch onto the device (waiting for
+    Returns mean loss, accuracy (of a multi-label dataset: the share of videos whose top class is one of
+    their labels), and the seconds spent getting each batch onto the device (waiting for
     it; converting it there, JPEG decoding included with ``train.decode_device``), summed over all
     processes when several train together.
     """

@@ -58,9 +58,10 @@ use rule features as ablation_features with:
 use rule collaborative as ablation_collaborative with:
     input:
         unpack(
-            lambda w: VARIANTS_BY_NAME[w.variant].features(
-                Path(f"results/{w.dataset}")
-            )
+            lambda w: {
+                "manifest": f"results/{w.dataset}/manifest.csv",
+                **VARIANTS_BY_NAME[w.variant].features(Path(f"results/{w.dataset}")),
+            }
         ),
     output:
         checkpoint=f"{ABLATION}/models/collaborative.pt",

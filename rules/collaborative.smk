@@ -28,6 +28,7 @@ rule features:
 rule collaborative:
     """Train the static-motion collaborative model on the training videos' features; score val and test."""
     input:
+        manifest="results/{dataset}/manifest.csv",
         rgb="results/{dataset}/features/rgb.h5",
         flow="results/{dataset}/features/flow.h5",
     output:
@@ -48,5 +49,5 @@ rule collaborative:
         settings=lambda w: settings(w.dataset, "collaborative"),
     shell:
         "python -m tclsta collaborative --settings {params.settings:q} --threads {threads}"
-        " --rgb {input.rgb} --flow {input.flow} --model {output.checkpoint}"
+        " --rgb {input.rgb} --flow {input.flow} --manifest {input.manifest} --model {output.checkpoint}"
         " --history {output.history} --output {output.scores} 2> {log}"

@@ -7,6 +7,7 @@ from tclsta.config import dataset_settings, for_stream, parse_dataset
 from tclsta.datasets import manifest_sources, missing_data
 from tclsta.data.manifest import (
     build_manifest,
+    MULTILABEL_DEMO_CSV,
     read_manifest,
     ucf_split_files,
     write_shard_list,
@@ -49,15 +50,26 @@ FLOW_CONTAINER = os.path.normpath(
 
 
 def datasets_pattern(keep):
-    """A wildcard pattern of the datasets whose format ``keep`` accepts (one that matches none if there are none)."""
-    chosen = [d for d in DATASETS if keep(config["datasets"][d]["format"])]
+    """A wildcard pattern of the datasets whose format and demo kind ``keep`` accepts (one that matches none if there are none)."""
+    chosen = [
+        d
+        for d in DATASETS
+        if keep(
+            config["datasets"][d]["format"],
+            dataset_settings(config, d).get("demo", {}).get("kind"),
+        )
+    ]
     return "|".join(chosen or ["__none__"])
 
 
-DEMO_DATASETS = datasets_pattern(lambda f: f == "demo")
+# Generated demos: in the UCF101 layout, or (kind multilabel) with a labels CSV.
+DEMO_DATASETS = datasets_pattern(lambda f, kind: f == "demo" and kind != "multilabel")
+MULTILABEL_DEMO_DATASETS = datasets_pattern(
+    lambda f, kind: f == "demo" and kind == "multilabel"
+)
 # Videos go through extraction, flow and packing; existing rawframes are imported into shards.
-VIDEO_DATASETS = datasets_pattern(lambda f: f != "rawframes")
-RAWFRAME_DATASETS = datasets_pattern(lambda f: f == "rawframes")
+VIDEO_DATASETS = datasets_pattern(lambda f, kind: f != "rawframes")
+RAWFRAME_DATASETS = datasets_pattern(lambda f, kind: f == "rawframes")
 
 
 # Any dataset name matches: one not in the config stops the DAG with a message naming those that are.

@@ -21,3 +21,14 @@ rule demo_dataset:
         settings=lambda w: settings(w.dataset, "demo"),
     shell:
         "python -m tclsta demo --settings {params.settings:q} 2> {log}"
+
+
+use rule demo_dataset as multilabel_demo_dataset with:
+    output:
+        f"data/{{dataset}}/splits/{MULTILABEL_DEMO_CSV}",
+    log:
+        "logs/multilabel_demo_dataset/{dataset}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/multilabel_demo_dataset/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=MULTILABEL_DEMO_DATASETS,

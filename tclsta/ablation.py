@@ -12,7 +12,8 @@ top-1 and mean class accuracy of the rgb and flow streams and of the variant's
 fusion, as ``results/<dataset>/ablation.csv``: each with its 95% bootstrap interval
 over the test videos, and its difference to the full model with the paired
 bootstrap interval of that difference (the same resamples of the same videos for
-every variant; ``tclsta.evaluate.Bootstrap``).
+every variant; ``tclsta.evaluate.Bootstrap``). A multi-label dataset's table has
+mAP in their place (:data:`MULTILABEL_METRICS`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,15 +29,27 @@ import pandas as pd
 from tclsta.config import FusionConfig
 from tclsta.settings import StageSettings
 
+if TYPE_CHECKING:  # not imported at run time: the workflow imports this module, and torch is slow to import
+    from tclsta.evaluate import Bootstrap
+    from tclsta.multilabel import Objective
+
 STREAMS = ("rgb", "flow")
 
 FUSIONS = ("collaborative", "learned", "late")
 MODELS = ("rgb", "flow", "fused")
 METRICS = ("top1", "mean_class_accuracy")
+MULTILABEL_METRICS = ("mAP",)
 # Per model and metric: the value, its interval, the difference to the full model and that difference's interval.
 STATISTICS = ("", "_ci_low", "_ci_high", "_diff", "_diff_ci_low", "_diff_ci_high")
-COLUMNS = ["variant", "description", "fusion", "num_test_videos",
-           *(f"{model}_{metric}{statistic}" for model in MODELS for metric in METRICS for statistic in STATISTICS)]
+
+
+def table_columns(metrics: tuple[str, ...] = METRICS) -> list[str]:
+    """The ablation table's columns for ``metrics``."""
+    return ["variant", "description", "fusion", "num_test_videos",
+            *(f"{model}_{metric}{statistic}" for model in MODELS for metric in metrics for statistic in STATISTICS)]
+
+
+COLUMNS = table_columns()
 
 
 @dataclass(frozen=True)
@@ -106,21 +120,28 @@ def variant_settings(settings: str, variant: str) -> str:
 
 def ablation_inputs(results: Path) -> list[Path]:
     """Every file :func:`ablation_table` reads, for the workflow's ``ablation`` rule."""
-    return sorted({path for variant in VARIANTS for path in variant.inputs(results).values()})
+    return sorted({results / "manifest.csv", *(path for variant in VARIANTS for path in variant.inputs(results).values())})
 
 
 def ablation_table(results: Path, fusion: FusionConfig) -> pd.DataFrame:
     """Test-split top-1 and mean class accuracy of each variant's rgb, flow and fused predictions, with intervals.
 
     ``results`` is a dataset's results folder (``results/<dataset>``); ``fusion``
-    gives the fixed late-fusion weights. One row per :data:`VARIANTS` entry, columns :data:`COLUMNS`.
+    gives the fixed late-fusion weights. One row per :data:`VARIANTS` entry, columns :data:`COLUMNS`
+    (of a multi-label dataset: ``table_columns(MULTILABEL_METRICS)``).
     """
     # here, not at the top: the workflow imports this module, and every job would pay for importing torch
-    from tclsta.evaluate import Bootstrap, accuracy_interval, interval
+    from tclsta.data.manifest import class_names, multi_hot, read_manifest
+    from tclsta.evaluate import Bootstrap, interval
+    from tclsta.multilabel import Objective
 
-    predictions = {variant.name: _test_predictions(variant, results, fusion) for variant in VARIANTS}
+    manifest = read_manifest(results / "manifest.csv")
+    objective = Objective.of(manifest)
+    predictions = {variant.name: _test_predictions(variant, results, fusion, objective) for variant in VARIANTS}
     full = VARIANTS[0].name
     video_ids, labels, _ = predictions[full]
+    if objective.multilabel:
+        labels = multi_hot(manifest, class_names(manifest), video_ids)
     num_classes = predictions[full][2]["rgb"].shape[1]
     bootstrap = Bootstrap.draw(len(video_ids))
     samples: dict[str, dict[str, dict[str, np.ndarray]]] = {}
@@ -134,22 +155,35 @@ def ablation_table(results: Path, fusion: FusionConfig) -> pd.DataFrame:
                "num_test_videos": len(video_ids)}
         samples[variant.name] = {}
         for model in MODELS:
-            correct = (scores[model][order].argmax(1) == labels).astype(float)
-            samples[variant.name][model] = resampled = bootstrap.accuracy_samples(correct, labels, num_classes)
-            per_class = [correct[labels == k].mean() for k in np.unique(labels)]
-            points = {"top1": correct.mean(), "mean_class_accuracy": np.mean(per_class)}
-            for metric, key in (("top1", "accuracy"), ("mean_class_accuracy", "mean_class_accuracy")):
+            samples[variant.name][model] = measured = _measured(scores[model][order], labels, num_classes, bootstrap, objective)
+            for metric, (point, resampled, bounds) in measured.items():
                 name = f"{model}_{metric}"
-                row[name] = float(points[metric])
-                row[f"{name}_ci_low"], row[f"{name}_ci_high"] = accuracy_interval(resampled[key], correct)
+                row[name] = float(point)
+                row[f"{name}_ci_low"], row[f"{name}_ci_high"] = bounds
                 row[f"{name}_diff"] = row[name] - rows[0][name] if rows else 0.0
-                row[f"{name}_diff_ci_low"], row[f"{name}_diff_ci_high"] = interval(
-                    resampled[key] - samples[full][model][key])
+                row[f"{name}_diff_ci_low"], row[f"{name}_diff_ci_high"] = interval(resampled - samples[full][model][metric][1])
         rows.append(row)
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=table_columns(MULTILABEL_METRICS if objective.multilabel else METRICS))
 
 
-def _test_predictions(variant: Variant, results: Path, fusion: FusionConfig) -> tuple[list[str], np.ndarray, dict]:
+def _measured(scores: np.ndarray, labels: np.ndarray, num_classes: int, bootstrap: Bootstrap,
+              objective: Objective) -> dict[str, tuple[float, np.ndarray]]:
+    """Each metric of the table: its value on the test videos and its (B,) bootstrap samples."""
+    if objective.multilabel:
+        from tclsta.multilabel import average_precision
+
+        with np.errstate(all="ignore"):
+            return {"mAP": (np.nanmean(average_precision(scores, labels, np.ones((1, len(scores)))), 1)[0],
+                            np.nanmean(average_precision(scores, labels, bootstrap.weights), 1))}
+    correct = (scores.argmax(1) == labels).astype(float)
+    resampled = bootstrap.accuracy_samples(correct, labels, num_classes)
+    per_class = [correct[labels == k].mean() for k in np.unique(labels)]
+    return {"top1": (correct.mean(), resampled["accuracy"]),
+            "mean_class_accuracy": (np.mean(per_class), resampled["mean_class_accuracy"])}
+
+
+def _test_predictions(variant: Variant, results: Path, fusion: FusionConfig,
+                      objective: Objective) -> tuple[list[str], np.ndarray, dict]:
     """A variant's test videos, their labels and the (N, K) scores of its rgb, flow and fused predictions."""
     from tclsta.evaluate import aligned_logits, paired_scores, read_fusion
     from tclsta.inference import read_scores
@@ -162,5 +196,5 @@ def _test_predictions(variant: Variant, results: Path, fusion: FusionConfig) -> 
     elif variant.fusion == "learned":
         fused = read_fusion(paths["learned"]).fuse(rgb, flow)
     else:
-        fused = late_fusion(rgb, flow, tuple(fusion.late_fusion_weights))
+        fused = late_fusion(rgb, flow, tuple(fusion.late_fusion_weights), objective)
     return video_ids, labels.numpy(), {"rgb": rgb.numpy(), "flow": flow.numpy(), "fused": fused.numpy()}

@@ -141,7 +141,7 @@ def attention_views(
     clips = {stream: torch.stack([datasets[stream][i][0] for i in chosen]) for stream in datasets}  # (B, T, C, h, w)
     outputs = {stream: models[stream](model_input(clips[stream], predictor.device)) for stream in datasets}
     fused = predictor.fusion.fuse(outputs["rgb"].logits.cpu(), outputs["flow"].logits.cpu())  # (B, K)
-    top = fused.softmax(1).topk(min(5, len(predictor.classes)))
+    top = predictor.fusion.objective.probabilities(fused).topk(min(5, len(predictor.classes)))
 
     views = []
     for row, index in enumerate(chosen):

@@ -160,11 +160,12 @@ def cmd_collaborative(args: argparse.Namespace) -> None:
     import torch
 
     from tclsta.collaborative import train_collaborative
+    from tclsta.data.manifest import read_manifest
 
     dataset, _ = resolve_settings(args, declared_settings("collaborative"))
     torch.set_num_threads(args.threads)
     train_collaborative(args.rgb, args.flow, dataset.collaborative, dataset.train.device, args.model,
-                        args.history, args.output)
+                        args.history, args.output, read_manifest(args.manifest))
 
 
 def cmd_fuse(args: argparse.Namespace) -> None:
@@ -172,7 +173,8 @@ def cmd_fuse(args: argparse.Namespace) -> None:
     from tclsta.evaluate import fuse_streams
 
     dataset, _ = resolve_settings(args, declared_settings("fuse"))
-    fuse_streams(args.rgb, args.flow, dataset.fusion, class_names(read_manifest(args.manifest)), args.output)
+    manifest = read_manifest(args.manifest)
+    fuse_streams(args.rgb, args.flow, dataset.fusion, class_names(manifest), args.output, manifest)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -241,17 +243,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     results, failed = [], 0
     for video in args.videos:
         try:
-            prediction = predictor.predict(video)
+            prediction = predictor.predict(video, args.threshold)
         except TclstaError as exc:  # one unreadable video does not stop the others
             log.error("%s", exc)
             results.append({"video": str(video), "error": str(exc)})
             failed += 1
             continue
-        results.append({"video": prediction.video, "top5": [{"class": c, "score": p} for c, p in prediction.top5]})
+        result = {"video": prediction.video, "top5": [{"class": c, "score": p} for c, p in prediction.top5]}
+        if prediction.labels is not None:  # a multi-label model
+            result |= {"probabilities": prediction.probabilities, "labels": prediction.labels}
+        results.append(result)
         if not args.json:
             print(prediction.video)
             for rank, (name, score) in enumerate(prediction.top5, 1):
                 print(f"  {rank}. {name:<30} {score:.3f}")
+            if prediction.labels is not None:
+                print(f"  above {args.threshold}: {', '.join(prediction.labels) or 'none'}")
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if failed else 0
@@ -369,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_options(sub)
     sub.add_argument("--rgb", type=Path, required=True, help="features file of the rgb stream")
     sub.add_argument("--flow", type=Path, required=True, help="features file of the flow stream")
+    sub.add_argument("--manifest", type=Path, required=True, help="manifest CSV (the labels of a multi-label dataset)")
     sub.add_argument("--threads", type=int, default=CPUS)
     sub.add_argument("--model", type=Path, required=True, help="the trained collaborative model")
     sub.add_argument("--history", type=Path, required=True, help="per-epoch metrics CSV")
@@ -442,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--model", choices=["best", "fusion", "collaborative"], default="best",  # tclsta.export.MODELS
                      help="the learned fusion of the two streams, the collaborative model, or (best) the one "
                           "model_choice.json names (chosen on validation; fusion when absent)")
+    sub.add_argument("--threshold", type=float, default=0.5,
+                     help="a multi-label model lists the classes whose probability is above this")
     sub.set_defaults(func=cmd_predict)
 
     sub = stages.add_parser("export", help="write a dataset's models (ONNX), fusion weights, preprocessing spec and a "

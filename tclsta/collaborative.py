@@ -10,12 +10,15 @@ fits on the training videos' features and keeps the epoch with the best
 validation accuracy (then lowest validation loss). The test videos are only
 scored. Outputs: a checkpoint that loads with ``weights_only=True``, the
 per-epoch history CSV, and a scores CSV in the format of the stream scores
-(``tclsta/evaluate.py``) for the val and test videos.
+(``tclsta/evaluate.py``) for the val and test videos. For a multi-label dataset
+(its manifest given) the loss is per-class binary cross-entropy
+(:class:`tclsta.multilabel.Objective`).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -24,7 +27,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from tclsta.atomic import atomic_path
 from tclsta.config import CollaborativeConfig, build_section, section_dict
@@ -32,6 +34,7 @@ from tclsta.errors import model_file
 from tclsta.features import StreamFeatures, read_features
 from tclsta.inference import pick_device, write_scores
 from tclsta.models import CollaborativeModel
+from tclsta.multilabel import Objective
 from tclsta.settings import StageSettings, section_keys
 
 COLLABORATIVE_SETTINGS = StageSettings("collaborative", train=("device",), collaborative=section_keys("collaborative"))
@@ -50,11 +53,12 @@ class PairedFeatures:
     video_ids: list[str]
     splits: list[str]
     classes: list[str]
+    targets: torch.Tensor  # what the model learns: the labels, or (N, K) 0/1 targets of a multi-label dataset
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(static, motion, labels) of the videos of split ``name``."""
+        """(static, motion, targets) of the videos of split ``name``."""
         rows = torch.tensor([s == name for s in self.splits], dtype=torch.bool)
-        return self.static[rows], self.motion[rows], self.labels[rows]
+        return self.static[rows], self.motion[rows], self.targets[rows]
 
 
 def pair_features(static: StreamFeatures, motion: StreamFeatures) -> PairedFeatures:
@@ -62,13 +66,15 @@ def pair_features(static: StreamFeatures, motion: StreamFeatures) -> PairedFeatu
     if static.classes != motion.classes:
         raise RuntimeError(f"the rgb and flow features disagree on the classes: {static.classes} vs {motion.classes}")
     merged = static.to_frame().merge(motion.to_frame(), on=["video_id", "split", "label"], suffixes=("_static", "_motion"))
+    labels = torch.tensor(merged["label"].to_numpy())
     return PairedFeatures(
         static=torch.from_numpy(static.features[merged["row_static"].to_numpy()]),
         motion=torch.from_numpy(motion.features[merged["row_motion"].to_numpy()]),
-        labels=torch.tensor(merged["label"].to_numpy()),
+        labels=labels,
         video_ids=merged["video_id"].tolist(),
         splits=merged["split"].tolist(),
         classes=static.classes,
+        targets=labels,
     )
 
 
@@ -79,36 +85,41 @@ def build_collaborative(config: CollaborativeConfig, static_dim: int, motion_dim
 
 def run_epoch(model: CollaborativeModel, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_size: int,
               device: torch.device, optimizer: torch.optim.Optimizer | None = None,
-              generator: torch.Generator | None = None) -> tuple[float, float]:
-    """One pass over (static, motion, labels); trains, in shuffled batches, when an optimiser is given.
-    Returns (mean loss, accuracy)."""
+              generator: torch.Generator | None = None, objective: Objective = Objective()) -> tuple[float, float]:
+    """One pass over (static, motion, targets); trains, in shuffled batches, when an optimiser is given.
+    Returns (mean loss, accuracy; multi-label: share of videos whose top class is one of their labels)."""
     static, motion, labels = data
     model.train(optimizer is not None)
     order = torch.randperm(len(labels), generator=generator) if optimizer is not None else torch.arange(len(labels))
     total_loss, correct = 0.0, 0
     with torch.set_grad_enabled(optimizer is not None):
         for batch in order.split(batch_size):
-            batch_labels = labels[batch].to(device)  # (B,)
+            batch_labels = labels[batch].to(device)  # (B,) or (B, K)
             logits = model(static[batch].to(device), motion[batch].to(device)).logits  # (B, K)
-            loss = F.cross_entropy(logits, batch_labels)
+            loss = objective.loss(logits, batch_labels)
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
             total_loss += loss.item() * len(batch)
-            correct += int((logits.argmax(1) == batch_labels).sum())
+            correct += int(objective.hits(logits, batch_labels).sum())
     return total_loss / max(len(labels), 1), correct / max(len(labels), 1)
 
 
 def train_collaborative(rgb_features: Path, flow_features: Path, config: CollaborativeConfig, device_name: str,
-                        checkpoint_path: Path, history_path: Path, scores_path: Path) -> None:
-    """Train the collaborative model on the ``config.fit_on`` videos' features, score val and test.
+                        checkpoint_path: Path, history_path: Path, scores_path: Path, manifest: pd.DataFrame | None = None) -> None:
+    """Train the collaborative model on the ``config.fit_on`` videos' features, score val and test; a multi-label
+    ``manifest`` gives the videos' targets.
 
     The history has both splits' loss and accuracy per epoch, whichever is fitted.
     """
     torch.manual_seed(config.seed)
     device = pick_device(device_name)
     paired = pair_features(read_features(rgb_features), read_features(flow_features))
+    objective = Objective()
+    if manifest is not None:  # its labels: (N, K) targets of a multi-label dataset
+        objective = Objective.of(manifest)
+        paired = dataclasses.replace(paired, targets=objective.targets(manifest, paired.classes, paired.video_ids))
     train, val = paired.split("train"), paired.split("val")
     if not len(train[2]) or not len(val[2]):
         raise RuntimeError(f"collaborative model: {len(train[2])} training and {len(val[2])} validation videos "
@@ -125,8 +136,8 @@ def train_collaborative(rgb_features: Path, flow_features: Path, config: Collabo
     best_state = copy.deepcopy(model.state_dict())
     for epoch in range(1, config.epochs + 1):
         start = time.time()
-        fitted = run_epoch(model, val if fit_on_val else train, config.batch_size, device, optimizer, generator)
-        checked = run_epoch(model, train if fit_on_val else val, config.batch_size, device)
+        fitted = run_epoch(model, val if fit_on_val else train, config.batch_size, device, optimizer, generator, objective)
+        checked = run_epoch(model, train if fit_on_val else val, config.batch_size, device, objective=objective)
         (train_loss, train_acc), (val_loss, val_acc) = (checked, fitted) if fit_on_val else (fitted, checked)
         history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
                             val_acc=val_acc, seconds=time.time() - start))

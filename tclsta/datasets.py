@@ -14,13 +14,14 @@ import glob
 from pathlib import Path
 from typing import Any
 
-from tclsta.data.manifest import ucf_split_files
+from tclsta.data.manifest import MULTILABEL_DEMO_CSV, ucf_split_files
 from tclsta.errors import MissingDataError
 
 VIDEO_LAYOUT = {
     "ucf101": "<Class>/v_<Class>_gXX_cYY.avi",
     "hmdb51": "<class>/<video>.avi",
     "folder": "<class>/<video>",
+    "multilabel": "any/<video> listed in split_csv (columns path, split, labels: names joined by ';')",
     "rawframes": "<video>/img_00001.jpg, flow_x_00001.jpg, flow_y_00001.jpg (<class>/<video>/ without lists)",
 }
 
@@ -70,7 +71,7 @@ def missing_data(settings: dict[str, Any]) -> list[str]:
             missing.append(f"the split files in {settings['splits_dir']}/: {', '.join(absent)} not found")
     elif fmt == "hmdb51" and not hmdb51_split_files(settings):
         missing.append(f"split files {settings['splits_dir']}/<class>_test_split{settings.get('split', 1)}.txt: none found")
-    elif fmt in ("folder", "rawframes") and settings.get("split_csv") and not Path(settings["split_csv"]).is_file():
+    elif fmt in ("folder", "rawframes", "multilabel") and settings.get("split_csv") and not Path(settings["split_csv"]).is_file():
         missing.append(f"split file {settings['split_csv']}: not found")
     missing += [f"rawframes list {path}: not found" for path in rawframes_lists(settings) if not Path(path).is_file()]
     return missing
@@ -100,12 +101,16 @@ def require_data(settings: dict[str, Any]) -> None:
 def manifest_sources(settings: dict[str, Any]) -> list[str]:
     """The files a dataset's manifest is built from; raises MissingDataError when they are not there.
 
-    Split files for demo (made by the demo rule), ucf101 and hmdb51 datasets; for folder
-    datasets the class folders, whose mtimes change when videos are added or removed, and
-    the split CSV if any.
+    Split files for demo (made by the demo rule), ucf101 and hmdb51 datasets; the labels CSV of
+    multi-label datasets; for folder datasets the class folders, whose mtimes change when videos
+    are added or removed, and the split CSV if any.
     """
     require_data(settings)
     fmt = settings["format"]
+    if fmt == "multilabel":
+        return [settings["split_csv"]]
+    if fmt == "demo" and settings.get("demo", {}).get("kind") == "multilabel":
+        return [f"{settings['splits_dir']}/{MULTILABEL_DEMO_CSV}"]
     if fmt in ("demo", "ucf101"):
         return split_files(settings)
     if fmt == "hmdb51":
@@ -119,7 +124,9 @@ def manifest_sources(settings: dict[str, Any]) -> list[str]:
 def instructions(settings: dict[str, Any]) -> str:
     """How to put a dataset's data in place, or point its entry at a copy elsewhere."""
     name, fmt = settings["name"], settings["format"]
-    keys = f"datasets.{name}.root" + (f" and datasets.{name}.splits_dir" if fmt not in ("folder", "rawframes") else "")
+    keys = f"datasets.{name}.root" + (f" and datasets.{name}.splits_dir" if fmt not in ("folder", "rawframes", "multilabel") else "")
+    if fmt == "multilabel":
+        return f"Put the videos there as {VIDEO_LAYOUT[fmt]},\nor set {keys} and datasets.{name}.split_csv in config.yaml."
     if fmt in ("folder", "rawframes"):
         return (
             f"Put the {'videos' if fmt == 'folder' else 'frame folders'} there as {VIDEO_LAYOUT[fmt]}"

@@ -39,6 +39,15 @@ component is switched off):
 
 Ceilings: RGB ``(n + 1) / (2 n)``, flow 1/2 (the pairs), fused 100%.
 
+The **multi-label** variant (``kind="multilabel"``) draws both cues in every clip: the demo's patch drifts in
+the direction of a motion class *and* shows the colour of an appearance class, and the clip is labelled with
+both (every pairing, equally often). RGB sees the colour but not the direction, flow the direction but not the
+colour, so each stream ranks its own kind's classes perfectly (average precision 1) and the other kind's at
+chance (expected average precision about the classes' prevalence, ``1 / n``): each stream's mAP ceiling is
+``(1 + 1 / n) / 2``, the same number as the demo's accuracy ceiling, and only fusing both reaches mAP 1.
+Its layout: ``root/videos/<Motion>_<Colour>/v_<Motion>_<Colour>_gXX_cYY.avi`` and ``root/splits/labels.csv``
+(``path,split,labels``: ``DriftRight_RedPatch/v_DriftRight_RedPatch_g01_c01.avi,test,DriftRight;RedPatch``).
+
 Layout written by ``make_demo_dataset``::
 
     root/videos/<Class>/v_<Class>_gXX_cYY.avi   mpeg4 in AVI, 25 fps, yuv420p
@@ -49,6 +58,7 @@ Layout written by ``make_demo_dataset``::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -62,7 +72,7 @@ import numpy as np
 
 from tclsta.atomic import atomic_path, write_text_atomic
 from tclsta.config import DatasetConfig, DemoConfig
-from tclsta.data.manifest import ucf_split_files
+from tclsta.data.manifest import MULTILABEL_DEMO_CSV, SEPARATOR, ucf_split_files
 from tclsta.errors import BadConfigError
 from tclsta.settings import StageSettings, section_keys
 from tclsta.video import ffmpeg_binaries, last_stderr_line
@@ -98,7 +108,7 @@ _PATCH_SIDE_RANGE = (28.0, 36.0)
 _SPEED_RANGE = (1.5, 2.0)  # px per frame
 _TEXTURE_BLUR_SIGMA = 1.2  # gives texture features of about 3-4 px
 _ACTION_FRACTION_RANGE = (0.4, 0.6)
-KINDS = ("demo", "benchmark")
+KINDS = ("demo", "benchmark", "multilabel")
 # The benchmark's sizes in pixels at its reference frame height of 48 (64x48).
 _BENCHMARK_SHORT_SIDE = 48
 _TARGET_SIDE_RANGE = (8.0, 10.0)
@@ -164,14 +174,16 @@ def class_names(classes_per_kind: int) -> list[str]:
 
 
 def expected_ceilings(classes_per_kind: int, kind: str = "demo") -> dict[str, float]:
-    """Best achievable accuracy per stream on a balanced test set.
+    """Best achievable accuracy (multi-label: mAP) per stream on a balanced test set.
 
     In the demo each single stream separates its own kind perfectly and is at chance among
     the ``n`` classes of the other kind: ``(n + n * 1/n) / (2 n)``. In the benchmark the
-    motion stream cannot tell appearance class ``i`` from motion class ``i``: 1/2.
+    motion stream cannot tell appearance class ``i`` from motion class ``i``: 1/2. In the
+    multi-label variant each stream's average precision is 1 on its own kind and, in
+    expectation, about the prevalence ``1/n`` on the other: ``(1 + 1/n) / 2``, the same number.
     """
     single_stream = (classes_per_kind + 1) / (2 * classes_per_kind)
-    return {"rgb": single_stream, "flow": single_stream if kind == "demo" else 0.5, "fused": 1.0}
+    return {"rgb": single_stream, "flow": 0.5 if kind == "benchmark" else single_stream, "fused": 1.0}
 
 
 def chroma_offset(class_name: str) -> tuple[float, float, float]:
@@ -192,6 +204,19 @@ def drift_direction(class_name: str) -> tuple[float, float]:
 def video_name(class_name: str, group: int, clip: int) -> str:
     """UCF101-style file name, e.g. ``v_DriftRight_g01_c02.avi``."""
     return f"v_{class_name}_g{group:02d}_c{clip:02d}.avi"
+
+
+def multilabel_folders(classes_per_kind: int) -> list[str]:
+    """The multi-label variant's folders, one per (motion, colour) pairing: ``DriftRight_RedPatch``."""
+    return [f"{motion}_{colour}" for motion in MOTION_CLASSES[:classes_per_kind] for colour in APPEARANCE_CLASSES[:classes_per_kind]]
+
+
+def plan_multilabel_clip(folder: str, group: int, clip: int, *, seed: int, **size: int) -> DemoClip:
+    """A demo clip drifting like the folder's motion class and coloured like its appearance class."""
+    motion, colour = folder.split("_")
+    # the colour enters the seed, so clips of one direction differ in geometry and texture between colours
+    plan = plan_clip(motion, group, clip, seed=seed * len(APPEARANCE_CLASSES) + APPEARANCE_CLASSES.index(colour), **size)
+    return dataclasses.replace(plan, chroma=chroma_offset(colour))
 
 
 def plan_clip(
@@ -444,15 +469,16 @@ def make_demo_dataset(
     kind: str = "demo",
     test_groups: int = 1,
 ) -> None:
-    """Write the demo (or benchmark) videos and UCF101-style split files under ``root``, deterministically
-    from ``seed``; groups ``1..test_groups`` are the test split.
+    """Write the demo (or benchmark) videos and UCF101-style split files (multi-label: the labels CSV) under
+    ``root``, deterministically from ``seed``; groups ``1..test_groups`` are the test split.
 
     The split files are written last, each atomically, because they are what the workflow tracks.
     """
     _check_arguments(classes_per_kind, groups, clips_per_group, num_frames, width, height, kind, test_groups)
-    plan, render = (plan_clip, render_clip) if kind == "demo" else (plan_benchmark_clip, render_benchmark_clip)
+    plan, render = {"demo": (plan_clip, render_clip), "benchmark": (plan_benchmark_clip, render_benchmark_clip),
+                    "multilabel": (plan_multilabel_clip, render_clip)}[kind]
     root = Path(root)
-    classes = class_names(classes_per_kind)
+    classes = multilabel_folders(classes_per_kind) if kind == "multilabel" else class_names(classes_per_kind)
     clips = [
         (class_name, group, clip)
         for class_name in classes
@@ -469,6 +495,11 @@ def make_demo_dataset(
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(write_clip, clips))
 
+    if kind == "multilabel":
+        rows = [f"{folder}/{video_name(folder, group, clip)},{'test' if group <= test_groups else 'train'},"
+                f"{folder.replace('_', SEPARATOR)}\n" for folder, group, clip in clips]
+        write_text_atomic(root / "splits" / MULTILABEL_DEMO_CSV, "path,split,labels\n" + "".join(rows))
+        return
     labels = {class_name: label for label, class_name in enumerate(classes, start=1)}
     train_lines, test_lines = [], []
     for class_name, group, clip in clips:

@@ -1,4 +1,5 @@
-"""Fusing the streams' scores (``tclsta.inference`` writes them) and the accuracy metrics of the test split.
+"""Fusing the streams' scores (``tclsta.inference`` writes them) and the accuracy metrics of the test split
+(of a multi-label dataset: average precision and mAP, :mod:`tclsta.multilabel`).
 
 Every accuracy comes with a 95% bootstrap confidence interval over the test
 videos (:class:`Bootstrap`: ``BOOTSTRAP_SAMPLES`` resamples of the test videos
@@ -28,6 +29,7 @@ from tclsta.data.manifest import class_names
 from tclsta.errors import model_file
 from tclsta.fusion import FusionWeights, late_fusion, learn_fusion
 from tclsta.inference import read_scores
+from tclsta.multilabel import Objective, multilabel_metrics, per_class_key
 from tclsta.settings import StageSettings
 
 FUSE_SETTINGS = StageSettings("fuse", fusion=("steps", "lr", "per_class_penalty"))
@@ -141,22 +143,33 @@ def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, num_class
     return metrics
 
 
+def model_metrics(objective: Objective, scores: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                 bootstrap: Bootstrap | None = None) -> dict:
+    """:func:`classification_metrics`, or for a multi-label dataset (``labels``: (N, K) targets) mAP and per-class
+    average precision (:func:`tclsta.multilabel.multilabel_metrics`)."""
+    if objective.multilabel:
+        return multilabel_metrics(scores, labels, bootstrap)
+    return classification_metrics(scores, labels, num_classes, bootstrap)
+
+
 def _none_for_nan(values: Sequence[float]) -> list[float | None]:
     return [None if np.isnan(value) else float(value) for value in values]
 
 
-def per_class_accuracy(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float | None]:
-    """Accuracy of each class (None for classes without videos)."""
-    return classification_metrics(scores, labels, num_classes)["per_class_accuracy"]
-
-
-def fuse_streams(rgb_scores: Path, flow_scores: Path, config: FusionConfig, classes: list[str], out_path: Path) -> None:
-    """Learn the fusion weights on the validation videos and write them as JSON."""
-    rgb_logits, flow_logits, labels, _ = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "val")
+def fuse_streams(rgb_scores: Path, flow_scores: Path, config: FusionConfig, classes: list[str], out_path: Path,
+                 manifest: pd.DataFrame | None = None) -> None:
+    """Learn the fusion weights on the validation videos and write them as JSON; a multi-label ``manifest`` gives
+    the videos' targets (per-class sigmoid fusion)."""
+    rgb_logits, flow_logits, labels, video_ids = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "val")
     if not len(labels):
         raise RuntimeError(f"no validation videos scored by both streams in {rgb_scores} and {flow_scores}")
-    weights = learn_fusion(rgb_logits, flow_logits, labels, config)
+    objective = Objective()
+    if manifest is not None:  # its labels: (N, K) targets of a multi-label dataset
+        objective = Objective.of(manifest)
+        labels = objective.targets(manifest, classes, video_ids)
+    weights = learn_fusion(rgb_logits, flow_logits, labels, config, objective)
     payload = weights.as_dict(classes) | {
+        "multilabel": objective.multilabel,
         "raw_per_class": weights.per_class.tolist(),
         "raw_global": weights.global_weights.tolist(),
     }
@@ -189,7 +202,8 @@ def read_fusion(path: Path) -> FusionWeights:
 
 def fusion_weights(fusion: dict) -> FusionWeights:
     """The fusion weights of a fusion JSON's content."""
-    return FusionWeights(torch.tensor(fusion["raw_per_class"]), torch.tensor(fusion["raw_global"]))
+    return FusionWeights(torch.tensor(fusion["raw_per_class"]), torch.tensor(fusion["raw_global"]),
+                         Objective(fusion.get("multilabel", False)))
 
 
 def evaluate(
@@ -198,35 +212,39 @@ def evaluate(
 ) -> None:
     """Test-split metrics of each stream, the learned fusion, fixed late fusion and (when its scores are
     given) the collaborative model, as metrics.json."""
-    classes = class_names(manifest)
-    rgb_logits, flow_logits, labels, video_ids = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "test")
+    classes, objective = class_names(manifest), Objective.of(manifest)
+    rgb_logits, flow_logits, _, video_ids = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "test")
+    labels = objective.targets(manifest, classes, video_ids)
     fusion = read_fusion_json(fusion_path)
     candidates = {
         "rgb": rgb_logits,
         "flow": flow_logits,
         "fused": fusion_weights(fusion).fuse(rgb_logits, flow_logits),
-        "late_fusion": late_fusion(rgb_logits, flow_logits, tuple(config.late_fusion_weights)),
+        "late_fusion": late_fusion(rgb_logits, flow_logits, tuple(config.late_fusion_weights), objective),
     }
     if collaborative_scores is not None:
         candidates["collaborative"] = aligned_logits(read_scores(collaborative_scores), video_ids, collaborative_scores)
     bootstrap = Bootstrap.draw(len(labels))
     results, confusion = {}, {}
     for name, scores in candidates.items():
-        metrics = classification_metrics(scores, labels, len(classes), bootstrap)
+        metrics = model_metrics(objective, scores, labels, len(classes), bootstrap)
         confusion[name] = metrics.pop("confusion")
         results[name] = metrics
-    val_rgb, val_flow, val_labels, _ = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "val")
+    val_rgb, val_flow, _, val_ids = paired_scores(read_scores(rgb_scores), read_scores(flow_scores), "val")
+    val_labels = objective.targets(manifest, classes, val_ids)
+    per_class = per_class_key(objective.multilabel)
     payload = {
         "dataset": dataset,
+        "multilabel": objective.multilabel,
         "classes": classes,
         "num_videos": manifest["split"].value_counts().reindex(["train", "val", "test"], fill_value=0).astype(int).to_dict(),
         "num_test_videos_scored": len(labels),
         "results": results,
         "confusion": confusion,
         "fusion_weights": {"global": fusion["global"], "per_class": fusion["per_class"]},
-        # what the fusion weights were learned from: each stream's accuracy per class on the validation videos
-        "validation_per_class_accuracy": {"rgb": per_class_accuracy(val_rgb, val_labels, len(classes)),
-                                          "flow": per_class_accuracy(val_flow, val_labels, len(classes))},
+        # what the fusion weights were learned from: each stream's accuracy (or AP) per class on the validation videos
+        f"validation_{per_class}": {stream: model_metrics(objective, scores, val_labels, len(classes))[per_class]
+                                    for stream, scores in (("rgb", val_rgb), ("flow", val_flow))},
         "bootstrap": {"samples": BOOTSTRAP_SAMPLES, "seed": BOOTSTRAP_SEED, "confidence": CONFIDENCE,
                       "over": "test videos", "exact": "Clopper-Pearson where all videos are right or all wrong"},
         **(extra or {}),

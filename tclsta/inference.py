@@ -28,8 +28,10 @@ from tclsta.atomic import atomic_path
 from tclsta.config import ModelConfig, TrainConfig, build_section, for_stream, section_dict
 from tclsta.data.dataset import ClipSpec, ShardClipDataset, clip_loader, decodes_on_device, model_input, stream_channels
 from tclsta.data.tables import read_table
+from tclsta.data.manifest import class_names
 from tclsta.errors import DeviceError, FileError, model_file
 from tclsta.models import AttentionStream
+from tclsta.multilabel import Objective
 from tclsta.settings import StageSettings
 
 TEST_PROTOCOL = ("test_frames", "test_crops", "crop_size")
@@ -70,11 +72,13 @@ def inference_clip_spec(modality: str, flow_stack: int, train: TrainConfig) -> C
 
 
 def split_dataset(manifest: pd.DataFrame, splits: Sequence[str], shards: Sequence[Path], spec: ClipSpec, seed: int,
-                  encoded: bool = False) -> ShardClipDataset:
+                  encoded: bool = False, objective: Objective = Objective()) -> ShardClipDataset:
     """Dataset of the manifest's videos in ``splits`` that the shards hold (skipped bad videos are absent);
-    ``encoded``: its clips are decoded on the device (:class:`ShardClipDataset`)."""
+    ``encoded``: its clips are decoded on the device (:class:`ShardClipDataset`); ``objective``: what a clip's
+    label is (the class index, or a multi-label dataset's 0/1 targets, for training)."""
     rows = manifest[manifest["split"].isin(splits)]
-    return ShardClipDataset(shards, rows["video_id"].tolist(), rows["label"].tolist(), spec, seed, encoded)
+    return ShardClipDataset(shards, rows["video_id"].tolist(), objective.dataset_labels(rows, class_names(manifest)),
+                            spec, seed, encoded)
 
 
 def scoring_loader(manifest: pd.DataFrame, splits: Sequence[str], shards: Sequence[Path], modality: str, flow_stack: int,

@@ -5,7 +5,8 @@ with the dataset's settings, samples the test-time frames, computes TV-L1 flow
 for just the pairs the motion stream needs, scores both streams and combines them
 with the chosen model (``--model``): the learned fusion of the two streams' scores,
 or the collaborative model on their frame features; by default the one the
-results' ``model_choice.json`` names.
+results' ``model_choice.json`` names. A multi-label model (:mod:`tclsta.multilabel`) also gives
+every class's probability and the classes above a threshold.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tclsta.export import load_models
 from tclsta.features import frame_features
 from tclsta.flow import TVL1_PARAMETERS, create_tvl1, quantise_flow
 from tclsta.inference import TEST_PROTOCOL, inference_clip_spec, pick_device, video_logits
+from tclsta.multilabel import THRESHOLD
 from tclsta.settings import StageSettings
 from tclsta.video import sample_frames
 
@@ -41,7 +43,9 @@ stream's checkpoint."""
 @dataclass
 class Prediction:
     video: str
-    top5: list[tuple[str, float]]  # (class, probability), best first
+    top5: list[tuple[str, float]]  # (class, fused probability), best first
+    probabilities: dict[str, float] | None = None  # multi-label model: every class's probability
+    labels: list[str] | None = None  # multi-label model: the classes whose probability is above the threshold
 
 
 class Predictor:
@@ -97,10 +101,11 @@ class Predictor:
         return self.fusion.fuse(video_logits(self.rgb, rgb).cpu(), video_logits(self.flow, flow).cpu())
 
     @torch.no_grad()
-    def predict(self, video: Path) -> Prediction:
-        """Top-5 classes of one video by the chosen model's probability. Any failure is a ``BadVideoError`` naming it."""
+    def predict(self, video: Path, threshold: float = THRESHOLD) -> Prediction:
+        """Top-5 classes of one video by the chosen model's probability (a multi-label model: also every class's
+        probability and the classes above ``threshold``). Any failure is a ``BadVideoError`` naming it."""
         try:
-            return self._predict(Path(video))
+            return self._predict(Path(video), threshold)
         except Exception as exc:
             raise as_bad_video(video, exc) from exc
 
@@ -111,7 +116,11 @@ class Predictor:
             raise BadVideoError(video, f"{num_frames} frame(s): optical flow needs at least 2")
         return num_frames, frames
 
-    def _predict(self, video: Path) -> Prediction:
-        probabilities = self.scores(*self.clips(*self.sample(video))).softmax(1)[0]
+    def _predict(self, video: Path, threshold: float) -> Prediction:
+        probabilities = self.fusion.objective.probabilities(self.scores(*self.clips(*self.sample(video))))[0]
         top = probabilities.topk(min(5, len(self.classes)))
-        return Prediction(str(video), [(self.classes[i], float(p)) for p, i in zip(top.values, top.indices)])
+        prediction = Prediction(str(video), [(self.classes[i], float(p)) for p, i in zip(top.values, top.indices)])
+        if self.fusion.objective.multilabel:
+            prediction.probabilities = dict(zip(self.classes, probabilities.tolist()))
+            prediction.labels = [name for name, p in prediction.probabilities.items() if p > threshold]
+        return prediction

@@ -30,6 +30,8 @@ from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
 
 from tclsta.atomic import write_bytes_atomic, write_text_atomic
+from tclsta.data.manifest import classes_in
+from tclsta.multilabel import headline_metrics, per_class_key, per_class_name
 from tclsta.settings import ENTRY_KEYS, SECTION_TYPES, StageSettings, section_keys
 
 
@@ -126,13 +128,14 @@ def write_report(
     for name, path in plot_paths.items():
         write_bytes_atomic(path, pngs[name])
 
+    multilabel = metrics.get("multilabel", False)
     sections = [("summary", "Summary", _summary_body(metrics, manifest))]
     if ablation_csv is not None:
         sections.append(("ablation", "Ablation (test split)", _ablation_body(pd.read_csv(ablation_csv))))
     sections += [
         ("fusion", "Fusion weights", _fusion_body(metrics, pngs["fusion_weights"])),
         ("confusion", "Confusion matrices (test split)", _confusion_body(metrics, pngs)),
-        ("per-class", "Per-class accuracy (test split)", _per_class_body(metrics)),
+        ("per-class", f"Per-class {'average precision' if multilabel else 'accuracy'} (test split)", _per_class_body(metrics)),
         ("training", "Training curves", _png_img(pngs["training"], "training curves")),
     ]
     if attention_json is not None and attention_png is not None:
@@ -185,12 +188,10 @@ def _summary_body(metrics: dict, manifest: pd.DataFrame) -> str:
     split_rows = []
     for split in SPLITS:
         videos = manifest[manifest["split"] == split]
-        split_rows.append(
-            [split, str(len(videos)), str(videos["class_name"].nunique()), str(evaluated.get(split, "–"))]
-        )
-    split_rows.append(["all", str(len(manifest)), str(manifest["class_name"].nunique()), "–"])
+        split_rows.append([split, str(len(videos)), str(len(classes_in(manifest, split))), str(evaluated.get(split, "–"))])
+    split_rows.append(["all", str(len(manifest)), str(len(metrics["classes"])), "–"])
     return (
-        '<h3 id="accuracy">Accuracy (test split)</h3>\n'
+        f'<h3 id="accuracy">{"mAP" if metrics.get("multilabel", False) else "Accuracy"} (test split)</h3>\n'
         + _accuracy_body(metrics)
         + _table(["", ""], facts, show_header=False)
         + "<h3>Videos per split</h3>"
@@ -208,10 +209,11 @@ def _settings_body(config: Mapping) -> str:
 
 
 def _accuracy_body(metrics: dict) -> str:
-    """Top-1 / top-5 / mean class accuracy per model, the demo ceilings and published numbers."""
+    """Top-1 / top-5 / mean class accuracy (multi-label: mAP) per model, the demo ceilings and published numbers."""
     results = metrics["results"]
     ceilings = metrics.get("expected_ceilings")
-    header = ["model", "top-1 (%)", "top-5 (%)", "mean class accuracy (%)"]
+    shown = headline_metrics(metrics.get("multilabel", False))
+    header = ["model", *shown.values()]
     if ceilings:
         header.append("expected ceiling (%)")
     rows = []
@@ -219,7 +221,7 @@ def _accuracy_body(metrics: dict) -> str:
         if key not in results:
             continue
         result = results[key]
-        row = [label, *(_pct_ci(result[name], result.get(f"{name}_ci")) for name in ("top1", "top5", "mean_class_accuracy"))]
+        row = [label, *(_pct_ci(result[name], result.get(f"{name}_ci")) for name in shown)]
         if ceilings:
             row.append(_pct(ceilings[key]) if key in ceilings else "–")
         rows.append(row)
@@ -246,18 +248,19 @@ def _ablation_body(table: pd.DataFrame) -> str:
     """Each component switched off in turn: per-stream and fused top-1 with intervals, and each difference to the full
     model with its paired interval; differences whose interval excludes zero are marked."""
     models = (("rgb", "RGB"), ("flow", "flow"), ("fused", "fused"))
+    metric, shown = ("mAP", "mAP") if "rgb_mAP" in table.columns else ("top1", "top-1")  # multi-label: mAP
     header = ["variant", "changed", "fusion"]
     for _, label in models:
-        header += [f"{label} top-1 (%)", f"{label} − full (pp)"]
+        header += [f"{label} {shown} (%)", f"{label} − full (pp)"]
     rows = []
     for row in table.itertuples():
         cells = [row.variant, row.description, row.fusion]
         for model, _ in models:
-            value = getattr(row, f"{model}_top1")
-            cells.append(_pct_ci(value, (getattr(row, f"{model}_top1_ci_low"), getattr(row, f"{model}_top1_ci_high"))))
+            value = getattr(row, f"{model}_{metric}")
+            cells.append(_pct_ci(value, (getattr(row, f"{model}_{metric}_ci_low"), getattr(row, f"{model}_{metric}_ci_high"))))
             cells.append("–" if row.Index == 0 else _difference(
-                getattr(row, f"{model}_top1_diff"),
-                (getattr(row, f"{model}_top1_diff_ci_low"), getattr(row, f"{model}_top1_diff_ci_high"))))
+                getattr(row, f"{model}_{metric}_diff"),
+                (getattr(row, f"{model}_{metric}_diff_ci_low"), getattr(row, f"{model}_{metric}_diff_ci_high"))))
         rows.append(cells)
     note = ('<p class="note">Variants that change a stream retrain both streams with that component off; the others '
             "reuse the full model's streams and change only the fusion. In brackets: 95% bootstrap intervals over the "
@@ -293,7 +296,8 @@ def _fusion_body(metrics: dict, per_class_png: bytes) -> str:
     weights = metrics["fusion_weights"]
     global_rows = [[stream, f"{weight:.3f}"] for stream, weight in weights["global"].items()]
     parts = [_table(["stream", "global weight"], global_rows, numeric_from=1)]
-    validation = metrics.get("validation_per_class_accuracy")
+    multilabel = metrics.get("multilabel", False)
+    validation, metric = metrics.get(f"validation_{per_class_key(multilabel)}"), per_class_name(multilabel)
     if validation:
         rows, agreement = [], fusion_agreement(metrics)
         for index, name in enumerate(metrics["classes"]):
@@ -303,7 +307,7 @@ def _fusion_body(metrics: dict, per_class_png: bytes) -> str:
                          agreement["leans"][index], agreement["more_accurate"][index]])
         parts.append(
             "<h3>Per-class weights and validation accuracy</h3>"
-            + _table(["class", "RGB weight", "flow weight", "RGB val. acc. (%)", "flow val. acc. (%)",
+            + _table(["class", "RGB weight", "flow weight", f"RGB val. {metric} (%)", f"flow val. {metric} (%)",
                       "weight leans to", "more accurate on val."], rows, numeric_from=1)
             + f'<p class="note">A class\'s weight "leans" to a stream when that stream\'s share is above its global '
             f"share by at least {LEAN_MARGIN:.2f} (smaller differences: \"neither\"). Of the {agreement['decided']} classes where one stream is more accurate on the validation videos, "
@@ -319,7 +323,7 @@ def fusion_agreement(metrics: Mapping) -> dict:
     on validation ("tie" when equal); ``decided``: classes with a more accurate stream, ``agree``: of those, the
     classes whose weights lean to it."""
     weights = metrics["fusion_weights"]
-    validation = metrics["validation_per_class_accuracy"]
+    validation = metrics[f"validation_{per_class_key(metrics.get('multilabel', False))}"]
     leans, more_accurate = [], []
     for index in range(len(metrics["classes"])):
         share = weights["per_class"]["rgb"][index] - weights["global"]["rgb"]
@@ -337,8 +341,8 @@ def _confusion_body(metrics: dict, pngs: Mapping[str, bytes]) -> str:
     note = (
         f'<p class="note">{num_classes} classes: sorted by fused accuracy (best first), cell counts omitted.</p>'
         if num_classes > MANY_CLASSES
-        else '<p class="note">Rows: true class, columns: predicted class. Numbers are video counts; '
-        "colour is the fraction of the row.</p>"
+        else '<p class="note">Rows: true class (multi-label: each label of a video), columns: predicted class '
+        "(the highest-scored). Numbers are video counts; colour is the fraction of the row.</p>"
     )
     return (
         note
@@ -351,7 +355,8 @@ def _per_class_body(metrics: dict) -> str:
     """Per-class accuracy of the three models; the classes where RGB and flow disagree most stand out."""
     classes = metrics["classes"]
     # A class without test videos has no accuracy (null): NaN here, shown as "–".
-    accuracy = {stream: np.asarray(metrics["results"][stream]["per_class_accuracy"], dtype=float) for stream in STREAMS}
+    per_class = per_class_key(metrics.get("multilabel", False))
+    accuracy = {stream: np.asarray(metrics["results"][stream][per_class], dtype=float) for stream in STREAMS}
     gap = np.abs(accuracy["rgb"] - accuracy["flow"])
     ranked = [index for index in np.argsort(-gap, kind="stable")[:DISAGREEMENTS_SHOWN] if gap[index] > 0]
 

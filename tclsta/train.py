@@ -50,9 +50,10 @@ from tclsta.atomic import atomic_path, write_text_atomic
 from tclsta.config import ModelConfig, TrainConfig, section_dict
 from tclsta.data.dataset import ClipSpec, ShardClipDataset, clip_loader, decodes_on_device, model_input
 from tclsta.data.manifest import class_names
-from tclsta.errors import BadModelFileError, model_file
+from tclsta.errors import BadConfigError, BadModelFileError, model_file
 from tclsta.inference import build_model, inference_clip_spec, pick_device, save_checkpoint, split_dataset
 from tclsta.models import AttentionStream, stream_loss
+from tclsta.multilabel import Objective
 from tclsta.predict import PREDICT_SETTINGS
 from tclsta.settings import StageSettings, section_keys
 
@@ -178,10 +179,12 @@ def run_epoch(
     config: TrainConfig,
     optimizer: torch.optim.Optimizer | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    objective: Objective = Objective(),
 ) -> dict[str, float]:
     """One pass over ``loader``; trains when an optimiser is given.
 
-    Returns mean loss, accuracy, and the seconds spent getting each batch onto the device (waiting for
+    Returns mean loss, accuracy (of a multi-label dataset: the share of videos whose top class is one of
+    their labels), and the seconds spent getting each batch onto the device (waiting for
     it; converting it there, JPEG decoding included with ``train.decode_device``), summed over all
     processes when several train together.
     """
@@ -194,11 +197,11 @@ def run_epoch(
     show = runtime.main and sys.stderr.isatty()
     with torch.set_grad_enabled(training):
         for clips, labels in tqdm(loader, disable=not show, leave=False, desc="train" if training else "val"):
-            clips, labels = model_input(clips, runtime.device), labels.to(runtime.device)  # (B, T, C, H, W), (B,)
+            clips, labels = model_input(clips, runtime.device), labels.to(runtime.device)  # (B, T, C, H, W), (B,) or (B, K)
             data_seconds += time.perf_counter() - waited  # waiting for the batch, and decoding it when the device does
             with torch.autocast(runtime.device.type, dtype=amp_dtype) if use_amp else nullcontext():
                 output = model(clips, labels)
-                loss = stream_loss(output, labels, **weights)
+                loss = stream_loss(output, labels, criterion=objective.loss, **weights)
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -208,7 +211,7 @@ def run_epoch(
                     torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
-            totals += torch.tensor([loss.item() * len(labels), (output.logits.argmax(1) == labels).sum().item(), len(labels)])
+            totals += torch.tensor([loss.item() * len(labels), objective.hits(output.logits, labels).sum().item(), len(labels)])
             waited = time.perf_counter()
     if training and runtime.world_size > 1:
         dist.all_reduce(totals)  # validation runs whole on every process: nothing to gather
@@ -234,12 +237,14 @@ def train_stream(
     checkpoint_path, history_path = Path(checkpoint_path), Path(history_path)
     runtime = start_runtime(train_config.device)
     torch.manual_seed(train_config.seed)
-    classes = class_names(manifest)
+    classes, objective = class_names(manifest), Objective.of(manifest)
+    if objective.multilabel and model_config.class_source == "label":
+        raise BadConfigError("model.class_source", "'label' needs one label per video: use predicted or agnostic for a multi-label dataset")
     encoded = decodes_on_device(train_config.decode_device, runtime.device)  # JPEGs decoded by model_input on the GPU
     train_set = split_dataset(manifest, ["train"], shards, train_clip_spec(modality, model_config.flow_stack, train_config),
-                              train_config.seed, encoded)
+                              train_config.seed, encoded, objective)
     val_spec = dataclasses.replace(inference_clip_spec(modality, model_config.flow_stack, train_config), test_crops=1)  # model selection: centre crop
-    val_set = split_dataset(manifest, ["val"], shards, val_spec, train_config.seed, encoded)
+    val_set = split_dataset(manifest, ["val"], shards, val_spec, train_config.seed, encoded, objective)
     if not len(train_set) or not len(val_set):
         raise RuntimeError(f"{modality} stream: {len(train_set)} training and {len(val_set)} validation videos in the shards; need both")
     # The same global order of samples however many processes share it: process r takes every r-th.
@@ -288,10 +293,10 @@ def train_stream(
             train_set.set_epoch(epoch)
             sampler.set_epoch(epoch)
             train_mode(model, stage, train_config.partial_bn and model_config.pretrained is not None)
-            train = run_epoch(network, train_loader, runtime, stage, train_config, optimizer, scaler)
+            train = run_epoch(network, train_loader, runtime, stage, train_config, optimizer, scaler, objective)
             scheduler.step()
             model.eval()
-            val = run_epoch(model, val_loader, runtime, stage, train_config)
+            val = run_epoch(model, val_loader, runtime, stage, train_config, objective=objective)
             row = dict(epoch=epoch, stage=stage.name, lr=lr, train_loss=train["loss"], train_acc=train["acc"], val_loss=val["loss"],
                        val_acc=val["acc"], seconds=time.time() - start, data_seconds=train["data_seconds"] + val["data_seconds"])
             history.append(row)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 
 from test_collaborative import TINY_COLLABORATIVE, train_collaborative_into, train_streams
 
@@ -14,6 +15,7 @@ def test_ablation_table_from_real_runs(tiny_dataset, tmp_path):
     config = tiny_dataset.config
     results = tmp_path / "results" / "tiny"
     train_streams(tiny_dataset, results)
+    shutil.copy(tiny_dataset.manifest_path, results / "manifest.csv")
     train_collaborative_into(results / "features", results)
     fuse_streams(results / "scores" / "rgb.csv", results / "scores" / "flow.csv", config.fusion,
                  read_features(results / "features" / "rgb.h5").classes, results / "fusion.json")

@@ -56,7 +56,7 @@ def test_unconfigured_dataset_names_the_configured_ones(fresh_clone):
     run = snakemake(fresh_clone, "-n", "results/ucf202/report.html")
     assert run.returncode != 0
     message = "\n".join(after_dag_start(run))
-    assert "'datasets.ucf202': no such dataset; the config has benchmark, demo, hmdb51, ucf101" in message
+    assert "'datasets.ucf202': no such dataset; the config has benchmark, demo, hmdb51, multilabel_demo, ucf101" in message
     assert "entry under 'datasets:' in config.yaml" in message
     assert "MissingRuleException" not in message
 
@@ -67,7 +67,8 @@ def test_default_target_builds_present_datasets_and_names_the_others(fresh_clone
     output = run.stdout + run.stderr
     assert "Skipping dataset 'ucf101'" in output and "Skipping dataset 'hmdb51'" in output
     assert "dataset=demo" in output and "dataset=benchmark" in output and "dataset=ucf101" not in output
-    assert job_counts(output)["report"] == 2
+    assert "dataset=multilabel_demo" in output
+    assert job_counts(output)["report"] == 3
 
     demo = snakemake(fresh_clone, "-n", "results/demo/report.html")  # make demo's target
     assert demo.returncode == 0, demo.stderr[-3000:]

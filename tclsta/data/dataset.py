@@ -268,7 +268,7 @@ class ShardClipDataset(Dataset):
 def collate_clips(batch: list[tuple[torch.Tensor | EncodedClip, int]]) -> tuple[torch.Tensor | list[EncodedClip], torch.Tensor]:
     """Batches of decoded clips are stacked; encoded clips stay a list, for ``model_input`` to decode on the device."""
     if isinstance(batch[0][0], EncodedClip):
-        return [clip for clip, _ in batch], torch.tensor([label for _, label in batch])
+        return [clip for clip, _ in batch], default_collate([label for _, label in batch])
     return default_collate(batch)
 
 

@@ -6,8 +6,11 @@ Columns: ``video_id`` (path below the root, without extension), ``path``
 (a stable hash of the id, so adding videos never moves old ones).
 
 Formats: UCF101 (``classInd.txt``, ``trainlistNN.txt``, ``testlistNN.txt``; the
-demo dataset uses it too), HMDB51 (``<class>_test_splitN.txt``), and plain
-class-per-folder datasets with a user CSV or a seeded group-aware split.
+demo dataset uses it too), HMDB51 (``<class>_test_splitN.txt``), plain
+class-per-folder datasets with a user CSV or a seeded group-aware split, and
+multi-label datasets: a CSV of ``path``, ``split`` and ``labels`` (class names
+joined by ``;``), whose manifest keeps that ``labels`` column
+(:mod:`tclsta.multilabel`; ``class_name``/``label`` are the first listed class).
 
 The validation split is carved from training data by whole groups, per class,
 so clips of one recording never straddle train and val; the test split is
@@ -20,7 +23,7 @@ import logging
 import re
 import zlib
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,6 +39,7 @@ MANIFEST_COLUMNS = ["video_id", "path", "class_name", "label", "split", "group",
 MANIFEST_SETTINGS = StageSettings(
     "manifest",
     entry=("format", "root", "splits_dir", "split", "split_csv", "test_fraction"),
+    demo=("kind",),
     rawframes=("train_list", "test_list", "class_list"),
     preprocess=("num_shards", "on_bad_video"),
     train=("val_fraction", "seed"),
@@ -44,6 +48,29 @@ SHARD_LIST_COLUMNS = ["video_id", "path", "class_name", "label", "shard"]  # wha
 _GROUP = re.compile(r"_g(\d+)_c\d+$")
 # A count or index in a list file: ASCII digits only (str.isdigit takes "²", which int() refuses).
 ASCII_NUMBER = re.compile(r"[0-9]+")
+LABELS_COLUMN = "labels"  # multi-label manifests only: the video's class names joined by SEPARATOR
+SEPARATOR = ";"
+MULTILABEL_DEMO_CSV = "labels.csv"  # the labels CSV of a generated multi-label demo, in its splits_dir
+
+
+def is_multilabel(manifest: pd.DataFrame) -> bool:
+    """Whether a manifest's videos carry sets of classes (a ``labels`` column)."""
+    return LABELS_COLUMN in manifest.columns
+
+
+def split_labels(text: str) -> list[str]:
+    """``"a;b"`` -> ``["a", "b"]`` (blanks around names dropped, empty names skipped)."""
+    return [name.strip() for name in text.split(SEPARATOR) if name.strip()]
+
+
+def multi_hot(manifest: pd.DataFrame, classes: Sequence[str], video_ids: Sequence[str]) -> np.ndarray:
+    """(N, K) float32 0/1 targets of ``video_ids`` from a multi-label manifest."""
+    index = {name: k for k, name in enumerate(classes)}
+    labels = manifest.set_index("video_id")[LABELS_COLUMN]
+    targets = np.zeros((len(video_ids), len(classes)), np.float32)
+    for row, video_id in enumerate(video_ids):
+        targets[row, [index[name] for name in split_labels(labels[video_id])]] = 1
+    return targets
 
 
 def shard_of(video_id: str, num_shards: int) -> int:
@@ -148,10 +175,10 @@ def finish_manifest(frame: pd.DataFrame, classes: list[str], source: Path, val_f
         duplicated = frame[column][frame[column].duplicated()]
         if len(duplicated):
             raise BadSplitFileError(source, f"video listed twice: {duplicated.iloc[0]}")
-    untrained = sorted(set(classes) - set(frame.loc[frame["split"] == "train", "class_name"]))
+    untrained = sorted(set(classes) - classes_in(frame, "train"))
     if untrained:
         raise BadSplitFileError(source, f"no training videos for class(es) {untrained}")
-    untested = sorted(set(classes) - set(frame.loc[frame["split"] == "test", "class_name"]))
+    untested = sorted(set(classes) - classes_in(frame, "test"))
     if untested:
         log.warning("%s: no test videos for class(es) %s: the report shows '–' for their accuracy", source, untested)
     frame = frame.copy()
@@ -159,7 +186,16 @@ def finish_manifest(frame: pd.DataFrame, classes: list[str], source: Path, val_f
     train = frame["split"] == "train"
     frame.loc[train & frame["group"].isin(split_groups(frame[train], val_fraction, seed)), "split"] = "val"
     frame["shard"] = frame["video_id"].map(lambda v: shard_of(v, num_shards))
-    return frame[MANIFEST_COLUMNS].sort_values("video_id", ignore_index=True)
+    columns = MANIFEST_COLUMNS + [LABELS_COLUMN] * is_multilabel(frame)
+    return frame[columns].sort_values("video_id", ignore_index=True)
+
+
+def classes_in(frame: pd.DataFrame, split: str) -> set[str]:
+    """The classes the videos of ``split`` carry (every listed class of a multi-label video)."""
+    rows = frame[frame["split"] == split]
+    if is_multilabel(frame):
+        return {name for text in rows[LABELS_COLUMN] for name in split_labels(text)}
+    return set(rows["class_name"])
 
 
 def labelled_table(rows: list[tuple[str, Path, str, str]], classes: list[str]) -> pd.DataFrame:
@@ -295,10 +331,48 @@ def build_folder_manifest(
     return finish_manifest(labelled_table(rows, classes), classes, Path(split_csv), val_fraction, num_shards, seed)
 
 
+def build_multilabel_manifest(root: Path, labels_csv: Path, val_fraction: float, num_shards: int, seed: int,
+                              strict: bool = True) -> pd.DataFrame:
+    """Manifest of a multi-label dataset: ``labels_csv`` has the columns ``path`` (a video below ``root``),
+    ``split`` (train/test) and ``labels`` (class names joined by ``;``); the classes are every name listed, sorted."""
+    labels_csv = Path(labels_csv)
+    if not labels_csv.is_file():
+        raise BadSplitFileError(labels_csv, "labels CSV not found")
+    listing = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
+    if not {"path", "split", LABELS_COLUMN} <= set(listing.columns):
+        raise BadSplitFileError(labels_csv, f"needs columns 'path', 'split' and 'labels', has {list(listing.columns)}")
+    root = Path(root).resolve()
+    rows, label_sets = [], []
+    for number, (relative, split, labels) in enumerate(zip(listing["path"], listing["split"], listing[LABELS_COLUMN]), 2):
+        names = list(dict.fromkeys(split_labels(labels)))
+        if not relative.strip() or split not in ("train", "test") or not names:
+            raise BadSplitFileError(labels_csv, f"row {number}: expected a path, split train or test and at least one "
+                                                f"label, got {relative!r}, {split!r}, {labels!r}")
+        path, inside = resolve_inside(root, relative, labels_csv, f"row {number}")
+        rows.append((str(inside.with_suffix("")), path, names[0], split))
+        label_sets.append(SEPARATOR.join(names))
+    require_files(labels_csv, [path for _, path, _, _ in rows], strict)
+    classes = sorted({name for text in label_sets for name in split_labels(text)})
+    frame = labelled_table(rows, classes)
+    frame[LABELS_COLUMN] = label_sets
+    return finish_manifest(frame, classes, labels_csv, val_fraction, num_shards, seed)
+
+
+def multilabel_csv(dataset: DatasetConfig) -> Path | None:
+    """The labels CSV of a multi-label dataset (format ``multilabel``, or a generated ``demo.kind: multilabel``)."""
+    if dataset.format == "multilabel":
+        return Path(dataset.split_csv)
+    if dataset.format == "demo" and dataset.demo.kind == "multilabel":
+        return Path(dataset.splits_dir) / MULTILABEL_DEMO_CSV
+    return None
+
+
 def build_manifest(dataset: DatasetConfig) -> pd.DataFrame:
     """The manifest of a configured dataset, whatever its format."""
     common = dict(val_fraction=dataset.train.val_fraction, num_shards=dataset.preprocess.num_shards, seed=dataset.train.seed)
     strict = dataset.preprocess.on_bad_video == "fail"
+    if multilabel_csv(dataset) is not None:
+        return build_multilabel_manifest(Path(dataset.root), multilabel_csv(dataset), strict=strict, **common)
     if dataset.format in ("ucf101", "demo"):
         return build_ucf_manifest(Path(dataset.root), Path(dataset.splits_dir), dataset.split, strict=strict, **common)
     if dataset.format == "hmdb51":
@@ -339,6 +413,8 @@ def read_shard_list(path: Path) -> pd.DataFrame:
 
 
 def class_names(manifest: pd.DataFrame) -> list[str]:
-    """Class names in label order."""
+    """Class names in label order (of a multi-label manifest: every class listed, sorted)."""
+    if is_multilabel(manifest):
+        return sorted({name for text in manifest[LABELS_COLUMN] for name in split_labels(text)})
     pairs = manifest[["label", "class_name"]].drop_duplicates().sort_values("label")
     return pairs["class_name"].tolist()

@@ -21,6 +21,7 @@ trainer can run the paper's three training stages.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -128,20 +129,21 @@ def stream_loss(
     frame_weight: float = 1.0,
     cam_weight: float = 1.0,
     temporal_weight: float = 1.0,
+    criterion: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
 ) -> Tensor:
-    """Weighted sum of the three losses of one stream, for ``labels`` (B,).
+    """Weighted sum of the three losses of one stream, for ``labels`` (B,) (or (B, K) targets of ``criterion``).
 
-    * frame: cross-entropy of the plain frame classifier, averaged over frames;
-    * cam: cross-entropy of the CAM head, averaged over frames (skipped when
+    * frame: ``criterion`` (cross-entropy) of the plain frame classifier, averaged over frames;
+    * cam: that of the CAM head, averaged over frames (skipped when
       spatial attention is off);
-    * temporal: cross-entropy of the video-level logits plus that of the
+    * temporal: that of the video-level logits plus that of the
       per-step logits averaged over steps.
     """
-    frame_labels = labels.repeat_interleave(output.frame_logits.shape[1])  # (B*T,)
-    loss = frame_weight * F.cross_entropy(output.frame_logits.flatten(0, 1), frame_labels)
+    frame_labels = labels.repeat_interleave(output.frame_logits.shape[1], dim=0)  # (B*T,) or (B*T, K)
+    loss = frame_weight * criterion(output.frame_logits.flatten(0, 1), frame_labels)
     if output.cam_logits is not None:
-        loss = loss + cam_weight * F.cross_entropy(output.cam_logits.flatten(0, 1), frame_labels)
-    temporal = F.cross_entropy(output.logits, labels) + F.cross_entropy(
+        loss = loss + cam_weight * criterion(output.cam_logits.flatten(0, 1), frame_labels)
+    temporal = criterion(output.logits, labels) + criterion(
         output.step_logits.flatten(0, 1), frame_labels
     )
     return loss + temporal_weight * temporal

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from tclsta.atomic import atomic_path
-from tclsta.config import DatasetConfig, dataset_settings, for_stream, load_config, section_dict, validate_settings
+from tclsta.config import DatasetConfig, TrainConfig, dataset_settings, for_stream, load_config, section_dict, validate_settings
 from tclsta.errors import BadConfigError, ShardWriteError, TclstaError
 from tclsta.settings import StageSettings, declared_settings
 
@@ -225,13 +225,13 @@ def cmd_attention(args: argparse.Namespace) -> None:
     benchmark = dataset.demo if dataset.format == "demo" and dataset.demo.kind == "benchmark" else None
     torch.set_num_threads(args.threads)
     write_attention(args.results, read_manifest(args.manifest), args.shards, args.output, args.png, args.videos, args.device,
-                    benchmark)
+                    benchmark, dataset.train.inference_batch)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from tclsta.predict import Predictor
 
-    predictor = Predictor(args.results, args.device)
+    predictor = Predictor(args.results, args.device, args.inference_batch)
     results, failed = [], 0
     for video in args.videos:
         try:
@@ -423,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("videos", type=Path, nargs="+")
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    sub.add_argument("--inference-batch", type=int, default=TrainConfig.inference_batch,
+                     help="images (test crops x frames) per forward pass; lower it if memory runs out")
     sub.set_defaults(func=cmd_predict)
 
     sub = stages.add_parser("export", help="write a dataset's models (TorchScript, ONNX), fusion weights and settings as one bundle")

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import torch
 
-from tclsta.config import yaml_key
-from tclsta.data.dataset import flow_clip, flow_windows, model_input, rgb_clip, segment_indices, test_views
+from tclsta.config import TrainConfig, yaml_key
+from tclsta.data.dataset import flow_clip, flow_windows, rgb_clip, segment_indices, test_views
 from tclsta.errors import BadVideoError, as_bad_video
 from tclsta.evaluate import fusion_weights
 from tclsta.export import load_models
@@ -44,9 +44,11 @@ class Prediction:
 class Predictor:
     """Both trained streams and the fusion weights of one dataset's results folder."""
 
-    def __init__(self, model_dir: Path, device: str = "auto"):
-        """``model_dir``: a dataset's results folder, or a bundle that ``tclsta export`` wrote."""
+    def __init__(self, model_dir: Path, device: str = "auto", inference_batch: int = TrainConfig.inference_batch):
+        """``model_dir``: a dataset's results folder, or a bundle that ``tclsta export`` wrote; ``inference_batch``:
+        images per forward pass (:func:`tclsta.inference.chunked_outputs`)."""
         self.device = pick_device(device, "--device")
+        self.inference_batch = inference_batch
         models = load_models(model_dir, self.device)
         self.rgb, self.flow = models.rgb, models.flow
         self.classes: list[str] = models.classes
@@ -95,8 +97,8 @@ class Predictor:
         if num_frames < 2:
             raise BadVideoError(video, f"{num_frames} frame(s): optical flow needs at least 2")
         rgb, flow = self.clips(num_frames, frames)
-        fused = self.fusion.fuse(video_logits(self.rgb, model_input(rgb, self.device)).cpu(),
-                                 video_logits(self.flow, model_input(flow, self.device)).cpu())
+        fused = self.fusion.fuse(video_logits(self.rgb, rgb, self.device, self.inference_batch),
+                                 video_logits(self.flow, flow, self.device, self.inference_batch))
         probabilities = fused.softmax(1)[0]
         top = probabilities.topk(min(5, len(self.classes)))
         return Prediction(str(video), [(self.classes[i], float(p)) for p, i in zip(top.values, top.indices)])

@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 # Every model key; every train key but the validation split's size (the manifest's); and what prediction repeats,
 # recorded in the checkpoint.
 TRAIN_SETTINGS = StageSettings(
-    "train", model=section_keys("model"), train=[key for key in section_keys("train") if key != "val_fraction"]
+    "train", model=section_keys("model"), train=[key for key in section_keys("train") if key not in ("val_fraction", "inference_batch")]
 ).including(PREDICT_SETTINGS)
 HISTORY_COLUMNS = ["epoch", "stage", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "data_seconds"]
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +39,11 @@ from tclsta.data.dataset import ClipSpec, ShardClipDataset, flow_windows, model_
 from tclsta.demo import benchmark_cue
 from tclsta.inference import chunked_outputs, split_dataset
 from tclsta.predict import Predictor
+from tclsta.progress import progress
 from tclsta.report import PLOT_DPI, STREAM_COLORS, figure_png, mpl_text
 from tclsta.settings import StageSettings, section_keys
 
+log = logging.getLogger(__name__)
 __all__ = ["AttentionView", "CueShare", "attention_figure", "attention_views", "benchmark_cue_attention", "choose_videos",
            "cue_shares", "write_attention"]
 
@@ -141,6 +144,8 @@ def attention_views(
     chosen = choose_videos([(video_id, label) for _, video_id, label, _ in items], count)
     if not chosen:
         return []
+    log.info("attention maps: both streams on %d of %d test videos (centre crop, %d frames)", len(chosen), len(items),
+             specs["rgb"].num_frames)
     clips = {stream: torch.stack([datasets[stream][i][0] for i in chosen]) for stream in datasets}  # (B, T, C, h, w)
     outputs = {stream: chunked_outputs(models[stream], clips[stream], predictor.device, inference_batch, VIEW_FIELDS)
                for stream in datasets}
@@ -254,7 +259,8 @@ def benchmark_cue_attention(
     items = datasets["rgb"].items  # (shard, video_id, label, num_frames); the same videos in the same order for flow
     batch_size = max(1, inference_batch // datasets["rgb"].spec.num_frames)  # videos per step
     shares: dict[str, list[tuple[float, float, float, float]]] = {stream: [] for stream in models}
-    for start in range(0, len(items), batch_size):
+    log.info("attention on the benchmark's cue: both streams on %d test videos", len(items))
+    for start in progress(range(0, len(items), batch_size), "attention on the cue", unit="batches"):
         indices = range(start, min(start + batch_size, len(items)))
         outputs = {stream: chunked_outputs(model, torch.stack([datasets[stream][i][0] for i in indices]), predictor.device,
                                            inference_batch, VIEW_FIELDS[1:])

@@ -30,12 +30,11 @@ from typing import Sequence
 import h5py
 import numpy as np
 import pandas as pd
-import torch
 
 from tclsta.atomic import atomic_path
 from tclsta.config import TrainConfig, for_stream
 from tclsta.errors import FileError
-from tclsta.inference import SCORE_SETTINGS, chunked_outputs, load_checkpoint, pick_device, scoring_loader
+from tclsta.inference import SCORE_SETTINGS, load_checkpoint, pick_device, run_over_videos, scoring_loader
 from tclsta.settings import StageSettings
 
 FEATURES_FORMAT = "tclsta-features"
@@ -68,10 +67,9 @@ def extract_features(checkpoint: Path, shards: Sequence[Path], manifest: pd.Data
     model, model_config, state = load_checkpoint(checkpoint, device)
     train_config = for_stream(train_config, state["modality"])
     loader = scoring_loader(manifest, list(SPLITS), shards, state["modality"], model_config.flow_stack, train_config, device)
-    batches = []
-    for clips, _ in loader:
-        batches.append(chunked_outputs(model, clips, device, train_config.inference_batch, ("features",))["features"])  # (B, T, D)
-    features = torch.cat(batches).numpy() if batches else np.zeros((0, train_config.test_frames, 0), np.float32)
+    outputs = run_over_videos(model, loader, device, train_config.inference_batch, ("features",),
+                              f"frame features of the {state['modality']} stream")
+    features = outputs["features"].numpy() if outputs else np.zeros((0, train_config.test_frames, 0), np.float32)  # (N, T, D)
     split_of = manifest.set_index("video_id")["split"]
     dataset = loader.dataset
     video_ids = [item[1] for item in dataset.items]

@@ -24,6 +24,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
 
+import logging
+
 import numpy as np
 import pandas as pd
 import torch
@@ -36,8 +38,10 @@ from tclsta.data.dataset import (ClipSpec, EncodedClip, ShardClipDataset, clip_l
 from tclsta.data.tables import read_table
 from tclsta.errors import DeviceError, FileError
 from tclsta.models import AttentionStream
+from tclsta.progress import Progress
 from tclsta.settings import StageSettings
 
+log = logging.getLogger(__name__)
 TEST_PROTOCOL = ("test_frames", "test_crops", "crop_size")
 """The ``train`` keys that define the test clips (:func:`inference_clip_spec`)."""
 # rgb/flow: each stream's overrides of these keys (tclsta.config.for_stream)
@@ -151,6 +155,22 @@ def chunked_outputs(model: AttentionStream, clips: torch.Tensor | list[EncodedCl
     return {field: (joined := torch.cat(values)).view(-1, crops, *joined.shape[1:]).mean(1) for field, values in parts.items()}
 
 
+def run_over_videos(model: AttentionStream, loader: DataLoader, device: torch.device, images: int, fields: Sequence[str],
+                    what: str) -> dict[str, torch.Tensor]:
+    """:func:`chunked_outputs` of every batch of ``loader`` (:func:`scoring_loader`), joined in its order; logs
+    what it runs and its progress."""
+    spec = loader.dataset.spec
+    log.info("%s: %d videos, %d crop(s) x %d frames at %s each, %d images per pass on %s", what, len(loader.dataset),
+             spec.test_crops, spec.num_frames, "x".join(map(str, spec.crop_size)), images, device)
+    parts: dict[str, list[torch.Tensor]] = {field: [] for field in fields}
+    with Progress(what, len(loader.dataset)) as counter:
+        for clips, labels in loader:
+            for field, value in chunked_outputs(model, clips, device, images, fields).items():
+                parts[field].append(value)
+            counter.update(len(labels))
+    return {field: torch.cat(values) for field, values in parts.items() if values}
+
+
 def video_logits(model: AttentionStream, clips: torch.Tensor | list[EncodedClip], device: torch.device, images: int) -> torch.Tensor:
     """(B, K) logits of clips (B, T, C, H, W), or of test crops (B, N, T, C, H, W) averaged over the N crops
     (:func:`chunked_outputs`)."""
@@ -163,10 +183,8 @@ def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFram
     model, model_config, state = load_checkpoint(checkpoint, device)
     train_config = for_stream(train_config, state["modality"])
     loader = scoring_loader(manifest, ["val", "test"], shards, state["modality"], model_config.flow_stack, train_config, device)
-    logits = []
-    for clips, _ in loader:
-        logits.append(video_logits(model, clips, device, train_config.inference_batch))
-    scores = torch.cat(logits).numpy() if logits else np.zeros((0, len(state["classes"])))
+    logits = run_over_videos(model, loader, device, train_config.inference_batch, ("logits",), f"scoring the {state['modality']} stream")
+    scores = logits["logits"].numpy() if logits else np.zeros((0, len(state["classes"])))
     split_of = manifest.set_index("video_id")["split"]
     dataset = loader.dataset
     video_ids = [item[1] for item in dataset.items]

@@ -12,6 +12,8 @@ import yaml
 
 from conftest import REPO, TINY_SETTINGS, run_snakemake
 
+from tclsta.data.shards import ShardReader
+
 TARGET = "results/tiny/report.html"
 
 
@@ -44,6 +46,10 @@ def test_demo_dag_end_to_end_then_nothing_to_do(workdir):
     assert not (workdir / "results/tiny/work").exists() or not any((workdir / "results/tiny/work").iterdir())
     for rule in ("demo_dataset", "manifest", "extract_frames", "flow", "pack", "train_stream", "score_stream", "fuse", "evaluate", "report"):
         assert any((workdir / "logs" / rule).iterdir()), rule
+    logs = {rule: "".join(p.read_text() for p in (workdir / "logs" / rule).iterdir()) for rule in ("score_stream", "features", "attention")}
+    for rule, says in (("score_stream", "scoring the flow stream: 8 videos, 1 crop(s) x 4 frames at 40x56 each"),
+                       ("features", "frame features of the rgb stream: 24 videos"), ("attention", "attention maps: both streams")):
+        assert says in logs[rule], (rule, logs[rule][-2000:])
 
     again = snakemake(workdir, TARGET)
     assert again.returncode == 0
@@ -219,3 +225,21 @@ def test_slurm_profile_resources_of_every_ucf101_job_match_the_documented_table(
                       "mem_mb": resources["mem_mb"], "runtime": resources["runtime"]}
     assert not wrong, "\n".join(wrong)
     assert documented_slurm_table() == seen, "docs/clusters.md's SLURM table differs from the dry run"
+
+
+def test_video_and_class_names_snakemake_reads_as_patterns_are_data(workdir, tiny_videos):
+    """A folder dataset whose class folders and video files hold <, >, {, }, spaces and non-ASCII letters
+    builds its DAG and extracts every video (those names are no inputs of the DAG, they stay in the shard list)."""
+    names = {"Drift <a>": ["v_<x>_g01_c01.avi", "plain_g02_c01.avi"], "Patch {z}": ["p_{y}_g01_c01.avi", "naïve ü_g02_c01.avi"]}
+    sources = sorted(tiny_videos.glob("videos/*/*.avi"))
+    for (folder, files), offset in zip(names.items(), (0, len(sources) // 2)):
+        (workdir / "data/names" / folder).mkdir(parents=True)
+        for index, name in enumerate(files):
+            shutil.copy(sources[offset + index], workdir / "data/names" / folder / name)
+    entry = {k: v for k, v in TINY_SETTINGS.items() if k not in ("name", "splits_dir")}
+    entry.update(format="folder", root="data/names", test_fraction=0.5, preprocess={**entry["preprocess"], "num_shards": 1})
+    (workdir / "config.yaml").write_text(yaml.safe_dump({"datasets": {"names": entry}}))
+    run = snakemake(workdir, "--notemp", "results/names/rejected/shard_0.csv")  # manifest and extraction
+    assert run.returncode == 0, run.stderr[-3000:]
+    with ShardReader(workdir / "results/names/work/frames_0.h5") as reader:
+        assert sorted(reader.video_ids) == sorted(f"{folder}/{Path(name).stem}" for folder, files in names.items() for name in files)

@@ -27,7 +27,7 @@ class Progress:
 
     def __init__(self, what: str, total: int | None, unit: str = "videos", interval: float = LOG_INTERVAL):
         self.what, self.total, self.unit, self.interval = what, total, unit, interval
-        self.done = 0
+        self.done = self.done_logged = 0
         self.bar = tqdm(total=total, desc=what, unit=unit, leave=False) if sys.stderr.isatty() else None
         self.start = self.logged = time.monotonic()
 
@@ -46,7 +46,7 @@ class Progress:
 
     def log(self) -> None:
         now = time.monotonic()
-        self.logged = now
+        self.logged, self.done_logged = now, self.done
         rate = self.done / max(now - self.start, 1e-9)
         if self.total is None:
             log.info("%s: %d %s, %.3g %s/s", self.what, self.done, self.unit, rate, self.unit)
@@ -57,10 +57,10 @@ class Progress:
                  100 * self.done // max(self.total, 1), rate, self.unit, eta)
 
     def close(self) -> None:
-        """Ends the bar, or logs the final count of work that took an interval or more."""
+        """Ends the bar, or logs the final count of work that took an interval or more (unless just logged)."""
         if self.bar is not None:
             self.bar.close()
-        elif time.monotonic() - self.start >= self.interval:
+        elif time.monotonic() - self.start >= self.interval and self.done != self.done_logged:
             self.log()
 
 

@@ -47,7 +47,7 @@ def test_demo_dag_end_to_end_then_nothing_to_do(workdir):
     for rule in ("demo_dataset", "manifest", "extract_frames", "flow", "pack", "train_stream", "score_stream", "fuse", "evaluate", "report"):
         assert any((workdir / "logs" / rule).iterdir()), rule
     logs = {rule: "".join(p.read_text() for p in (workdir / "logs" / rule).iterdir()) for rule in ("score_stream", "features", "attention")}
-    for rule, says in (("score_stream", "scoring the flow stream: 8 videos, 1 crop(s) x 4 frames at 40x56 each"),
+    for rule, says in (("score_stream", "scoring the flow stream: 16 videos, 1 crop(s) x 4 frames at 40x56 each"),
                        ("features", "frame features of the rgb stream: 24 videos"), ("attention", "attention maps: both streams")):
         assert says in logs[rule], (rule, logs[rule][-2000:])
 

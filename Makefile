@@ -13,7 +13,7 @@ ONE_THREAD_RULES := train_stream score_stream features collaborative attention \
 	ablation_train_stream ablation_score_stream ablation_features ablation_collaborative
 ONE_THREAD := --set-threads $(foreach rule,$(ONE_THREAD_RULES),$(rule)=1)  # after the targets: it takes several values
 
-.PHONY: demo figures test setup system-packages lint clean-demo
+.PHONY: demo figures test setup system-packages lint clean-demo rehearsal
 
 setup: $(STAMP) system-packages
 
@@ -54,6 +54,11 @@ figures: setup
 
 test: setup
 	python -m pytest
+
+# The UCF101 recipe end to end at its real shapes (ResNet-50 at 224, 25 frames x 10 crops, 101 classes) on a
+# generated UCF101-layout dataset, only counts cut; prints each rule's time and peak memory (docs/rehearsal.md).
+rehearsal: setup
+	python benchmarks/rehearsal.py --cores $(CORES)
 
 lint: setup
 	snakemake --lint

@@ -1,8 +1,12 @@
 """One GPU check, one table: torch TV-L1 and two-stream training throughput, peak memory.
 
 * flow: the torch TV-L1 (OpenCV's default parameters) on ``--batch`` pairs per call at
-  340x256 (camera-pan frames), pairs/s after a warm-up call, and its mean endpoint
-  difference from OpenCV's ``DualTVL1`` on the same pairs;
+  340x256 (camera-pan frames; 320x240 UCF101 frames at ``preprocess.short_side: 256``, as the
+  rehearsal stores them) and at 320x240 (stored as decoded), pairs/s after a warm-up call, and its
+  mean endpoint difference from OpenCV's ``DualTVL1`` on the same pairs;
+* scoring: each stream's test protocol at the recipe's shapes (ResNet-50 at 224, 25 frames x 10
+  crops, 101 classes) through :func:`tclsta.inference.video_logits`, ``--inference-batch`` images
+  per pass (bf16 autocast on CUDA), videos/s and peak memory;
 * training: real steps (forward, the three losses, backward, SGD) of each stream with
   ResNet-50 at 224x224 (``train.train_frames`` frames per clip, ``--clips`` clips per
   batch, bf16 autocast and channels-last on CUDA), fed by ``ShardClipDataset`` through
@@ -34,10 +38,10 @@ import cv2
 import numpy as np
 import torch
 
-from tclsta.config import FlowConfig, dataset_settings, load_config, parse_dataset
-from tclsta.data.dataset import clip_loader, decode_clips
+from tclsta.config import FlowConfig, ModelConfig, dataset_settings, load_config, parse_dataset
+from tclsta.data.dataset import clip_loader, decode_clips, stream_channels
 from tclsta.flow import create_tvl1, create_tvl1_batch
-from tclsta.inference import build_model, split_dataset
+from tclsta.inference import build_model, split_dataset, video_logits
 from tclsta.train import Runtime, run_epoch, train_clip_spec, training_stages
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -55,6 +59,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clips", type=int, help="training clips per batch (default 16; tiny: 2)")
     parser.add_argument("--steps", type=int, help="timed training steps per row (default 20; tiny: 2)")
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers")
+    parser.add_argument("--inference-batch", type=int, nargs="+", default=[100, 250], help="scoring: images per pass")
+    parser.add_argument("--videos", type=int, help="scoring: videos per row (default 8; tiny: 1)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.device == "auto":
@@ -62,6 +68,7 @@ def parse_args() -> argparse.Namespace:
     args.batch = args.batch or ([2, 4] if args.tiny else [32, 64, 128])
     args.clips = args.clips or (2 if args.tiny else 16)
     args.steps = args.steps or (2 if args.tiny else 20)
+    args.videos = args.videos or (1 if args.tiny else 8)
     return args
 
 
@@ -75,8 +82,12 @@ def peak_memory_gib(device: str) -> float | None:
 
 
 def flow_rows(args: argparse.Namespace) -> list[dict]:
-    """Torch TV-L1 pairs/s per batch size and its endpoint difference from OpenCV on the same pairs."""
-    width, height = (64, 48) if args.tiny else (340, 256)
+    """Torch TV-L1 pairs/s per batch size and frame size, and its endpoint difference from OpenCV on the same pairs."""
+    sizes = [(64, 48)] if args.tiny else [(340, 256), (320, 240)]
+    return [row for width, height in sizes for row in flow_size_rows(args, width, height)]
+
+
+def flow_size_rows(args: argparse.Namespace, width: int, height: int) -> list[dict]:
     config = FlowConfig()
     reference_pairs = 2 if args.tiny else 8
     previous, following = pan_pairs(height, width, max(args.batch))
@@ -96,6 +107,32 @@ def flow_rows(args: argparse.Namespace) -> list[dict]:
         epe = float(np.linalg.norm(flow[:reference_pairs] - reference, axis=-1).mean())
         rows.append(dict(what=f"torch TV-L1 {width}x{height}, batch_pairs {batch}", rate=batch / seconds, unit="pairs/s",
                          detail=f"endpoint difference from OpenCV {epe:.4f} px", peak_gib=peak_memory_gib(args.device)))
+    return rows
+
+
+def scoring_rows(args: argparse.Namespace) -> list[dict]:
+    """Videos/s of each stream's test protocol at the recipe's shapes, chunked, with peak memory."""
+    frames, crops, size = (4, 10, 56) if args.tiny else (25, 10, 224)
+    rows = []
+    for modality, images in itertools.product(("rgb", "flow"), args.inference_batch):
+        model_config = dataclasses.replace(ModelConfig(), backbone="small" if args.tiny else "resnet50")
+        model = build_model(model_config, modality, 101).to(args.device).eval()
+        if args.device == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        channels = stream_channels(modality, model_config.flow_stack)
+        clips = torch.randint(0, 256, (1, crops, frames, channels, size, size), dtype=torch.uint8)  # one video's test crops
+        video_logits(model, clips, torch.device(args.device), images)  # warm-up
+        if args.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        synchronize(args.device)
+        start = time.perf_counter()
+        for _ in range(args.videos):
+            video_logits(model, clips, torch.device(args.device), images)
+        synchronize(args.device)
+        seconds = time.perf_counter() - start
+        rows.append(dict(what=f"scoring {modality}, {model_config.backbone} {size}x{size}, {frames} frames x {crops} crops",
+                         rate=args.videos / seconds, unit="videos/s", detail=f"inference_batch {images} images per pass",
+                         peak_gib=peak_memory_gib(args.device)))
     return rows
 
 
@@ -155,7 +192,7 @@ def main() -> None:
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = flow_rows(args) + training_rows(args, Path(tmp))
+        rows = flow_rows(args) + scoring_rows(args) + training_rows(args, Path(tmp))
     print(f"{name}; torch {torch.__version__}, OpenCV {cv2.__version__}" + ("; TINY sizes: not a measurement" if args.tiny else ""))
     print("\n| what | throughput | detail | peak GPU memory |")
     print("| --- | --- | --- | --- |")

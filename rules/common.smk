@@ -4,7 +4,7 @@ import os
 from snakemake.logging import logger
 
 from tclsta.config import dataset_settings, for_stream, parse_dataset
-from tclsta.datasets import manifest_sources, missing_data
+from tclsta.datasets import dag_files, manifest_sources, missing_data
 from tclsta.data.manifest import (
     build_manifest,
     MULTILABEL_DEMO_CSV,
@@ -166,7 +166,8 @@ def shard_inputs(wildcards):
     from the same sources as the manifest, and rewritten only when the shard's own rows
     change: adding a video plans only its shard's jobs, in a dry run too. Until the sources
     exist, the shard waits for the manifest job. Missing video files are left to the
-    extraction stage, which names them (or, with on_bad_video: skip, lists them as rejected).
+    extraction stage, which names them (or, with on_bad_video: skip, lists them as rejected);
+    files whose names Snakemake would read as patterns are extracted but are no inputs (dag_files).
     Rules name the list through params (shard_list_path): while the shard waits for the
     manifest job, Snakemake replaces these inputs by that job's output, which has no names.
     """
@@ -178,7 +179,7 @@ def shard_inputs(wildcards):
     rows = manifest[manifest["shard"] == int(wildcards.shard)]
     return {
         "shard_list": shard_list_path(wildcards.dataset, wildcards.shard),
-        "videos": [local(p) for p in rows["path"] if os.path.exists(p)],
+        "videos": [local(p) for p in dag_files(p for p in rows["path"] if os.path.exists(p))],
     }
 
 

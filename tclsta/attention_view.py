@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,19 +34,22 @@ import torch
 from matplotlib.figure import Figure, SubFigure
 
 from tclsta.atomic import write_bytes_atomic, write_text_atomic
-from tclsta.config import DemoConfig
+from tclsta.config import DemoConfig, TrainConfig
 from tclsta.data.dataset import ClipSpec, ShardClipDataset, flow_windows, model_input, segment_indices, view_plan
 from tclsta.demo import benchmark_cue
-from tclsta.inference import split_dataset
+from tclsta.inference import chunked_outputs, split_dataset
 from tclsta.predict import Predictor
+from tclsta.progress import progress
 from tclsta.report import PLOT_DPI, STREAM_COLORS, figure_png, mpl_text
 from tclsta.settings import StageSettings, section_keys
 
+log = logging.getLogger(__name__)
 __all__ = ["AttentionView", "CueShare", "attention_figure", "attention_views", "benchmark_cue_attention", "choose_videos",
            "cue_shares", "write_attention"]
 
 # The dataset's kind: on a benchmark dataset the attention on its designed cue is measured too.
-ATTENTION_SETTINGS = StageSettings("attention", entry=("format",), demo=section_keys("demo"))
+ATTENTION_SETTINGS = StageSettings("attention", entry=("format",), demo=section_keys("demo"), train=("inference_batch",))
+VIEW_FIELDS = ("logits", "spatial_attention", "temporal_attention")  # what the views read of each stream's output
 STREAM_NAMES = {"rgb": "static", "flow": "motion"}
 # Frames drawn per stream and video; the temporal attention bars always show all T.
 FRAMES_SHOWN = 8
@@ -127,10 +131,12 @@ def centre_crop_test_sets(predictor: Predictor, manifest: pd.DataFrame, shards: 
 
 @torch.no_grad()
 def attention_views(
-    model_dir: Path, manifest: pd.DataFrame, shards: Sequence[Path], count: int, device: str = "auto"
+    model_dir: Path, manifest: pd.DataFrame, shards: Sequence[Path], count: int, device: str = "auto",
+    inference_batch: int = TrainConfig.inference_batch,
 ) -> list[AttentionView]:
-    """Run both trained streams of ``model_dir`` (a dataset's results folder) on ``count`` test videos."""
-    predictor = Predictor(model_dir, device, "fusion")  # the view shows the fused top-5
+    """Run both trained streams of ``model_dir`` (a dataset's results folder) on ``count`` test videos, at most
+    ``inference_batch`` images per forward pass."""
+    predictor = Predictor(model_dir, device, "fusion", inference_batch)  # the view shows the fused top-5
     models = {"rgb": predictor.rgb, "flow": predictor.flow}
     datasets = centre_crop_test_sets(predictor, manifest, shards)
     specs = {stream: dataset.spec for stream, dataset in datasets.items()}
@@ -138,9 +144,12 @@ def attention_views(
     chosen = choose_videos([(video_id, label) for _, video_id, label, _ in items], count)
     if not chosen:
         return []
+    log.info("attention maps: both streams on %d of %d test videos (centre crop, %d frames)", len(chosen), len(items),
+             specs["rgb"].num_frames)
     clips = {stream: torch.stack([datasets[stream][i][0] for i in chosen]) for stream in datasets}  # (B, T, C, h, w)
-    outputs = {stream: models[stream](model_input(clips[stream], predictor.device)) for stream in datasets}
-    fused = predictor.fusion.fuse(outputs["rgb"].logits.cpu(), outputs["flow"].logits.cpu())  # (B, K)
+    outputs = {stream: chunked_outputs(models[stream], clips[stream], predictor.device, inference_batch, VIEW_FIELDS)
+               for stream in datasets}
+    fused = predictor.fusion.fuse(outputs["rgb"]["logits"], outputs["flow"]["logits"])  # (B, K)
     top = predictor.fusion.objective.probabilities(fused).topk(min(5, len(predictor.classes)))
 
     views = []
@@ -156,10 +165,10 @@ def attention_views(
                 rgb_images=rgb.transpose(0, 2, 3, 1) / np.float32(255.0),  # (T, h, w, 3) in [0, 1]
                 flow_magnitude=np.hypot(flow[:, 0::2], flow[:, 1::2]).mean(1),  # (T, h, w)
                 frame_indices={stream: step_frames(num_frames, spec) for stream, spec in specs.items()},
-                spatial={stream: output.spatial_attention[row].cpu().numpy() for stream, output in outputs.items()},
-                temporal={stream: output.temporal_attention[row].cpu().numpy() for stream, output in outputs.items()},
+                spatial={stream: output["spatial_attention"][row].numpy() for stream, output in outputs.items()},
+                temporal={stream: output["temporal_attention"][row].numpy() for stream, output in outputs.items()},
                 stream_top1={
-                    stream: predictor.classes[int(output.logits[row].argmax())] for stream, output in outputs.items()
+                    stream: predictor.classes[int(output["logits"][row].argmax())] for stream, output in outputs.items()
                 },
                 top5=[(predictor.classes[int(i)], float(p)) for p, i in zip(top.values[row], top.indices[row])],
             )
@@ -176,18 +185,20 @@ def write_attention(
     count: int,
     device: str = "auto",
     benchmark: DemoConfig | None = None,
+    inference_batch: int = TrainConfig.inference_batch,
 ) -> None:
     """Write the attention of ``count`` test videos as JSON and as a PNG figure, both atomically.
 
     ``benchmark``: the generator settings of a benchmark dataset (``demo.kind: benchmark``); the JSON then
     also gives, under ``cue``, each stream's attention on the designed cue of every test video
-    (:func:`benchmark_cue_attention`).
+    (:func:`benchmark_cue_attention`). ``inference_batch``: images per forward pass.
     """
-    views = attention_views(model_dir, manifest, shards, count, device)
+    views = attention_views(model_dir, manifest, shards, count, device, inference_batch)
     record: dict = {"videos": [view.as_dict() for view in views]}
     if benchmark is not None:
         record["cue"] = {stream: dataclasses.asdict(share)
-                         for stream, share in benchmark_cue_attention(model_dir, manifest, shards, benchmark, device).items()}
+                         for stream, share in benchmark_cue_attention(model_dir, manifest, shards, benchmark, device,
+                                                                             inference_batch).items()}
     write_bytes_atomic(png_path, figure_png(attention_figure(views)))
     write_text_atomic(json_path, json.dumps(record, indent=1))
 
@@ -234,7 +245,7 @@ def cue_shares(
 @torch.no_grad()
 def benchmark_cue_attention(
     model_dir: Path, manifest: pd.DataFrame, shards: Sequence[Path], benchmark: DemoConfig, device: str = "auto",
-    batch_size: int = 32,
+    inference_batch: int = TrainConfig.inference_batch,
 ) -> dict[str, CueShare]:
     """Per stream, how much attention falls on the cue of each test video of a benchmark dataset.
 
@@ -242,14 +253,17 @@ def benchmark_cue_attention(
     and the frames in which it shows its colour (the static stream's cue) and drifts (the motion stream's).
     Shares well above the uniform ones say that the trained attention finds the cue.
     """
-    predictor = Predictor(model_dir, device, "fusion")  # the view shows the fused top-5
+    predictor = Predictor(model_dir, device, "fusion", inference_batch)
     models = {"rgb": predictor.rgb, "flow": predictor.flow}
     datasets = centre_crop_test_sets(predictor, manifest, shards)
     items = datasets["rgb"].items  # (shard, video_id, label, num_frames); the same videos in the same order for flow
+    batch_size = max(1, inference_batch // datasets["rgb"].spec.num_frames)  # videos per step
     shares: dict[str, list[tuple[float, float, float, float]]] = {stream: [] for stream in models}
-    for start in range(0, len(items), batch_size):
+    log.info("attention on the benchmark's cue: both streams on %d test videos", len(items))
+    for start in progress(range(0, len(items), batch_size), "attention on the cue", unit="batches"):
         indices = range(start, min(start + batch_size, len(items)))
-        outputs = {stream: model(model_input(torch.stack([datasets[stream][i][0] for i in indices]), predictor.device))
+        outputs = {stream: chunked_outputs(model, torch.stack([datasets[stream][i][0] for i in indices]), predictor.device,
+                                           inference_batch, VIEW_FIELDS[1:])
                    for stream, model in models.items()}  # clips (B, T, C, h, w)
         for row, index in enumerate(indices):
             _, video_id, _, num_frames = items[index]
@@ -266,7 +280,7 @@ def benchmark_cue_attention(
                     continue
                 top, left, crop_height, crop_width = view_plan(height, width, spec, None).boxes[0]  # the centre crop
                 shares[stream].append(cue_shares(
-                    output.spatial_attention[row].cpu().numpy(), output.temporal_attention[row].cpu().numpy(), on_cue,
+                    output["spatial_attention"][row].numpy(), output["temporal_attention"][row].numpy(), on_cue,
                     box, (top, left), (crop_height, crop_width),
                 ))
     return {stream: CueShare(*np.mean(values, axis=0).tolist(), videos=len(values)) for stream, values in shares.items()}

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from tclsta.atomic import atomic_path
-from tclsta.config import DatasetConfig, dataset_settings, for_stream, load_config, section_dict, validate_settings
+from tclsta.config import DatasetConfig, TrainConfig, dataset_settings, for_stream, load_config, section_dict, validate_settings
 from tclsta.errors import BadConfigError, ShardWriteError, TclstaError
 from tclsta.settings import StageSettings, declared_settings
 
@@ -233,13 +233,13 @@ def cmd_attention(args: argparse.Namespace) -> None:
     benchmark = dataset.demo if dataset.format == "demo" and dataset.demo.kind == "benchmark" else None
     torch.set_num_threads(args.threads)
     write_attention(args.results, read_manifest(args.manifest), args.shards, args.output, args.png, args.videos, args.device,
-                    benchmark)
+                    benchmark, dataset.train.inference_batch)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from tclsta.predict import Predictor
 
-    predictor = Predictor(args.results, args.device, args.model)
+    predictor = Predictor(args.results, args.device, args.model, args.inference_batch)
     results, failed = [], 0
     for video in args.videos:
         try:
@@ -452,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "model_choice.json names (chosen on validation; fusion when absent)")
     sub.add_argument("--threshold", type=float, default=0.5,
                      help="a multi-label model lists the classes whose probability is above this")
+    sub.add_argument("--inference-batch", type=int, default=TrainConfig.inference_batch,
+                     help="images (test crops x frames) per forward pass; lower it if memory runs out")
     sub.set_defaults(func=cmd_predict)
 
     sub = stages.add_parser("export", help="write a dataset's models (ONNX), fusion weights, preprocessing spec and a "

@@ -35,6 +35,7 @@ from tclsta.features import StreamFeatures, read_features
 from tclsta.inference import pick_device, write_scores
 from tclsta.models import CollaborativeModel
 from tclsta.multilabel import Objective
+from tclsta.progress import progress
 from tclsta.settings import StageSettings, section_keys
 
 COLLABORATIVE_SETTINGS = StageSettings("collaborative", train=("device",), collaborative=section_keys("collaborative"))
@@ -134,7 +135,7 @@ def train_collaborative(rgb_features: Path, flow_features: Path, config: Collabo
     history: list[dict] = []
     best = (-1.0, math.inf, 0)  # (val accuracy, val loss, epoch): higher accuracy wins, then lower loss
     best_state = copy.deepcopy(model.state_dict())
-    for epoch in range(1, config.epochs + 1):
+    for epoch in progress(range(1, config.epochs + 1), "collaborative model, training", unit="epochs"):
         start = time.time()
         fitted = run_epoch(model, val if fit_on_val else train, config.batch_size, device, optimizer, generator, objective)
         checked = run_epoch(model, train if fit_on_val else val, config.batch_size, device, objective=objective)
@@ -173,6 +174,7 @@ def score_collaborative(model: CollaborativeModel, paired: PairedFeatures, batch
                             for b in index.split(batch_size)]) if rows else torch.zeros(0, len(paired.classes))
     write_scores(out_path, [paired.video_ids[i] for i in rows], [paired.splits[i] for i in rows],
                  paired.labels[index].tolist(), logits.numpy())
+    log.info("collaborative model: scored %d val and test videos into %s", len(rows), out_path)
 
 
 def load_collaborative(path: Path, device: torch.device) -> tuple[CollaborativeModel, CollaborativeConfig, dict]:

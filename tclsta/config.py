@@ -99,6 +99,7 @@ class TrainConfig:
     flip: bool = True
     val_fraction: float = 0.2
     test_crops: int = 1
+    inference_batch: int = 100  # images (test crops x frames) per forward pass after training
     scale_jitter: bool = False
     partial_bn: bool = False
     num_workers: int = 2

@@ -11,6 +11,7 @@ default target builds only the datasets with nothing :func:`missing_data`.
 from __future__ import annotations
 
 import glob
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,19 @@ def require_data(settings: dict[str, Any]) -> None:
         raise MissingDataError(settings["name"], missing, instructions(settings))
 
 
+# Snakemake reads {name} in a file name as a wildcard and <name> as a path variable.
+SNAKEMAKE_PATTERN_CHARACTERS = frozenset("{}<>")
+
+
+def dag_files(paths: Iterable[str]) -> list[str]:
+    """The ``paths`` Snakemake can take as input files: those without ``{``, ``}``, ``<`` or ``>``.
+
+    Names are data: a video or class folder named so is still listed in its shard and processed; it
+    is only no input of the DAG (a change to that one file alone does not re-run its shard).
+    """
+    return [path for path in paths if not SNAKEMAKE_PATTERN_CHARACTERS & set(path)]
+
+
 def manifest_sources(settings: dict[str, Any]) -> list[str]:
     """The files a dataset's manifest is built from; raises MissingDataError when they are not there.
 
@@ -118,7 +132,7 @@ def manifest_sources(settings: dict[str, Any]) -> list[str]:
     if rawframes_lists(settings):
         return rawframes_lists(settings)
     folders = sorted(p for p in glob.glob(f"{glob.escape(settings['root'])}/*") if Path(p).is_dir())
-    return folders + ([settings["split_csv"]] if settings.get("split_csv") else [])
+    return dag_files(folders) + ([settings["split_csv"]] if settings.get("split_csv") else [])
 
 
 def instructions(settings: dict[str, Any]) -> str:

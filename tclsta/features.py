@@ -30,13 +30,11 @@ from typing import Sequence
 import h5py
 import numpy as np
 import pandas as pd
-import torch
 
 from tclsta.atomic import atomic_path
 from tclsta.config import TrainConfig, for_stream
-from tclsta.data.dataset import model_input
 from tclsta.errors import FileError
-from tclsta.inference import SCORE_SETTINGS, load_checkpoint, pick_device, scoring_loader
+from tclsta.inference import SCORE_SETTINGS, load_checkpoint, pick_device, run_over_videos, scoring_loader
 from tclsta.settings import StageSettings
 
 FEATURES_FORMAT = "tclsta-features"
@@ -69,11 +67,9 @@ def extract_features(checkpoint: Path, shards: Sequence[Path], manifest: pd.Data
     model, model_config, state = load_checkpoint(checkpoint, device)
     train_config = for_stream(train_config, state["modality"])
     loader = scoring_loader(manifest, list(SPLITS), shards, state["modality"], model_config.flow_stack, train_config, device)
-    batches = []
-    with torch.no_grad():
-        for clips, _ in loader:
-            batches.append(frame_features(model, model_input(clips, device)).float().cpu())  # (B, T, D)
-    features = torch.cat(batches).numpy() if batches else np.zeros((0, train_config.test_frames, 0), np.float32)
+    outputs = run_over_videos(model, loader, device, train_config.inference_batch, ("features",),
+                              f"frame features of the {state['modality']} stream")
+    features = outputs["features"].numpy() if outputs else np.zeros((0, train_config.test_frames, 0), np.float32)  # (N, T, D)
     split_of = manifest.set_index("video_id")["split"]
     dataset = loader.dataset
     video_ids = [item[1] for item in dataset.items]
@@ -85,15 +81,6 @@ def extract_features(checkpoint: Path, shards: Sequence[Path], manifest: pd.Data
         file.create_dataset("splits", data=[split_of[v] for v in video_ids], dtype=strings)
         file.create_dataset("labels", data=np.array([item[2] for item in dataset.items], np.int64))
         file.create_dataset("features", data=features.astype(np.float32))
-
-
-def frame_features(model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
-    """(B, T, D) attended frame features of clips (B, T, C, H, W), or of test crops (B, N, T, C, H, W) averaged over N."""
-    if clips.dim() == 6:
-        b, n = clips.shape[:2]
-        features = model(clips.flatten(0, 1)).features  # (B * N, T, D)
-        return features.view(b, n, *features.shape[1:]).mean(1)
-    return model(clips).features
 
 
 def read_features(path: Path) -> StreamFeatures:

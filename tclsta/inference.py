@@ -8,6 +8,10 @@ Test protocol (a stream's ``train.rgb``/``train.flow`` overrides applied): ``tra
 the centre crop (``train.test_crops: 1``) or the four corners and the centre,
 each mirrored (``10``); a video's logits are averaged over its crops.
 
+Memory: the test clips go through a network in chunks of at most ``train.inference_batch`` images (crops x frames,
+whole clips, at least one; :func:`chunked_outputs`), under bfloat16 autocast on CUDA, so it does not grow with
+the number of crops, frames or videos; the loader reads as many videos as fill one chunk.
+
 Scores CSV (one per stream): ``video_id, split, label`` then one column per
 class (``score_0 ... score_{K-1}``) holding the video-level logits, for the
 validation and test videos.
@@ -16,8 +20,11 @@ validation and test videos.
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
+
+import logging
 
 import numpy as np
 import pandas as pd
@@ -26,18 +33,21 @@ from torch.utils.data import DataLoader
 
 from tclsta.atomic import atomic_path
 from tclsta.config import ModelConfig, TrainConfig, build_section, for_stream, section_dict
-from tclsta.data.dataset import ClipSpec, ShardClipDataset, clip_loader, decodes_on_device, model_input, stream_channels
+from tclsta.data.dataset import (ClipSpec, EncodedClip, ShardClipDataset, clip_loader, decode_clips, decodes_on_device, model_input,
+                                 stream_channels)
 from tclsta.data.tables import read_table
 from tclsta.data.manifest import class_names
 from tclsta.errors import DeviceError, FileError, model_file
 from tclsta.models import AttentionStream
 from tclsta.multilabel import Objective
+from tclsta.progress import Progress
 from tclsta.settings import StageSettings
 
+log = logging.getLogger(__name__)
 TEST_PROTOCOL = ("test_frames", "test_crops", "crop_size")
 """The ``train`` keys that define the test clips (:func:`inference_clip_spec`)."""
 # rgb/flow: each stream's overrides of these keys (tclsta.config.for_stream)
-SCORE_SETTINGS = StageSettings("score", train=(*TEST_PROTOCOL, "batch_size", "num_workers", "device", "decode_device", "rgb", "flow"))
+SCORE_SETTINGS = StageSettings("score", train=(*TEST_PROTOCOL, "inference_batch", "num_workers", "device", "decode_device", "rgb", "flow"))
 
 
 def pick_device(name: str, key: str = "train.device") -> torch.device:
@@ -83,11 +93,13 @@ def split_dataset(manifest: pd.DataFrame, splits: Sequence[str], shards: Sequenc
 
 def scoring_loader(manifest: pd.DataFrame, splits: Sequence[str], shards: Sequence[Path], modality: str, flow_stack: int,
                    train_config: TrainConfig, device: torch.device) -> DataLoader:
-    """Batches of the test clips of the videos in ``splits``, in the dataset's order; the JPEGs are decoded on
-    ``device`` when ``train.decode_device`` picks it (:func:`tclsta.data.dataset.decodes_on_device`)."""
+    """Batches of the test clips of the videos in ``splits``, in the dataset's order, as many videos as fill
+    ``train.inference_batch`` images (at least one); the JPEGs are decoded on ``device`` when
+    ``train.decode_device`` picks it (:func:`tclsta.data.dataset.decodes_on_device`)."""
     spec = inference_clip_spec(modality, flow_stack, train_config)
     dataset = split_dataset(manifest, splits, shards, spec, 0, decodes_on_device(train_config.decode_device, device))
-    return clip_loader(dataset, batch_size=train_config.batch_size, num_workers=train_config.num_workers)
+    videos = max(1, train_config.inference_batch // (spec.test_crops * spec.num_frames))
+    return clip_loader(dataset, batch_size=videos, num_workers=train_config.num_workers)
 
 
 def save_checkpoint(path: Path, model: AttentionStream, modality: str, model_config: ModelConfig, classes: list[str],
@@ -126,12 +138,48 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[AttentionStream, 
     return model.to(device).eval(), config, state
 
 
-def video_logits(model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
-    """(B, K) logits of clips (B, T, C, H, W), or of test crops (B, N, T, C, H, W) averaged over the N crops."""
-    if clips.dim() == 6:
-        b, n = clips.shape[:2]
-        return model(clips.flatten(0, 1)).logits.view(b, n, -1).mean(1)
-    return model(clips).logits
+@torch.no_grad()
+def chunked_outputs(model: AttentionStream, clips: torch.Tensor | list[EncodedClip], device: torch.device, images: int,
+                    fields: Sequence[str]) -> dict[str, torch.Tensor]:
+    """The ``fields`` of the model's :class:`~tclsta.models.StreamOutput` for uint8 clips (B, T, C, H, W), or test
+    crops (B, N, T, C, H, W) averaged over the N crops, as float32 CPU tensors (B, ...).
+
+    The clips go through the model in chunks of at most ``images`` images (whole clips: at least one), each
+    converted to model input on ``device`` only when its turn comes, under bfloat16 autocast on CUDA.
+    """
+    if isinstance(clips, list):  # encoded: decoded on the device (uint8, a quarter of the model input's size)
+        clips = torch.stack(decode_clips(clips, device))
+    crops = clips.shape[1] if clips.dim() == 6 else 1
+    flat = clips.flatten(0, 1) if clips.dim() == 6 else clips  # (B * N, T, C, H, W)
+    parts: dict[str, list[torch.Tensor]] = {field: [] for field in fields}
+    for chunk in flat.split(max(1, images // flat.shape[1])):
+        with torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else nullcontext():
+            output = model(model_input(chunk, device))
+        for field in fields:
+            parts[field].append(getattr(output, field).float().cpu())
+    return {field: (joined := torch.cat(values)).view(-1, crops, *joined.shape[1:]).mean(1) for field, values in parts.items()}
+
+
+def run_over_videos(model: AttentionStream, loader: DataLoader, device: torch.device, images: int, fields: Sequence[str],
+                    what: str) -> dict[str, torch.Tensor]:
+    """:func:`chunked_outputs` of every batch of ``loader`` (:func:`scoring_loader`), joined in its order; logs
+    what it runs and its progress."""
+    spec = loader.dataset.spec
+    log.info("%s: %d videos, %d crop(s) x %d frames at %s each, %d images per pass on %s", what, len(loader.dataset),
+             spec.test_crops, spec.num_frames, "x".join(map(str, spec.crop_size)), images, device)
+    parts: dict[str, list[torch.Tensor]] = {field: [] for field in fields}
+    with Progress(what, len(loader.dataset)) as counter:
+        for clips, labels in loader:
+            for field, value in chunked_outputs(model, clips, device, images, fields).items():
+                parts[field].append(value)
+            counter.update(len(labels))
+    return {field: torch.cat(values) for field, values in parts.items() if values}
+
+
+def video_logits(model: AttentionStream, clips: torch.Tensor | list[EncodedClip], device: torch.device, images: int) -> torch.Tensor:
+    """(B, K) logits of clips (B, T, C, H, W), or of test crops (B, N, T, C, H, W) averaged over the N crops
+    (:func:`chunked_outputs`)."""
+    return chunked_outputs(model, clips, device, images, ("logits",))["logits"]
 
 
 def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFrame, train_config: TrainConfig, out_path: Path) -> None:
@@ -140,11 +188,8 @@ def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFram
     model, model_config, state = load_checkpoint(checkpoint, device)
     train_config = for_stream(train_config, state["modality"])
     loader = scoring_loader(manifest, ["val", "test"], shards, state["modality"], model_config.flow_stack, train_config, device)
-    logits = []
-    with torch.no_grad():
-        for clips, _ in loader:
-            logits.append(video_logits(model, model_input(clips, device)).float().cpu())
-    scores = torch.cat(logits).numpy() if logits else np.zeros((0, len(state["classes"])))
+    logits = run_over_videos(model, loader, device, train_config.inference_batch, ("logits",), f"scoring the {state['modality']} stream")
+    scores = logits["logits"].numpy() if logits else np.zeros((0, len(state["classes"])))
     split_of = manifest.set_index("video_id")["split"]
     dataset = loader.dataset
     video_ids = [item[1] for item in dataset.items]

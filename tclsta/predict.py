@@ -18,14 +18,13 @@ import cv2
 import numpy as np
 import torch
 
-from tclsta.config import yaml_key
-from tclsta.data.dataset import flow_clip, flow_windows, model_input, rgb_clip, segment_indices, test_views
+from tclsta.config import TrainConfig, yaml_key
+from tclsta.data.dataset import flow_clip, flow_windows, rgb_clip, segment_indices, test_views
 from tclsta.errors import BadVideoError, as_bad_video
 from tclsta.evaluate import fusion_weights
 from tclsta.export import load_models
-from tclsta.features import frame_features
 from tclsta.flow import TVL1_PARAMETERS, create_tvl1, quantise_flow
-from tclsta.inference import TEST_PROTOCOL, inference_clip_spec, pick_device, video_logits
+from tclsta.inference import TEST_PROTOCOL, chunked_outputs, inference_clip_spec, pick_device, video_logits
 from tclsta.multilabel import THRESHOLD
 from tclsta.settings import StageSettings
 from tclsta.video import sample_frames
@@ -51,10 +50,13 @@ class Prediction:
 class Predictor:
     """Both trained streams and the model that combines them, of one dataset's results folder or bundle."""
 
-    def __init__(self, model_dir: Path, device: str = "auto", model: str = "best"):
+    def __init__(self, model_dir: Path, device: str = "auto", model: str = "best",
+                 inference_batch: int = TrainConfig.inference_batch):
         """``model_dir``: a dataset's results folder, or a bundle that ``tclsta export`` wrote; ``model``: "fusion",
-        "collaborative", or "best" (``tclsta.export.load_models``)."""
+        "collaborative", or "best" (``tclsta.export.load_models``); ``inference_batch``: images per forward pass
+        (:func:`tclsta.inference.chunked_outputs`)."""
         self.device = pick_device(device, "--device")
+        self.inference_batch = inference_batch
         models = load_models(model_dir, self.device, model)
         self.rgb, self.flow = models.rgb, models.flow
         self.model, self.collaborative = models.model, models.collaborative
@@ -95,10 +97,12 @@ class Predictor:
     def scores(self, rgb: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         """(B, K) scores of the chosen model from uint8 test clips (B, [crops,] T, C, h, w) of both streams: the
         fused log-probabilities, or the collaborative model's logits on the frame features (averaged over crops)."""
-        rgb, flow = model_input(rgb, self.device), model_input(flow, self.device)
         if self.model == "collaborative":
-            return self.collaborative(frame_features(self.rgb, rgb), frame_features(self.flow, flow)).cpu()
-        return self.fusion.fuse(video_logits(self.rgb, rgb).cpu(), video_logits(self.flow, flow).cpu())
+            static, motion = (chunked_outputs(stream, clips, self.device, self.inference_batch, ("features",))["features"]
+                              for stream, clips in ((self.rgb, rgb), (self.flow, flow)))
+            return self.collaborative(static.to(self.device), motion.to(self.device)).cpu()
+        return self.fusion.fuse(video_logits(self.rgb, rgb, self.device, self.inference_batch),
+                                video_logits(self.flow, flow, self.device, self.inference_batch))
 
     @torch.no_grad()
     def predict(self, video: Path, threshold: float = THRESHOLD) -> Prediction:

@@ -13,13 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from tclsta.atomic import atomic_path
 from tclsta.config import FlowConfig, PreprocessConfig
 from tclsta.data.shards import ShardReader, ShardWriter, VideoRecord
 from tclsta.errors import BadShardError, BadVideoError, as_bad_video
 from tclsta.flow import in_order, shard_flow
+from tclsta.progress import progress
 from tclsta.settings import StageSettings
 from tclsta.video import video_jpegs
 
@@ -28,11 +28,6 @@ EXTRACT_SETTINGS = StageSettings("extract", preprocess=("short_side", "jpeg_qual
                                                        "max_video_frames", "max_video_seconds"))
 PACK_SETTINGS = StageSettings("pack", flow=("bound",))
 REJECTED_COLUMNS = ["video_id", "path", "reason"]
-
-
-def progress(items, desc: str):
-    """tqdm bar for interactive runs; plain log lines (no bar) in job logs."""
-    return tqdm(items, desc=desc, disable=None, mininterval=5)
 
 
 def open_previous(path: Path | None) -> ShardReader | None:
@@ -172,7 +167,7 @@ def pack_shard(frames_path: Path, flow_path: Path, out_path: Path, bound: float)
     with ShardReader(frames_path) as frames, ShardReader(flow_path) as flows, ShardWriter(out_path, bound) as writer:
         if frames.video_ids != flows.video_ids:
             raise ValueError(f"{frames_path} and {flow_path} hold different videos; delete both and re-run")
-        for video_id in frames.video_ids:
+        for video_id in progress(frames.video_ids, f"pack {out_path.name}"):
             writer.add(frames.record(video_id), frames=frames.frames(video_id), flow=flows.flow_jpegs(video_id),
                        frame_settings=frames.settings(video_id, "frames"), flow_settings=flows.settings(video_id, "flow"))
             log.info("packed %s", video_id)

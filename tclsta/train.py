@@ -32,7 +32,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -44,7 +43,6 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
 from tclsta.atomic import atomic_path, write_text_atomic
 from tclsta.config import ModelConfig, TrainConfig, section_dict
@@ -55,13 +53,14 @@ from tclsta.inference import build_model, inference_clip_spec, pick_device, save
 from tclsta.models import AttentionStream, stream_loss
 from tclsta.multilabel import Objective
 from tclsta.predict import PREDICT_SETTINGS
+from tclsta.progress import progress
 from tclsta.settings import StageSettings, section_keys
 
 log = logging.getLogger(__name__)
 # Every model key; every train key but the validation split's size (the manifest's); and what prediction repeats,
 # recorded in the checkpoint.
 TRAIN_SETTINGS = StageSettings(
-    "train", model=section_keys("model"), train=[key for key in section_keys("train") if key != "val_fraction"]
+    "train", model=section_keys("model"), train=[key for key in section_keys("train") if key not in ("val_fraction", "inference_batch")]
 ).including(PREDICT_SETTINGS)
 HISTORY_COLUMNS = ["epoch", "stage", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "data_seconds"]
 
@@ -194,9 +193,9 @@ def run_epoch(
     weights = STAGE_LOSS_WEIGHTS[stage.name if training else "joint"]
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
     data_seconds, waited = 0.0, time.perf_counter()
-    show = runtime.main and sys.stderr.isatty()
+    batches = progress(loader, f"{stage.name} stage, {'training' if training else 'validation'}", unit="batches") if runtime.main else loader
     with torch.set_grad_enabled(training):
-        for clips, labels in tqdm(loader, disable=not show, leave=False, desc="train" if training else "val"):
+        for clips, labels in batches:
             clips, labels = model_input(clips, runtime.device), labels.to(runtime.device)  # (B, T, C, H, W), (B,) or (B, K)
             data_seconds += time.perf_counter() - waited  # waiting for the batch, and decoding it when the device does
             with torch.autocast(runtime.device.type, dtype=amp_dtype) if use_amp else nullcontext():

@@ -1,8 +1,16 @@
-"""The inference stages stand on tclsta.inference alone: none of them imports the trainer."""
+"""The inference stages stand on tclsta.inference alone (none imports the trainer); test crops go through a network in chunks."""
 
+import dataclasses
 import json
 import subprocess
 import sys
+
+import pytest
+import torch
+
+from tclsta.data.dataset import model_input
+from tclsta.data.manifest import read_manifest
+from tclsta.inference import chunked_outputs, load_checkpoint, scoring_loader, video_logits
 
 INFERENCE_STAGES = ("inference", "features", "attention_view", "predict", "evaluate", "collaborative", "fusion", "ablation", "report")
 
@@ -15,3 +23,23 @@ def test_inference_stages_do_not_import_the_trainer():
     imported = json.loads(run.stdout)
     assert "tclsta.inference" in imported and "tclsta.predict" in imported  # the check sees what was imported
     assert "tclsta.train" not in imported
+
+
+@pytest.mark.parametrize("stream", ["rgb", "flow"])
+def test_chunked_scoring_and_features_equal_one_pass(tiny_dataset, tiny_results, stream):
+    """10 test crops through the network a few images at a time give what one pass over the whole batch gives."""
+    device = torch.device("cpu")
+    model, model_config, _ = load_checkpoint(tiny_results / "models" / f"{stream}.pt", device)
+    train = dataclasses.replace(tiny_dataset.config.train, test_crops=10, inference_batch=10 * 4 * 3)  # 3 videos per batch
+    loader = scoring_loader(read_manifest(tiny_dataset.manifest_path), ["test"], tiny_dataset.shards, stream,
+                            model_config.flow_stack, train, device)
+    clips, _ = next(iter(loader))
+    assert clips.shape[:3] == (3, 10, train.test_frames)  # (videos, crops, frames)
+    with torch.no_grad():  # the computation before chunking: every image of the batch at once
+        whole = model(model_input(clips.flatten(0, 1), device))
+    expected = {name: getattr(whole, name).view(3, 10, *getattr(whole, name).shape[1:]).mean(1) for name in ("logits", "features")}
+    for images in (1, 7, 10 * 4 * 3):  # one clip per pass (images < frames), one clip, everything
+        chunked = chunked_outputs(model, clips, device, images, ("logits", "features"))
+        for name, value in expected.items():
+            torch.testing.assert_close(chunked[name], value, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(video_logits(model, clips, device, 7), expected["logits"], rtol=1e-5, atol=1e-5)

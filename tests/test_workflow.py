@@ -11,6 +11,8 @@ import yaml
 
 from conftest import REPO, TINY_SETTINGS, run_snakemake
 
+from tclsta.data.shards import ShardReader
+
 TARGET = "results/tiny/report.html"
 
 
@@ -51,10 +53,22 @@ def test_demo_dag_end_to_end_then_nothing_to_do(tmp_path, installed_tclsta):
     assert not (workdir / "results/tiny/work").exists() or not any((workdir / "results/tiny/work").iterdir())
     for rule in ("demo_dataset", "manifest", "extract_frames", "flow", "pack", "train_stream", "score_stream", "fuse", "evaluate", "report"):
         assert any((workdir / "logs" / rule).iterdir()), rule
+    logs = {rule: "".join(p.read_text() for p in (workdir / "logs" / rule).iterdir()) for rule in ("score_stream", "features", "attention")}
+    for rule, says in (("score_stream", "scoring the flow stream: 16 videos, 1 crop(s) x 4 frames at 40x56 each"),
+                       ("features", "frame features of the rgb stream: 24 videos"), ("attention", "attention maps: both streams")):
+        assert says in logs[rule], (rule, logs[rule][-2000:])
 
     again = installed_tclsta.snakemake(TARGET, cwd=workdir)
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # the inference batch is memory, not a result: changing it re-runs what uses trained models, no training
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["datasets"]["tiny"]["train"]["inference_batch"] = 7
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    counts = job_counts((dry := snakemake(workdir, "-n", TARGET)).stdout + dry.stderr)
+    assert counts["score_stream"] == counts["features"] == 2 and counts["attention"] == 1, counts
+    assert "train_stream" not in counts and "flow" not in counts, counts
 
     # predict: the trained models on test videos, in memory; one unreadable video does not stop the others
     videos = sorted((workdir / "data/tiny/videos").rglob("*.avi"))[:2]
@@ -157,15 +171,87 @@ def test_new_videos_rebuild_only_their_shard_and_new_datasets_touch_nothing_else
     assert "dataset=other" in output and "dataset=tiny" not in output
 
 
-def test_slurm_profile_gives_gpus_to_the_gpu_rules_only_one_task_each():
-    """The rules that start their command on GPUs (tclsta.gpus) are exactly those the SLURM profile
-    gives a GPU; each runs one task (no --ntasks-per-gpu), and no group ties a GPU job to CPU jobs."""
+SLURM_SITE = {"TCLSTA_SLURM_PARTITION": "cpu", "TCLSTA_SLURM_GPU_PARTITION": "gpu", "TCLSTA_SLURM_GPU_MODEL": "a100"}
+
+
+def dry_run_resources(output: str) -> dict[str, set[tuple]]:
+    """Per rule of a ``snakemake -n`` run, the distinct (GPU command?, resources) of its jobs; a job runs on
+    GPUs when its command starts through ``python -m tclsta.gpus``."""
+    rules: dict[str, set[tuple]] = {}
+    rule, resources = None, {}
+    for line in output.splitlines():
+        if match := re.match(r"(?:local)?(?:rule|checkpoint) (\w+):$", line):
+            rule, resources = match.group(1), {}
+        elif match := re.match(r"\s+resources: (.*)$", line):
+            resources = dict(part.split("=", 1) for part in match.group(1).split(", "))
+        elif line.startswith("Shell command: ") and rule:
+            gpu_command = line.startswith("Shell command: python -m tclsta.gpus")
+            rules.setdefault(rule, set()).add((gpu_command, tuple(sorted(resources.items()))))
+            rule = None
+    return rules
+
+
+def documented_slurm_table() -> dict[str, dict[str, str]]:
+    """docs/clusters.md's table of the SLURM jobs of results/ucf101/report.html: rule -> its row."""
+    text = (REPO / "docs/clusters.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| (.*) \|$", text, flags=re.MULTILINE)
+    columns = ("partition", "gpu", "mem_mb", "runtime")
+    return {rule: dict(zip(columns, (cell.strip() for cell in cells.split("|")))) for rule, cells in rows}
+
+
+def test_slurm_profile_resources_of_every_ucf101_job_match_the_documented_table(workdir, monkeypatch):
+    """A dry run of results/ucf101/report.html (with its ablation) through workflow/profiles/slurm: every job
+    whose command runs on GPUs gets one GPU of the site's model on the GPU partition as one task, every
+    other job the CPU partition and no GPU, and docs/clusters.md's table says what each rule gets."""
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
-    rules_text = "\n".join(p.read_text() for p in (REPO / "rules").glob("*.smk"))
-    blocks = re.split(r"^(?:rule|checkpoint) ", rules_text, flags=re.MULTILINE)[1:]
-    gpu_rules = {block.split(":")[0] for block in blocks if "tclsta.gpus" in block}
-    assert gpu_rules >= {"flow", "train_stream"}
-    resources = profile["set-resources"]
-    assert {rule for rule, values in resources.items() if values.get("gpu")} == gpu_rules
-    assert all(resources[rule]["tasks_per_gpu"] == 0 for rule in gpu_rules)
-    assert "groups" not in profile
+    assert "groups" not in profile  # no group ties a GPU job to CPU jobs
+    videos, splits = workdir / "data/UCF-101/Archery", workdir / "data/ucfTrainTestlist"
+    videos.mkdir(parents=True)
+    splits.mkdir(parents=True)
+    (splits / "classInd.txt").write_text("1 Archery\n")
+    for number, listing in ((1, "trainlist01.txt"), (2, "testlist01.txt")):
+        (videos / f"v_Archery_g0{number}_c01.avi").touch()
+        (splits / listing).write_text(f"Archery/v_Archery_g0{number}_c01.avi{' 1' * (number == 1)}\n")
+    config = {"datasets": {"ucf101": {"format": "ucf101", "root": "data/UCF-101", "splits_dir": "data/ucfTrainTestlist",
+                                      "ablation": True}}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    for name, value in SLURM_SITE.items():
+        monkeypatch.setenv(name, value)
+    run = snakemake(workdir, "--profile", str(REPO / "workflow/profiles/slurm"), "-n", "results/ucf101/report.html")
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs = dry_run_resources(run.stdout + run.stderr)
+    assert {"flow", "train_stream", "ablation_train_stream", "ablation_score_stream", "ablation_features", "report"} <= set(jobs)
+
+    wrong, seen = [], {}
+    for rule, variants in jobs.items():
+        assert len(variants) == 1, f"{rule}: its jobs ask for different resources: {variants}"
+        (gpu_command, items), = variants
+        resources = dict(items)
+        on_gpu = resources["slurm_partition"] == SLURM_SITE["TCLSTA_SLURM_GPU_PARTITION"]
+        gpus = resources.get("gpu", "0")
+        if gpu_command != on_gpu or gpu_command != (gpus != "0"):
+            wrong.append(f"{rule}: {'GPU' if gpu_command else 'CPU'} command on partition {resources['slurm_partition']} with gpu={gpus}")
+        if gpu_command and (resources.get("gpu_model") != "a100" or resources.get("tasks_per_gpu") != "0"):
+            wrong.append(f"{rule}: GPU job without gpu_model or with tasks per GPU: {resources}")
+        seen[rule] = {"partition": "GPU" if on_gpu else "CPU", "gpu": f"{gpus} ({resources.get('gpu_model')})" if gpus != "0" else "none",
+                      "mem_mb": resources["mem_mb"], "runtime": resources["runtime"]}
+    assert not wrong, "\n".join(wrong)
+    assert documented_slurm_table() == seen, "docs/clusters.md's SLURM table differs from the dry run"
+
+
+def test_video_and_class_names_snakemake_reads_as_patterns_are_data(workdir, tiny_videos):
+    """A folder dataset whose class folders and video files hold <, >, {, }, spaces and non-ASCII letters
+    builds its DAG and extracts every video (those names are no inputs of the DAG, they stay in the shard list)."""
+    names = {"Drift <a>": ["v_<x>_g01_c01.avi", "plain_g02_c01.avi"], "Patch {z}": ["p_{y}_g01_c01.avi", "naïve ü_g02_c01.avi"]}
+    sources = sorted(tiny_videos.glob("videos/*/*.avi"))
+    for (folder, files), offset in zip(names.items(), (0, len(sources) // 2)):
+        (workdir / "data/names" / folder).mkdir(parents=True)
+        for index, name in enumerate(files):
+            shutil.copy(sources[offset + index], workdir / "data/names" / folder / name)
+    entry = {k: v for k, v in TINY_SETTINGS.items() if k not in ("name", "splits_dir")}
+    entry.update(format="folder", root="data/names", test_fraction=0.5, preprocess={**entry["preprocess"], "num_shards": 1})
+    (workdir / "config.yaml").write_text(yaml.safe_dump({"datasets": {"names": entry}}))
+    run = snakemake(workdir, "--notemp", "results/names/rejected/shard_0.csv")  # manifest and extraction
+    assert run.returncode == 0, run.stderr[-3000:]
+    with ShardReader(workdir / "results/names/work/frames_0.h5") as reader:
+        assert sorted(reader.video_ids) == sorted(f"{folder}/{Path(name).stem}" for folder, files in names.items() for name in files)

@@ -167,19 +167,24 @@ def ablation_table(results: Path, fusion: FusionConfig) -> pd.DataFrame:
 
 
 def _measured(scores: np.ndarray, labels: np.ndarray, num_classes: int, bootstrap: Bootstrap,
-              objective: Objective) -> dict[str, tuple[float, np.ndarray]]:
-    """Each metric of the table: its value on the test videos and its (B,) bootstrap samples."""
+              objective: Objective) -> dict[str, tuple[float, np.ndarray, list[float]]]:
+    """Each metric of the table: its value on the test videos, its (B,) bootstrap samples and its interval
+    (an accuracy's exact one where every video is right or every one wrong: ``accuracy_interval``)."""
+    from tclsta.evaluate import accuracy_interval, interval
+
     if objective.multilabel:
         from tclsta.multilabel import average_precision
 
         with np.errstate(all="ignore"):
-            return {"mAP": (np.nanmean(average_precision(scores, labels, np.ones((1, len(scores)))), 1)[0],
-                            np.nanmean(average_precision(scores, labels, bootstrap.weights), 1))}
+            resampled = np.nanmean(average_precision(scores, labels, bootstrap.weights), 1)
+            point = np.nanmean(average_precision(scores, labels, np.ones((1, len(scores)))), 1)[0]
+        return {"mAP": (point, resampled, interval(resampled))}
     correct = (scores.argmax(1) == labels).astype(float)
     resampled = bootstrap.accuracy_samples(correct, labels, num_classes)
     per_class = [correct[labels == k].mean() for k in np.unique(labels)]
-    return {"top1": (correct.mean(), resampled["accuracy"]),
-            "mean_class_accuracy": (np.mean(per_class), resampled["mean_class_accuracy"])}
+    return {metric: (point, resampled[key], accuracy_interval(resampled[key], correct))
+            for metric, key, point in (("top1", "accuracy", correct.mean()),
+                                       ("mean_class_accuracy", "mean_class_accuracy", np.mean(per_class)))}
 
 
 def _test_predictions(variant: Variant, results: Path, fusion: FusionConfig,

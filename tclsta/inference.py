@@ -9,8 +9,14 @@ the centre crop (``train.test_crops: 1``) or the four corners and the centre,
 each mirrored (``10``); a video's logits are averaged over its crops.
 
 Scores CSV (one per stream): ``video_id, split, label`` then one column per
-class (``score_0 ... score_{K-1}``) holding the video-level logits, for the
-validation and test videos.
+class (``score_0 ... score_{K-1}``) holding the video-level scores, for the
+validation and test videos. A stream's file also holds the two scores it is
+chosen from, ``lstm_k`` (the temporal head's logits) and ``frames_k`` (the
+frame classifier's log-probabilities averaged over the test frames and crops,
+TSN's test-time average); ``score_k`` is one of ``STREAM_SCORES``: ``lstm``,
+``frames`` or ``both`` (log-softmax of lstm plus frames), the one
+``model.stream_score`` names, or with ``auto`` the best on the validation videos
+(:func:`choose_stream_score`). The collaborative model's file has ``score_k`` only.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ from tclsta.settings import StageSettings
 TEST_PROTOCOL = ("test_frames", "test_crops", "crop_size")
 """The ``train`` keys that define the test clips (:func:`inference_clip_spec`)."""
 # rgb/flow: each stream's overrides of these keys (tclsta.config.for_stream)
-SCORE_SETTINGS = StageSettings("score", train=(*TEST_PROTOCOL, "batch_size", "num_workers", "device", "decode_device", "rgb", "flow"))
+SCORE_SETTINGS = StageSettings("score", train=(*TEST_PROTOCOL, "batch_size", "num_workers", "device", "decode_device", "rgb", "flow"),
+                               model=("stream_score", "rgb", "flow"))
+STREAM_SCORES = ("lstm", "frames", "both")
 
 
 def pick_device(name: str, key: str = "train.device") -> torch.device:
@@ -58,6 +66,8 @@ def build_model(model: ModelConfig, modality: str, num_classes: int) -> Attentio
         spatial_hidden=model.spatial_hidden,
         temporal_hidden=model.temporal_hidden,
         class_source=model.class_source,
+        attention_temperature=model.attention_temperature,
+        detach_attention=model.detach_attention,
         dropout=model.dropout,
         pretrained=model.pretrained,
     )
@@ -121,34 +131,93 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[AttentionStream, 
     return model.to(device).eval(), config, state
 
 
-def video_logits(model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
-    """(B, K) logits of clips (B, T, C, H, W), or of test crops (B, N, T, C, H, W) averaged over the N crops."""
-    if clips.dim() == 6:
+def video_scores(model: torch.nn.Module, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The temporal head's (B, K) logits and the frame classifier's (B, K) log-probabilities averaged over the
+    frames, of clips (B, T, C, H, W), or of test crops (B, N, T, C, H, W) each averaged over the N crops."""
+    crops = clips.dim() == 6
+    output = model(clips.flatten(0, 1) if crops else clips)
+    lstm, frames = output.logits, output.frame_logits.log_softmax(-1).mean(1)  # (B*N or B, K) each
+    if crops:
         b, n = clips.shape[:2]
-        return model(clips.flatten(0, 1)).logits.view(b, n, -1).mean(1)
-    return model(clips).logits
+        return lstm.view(b, n, -1).mean(1), frames.view(b, n, -1).mean(1)
+    return lstm, frames
 
 
-def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFrame, train_config: TrainConfig, out_path: Path) -> None:
-    """Video-level logits of a trained stream on the val and test videos (the test protocol above)."""
+def video_logits(model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
+    """(B, K) temporal-head logits of clips, as :func:`video_scores`."""
+    return video_scores(model, clips)[0]
+
+
+def combine_stream_scores(lstm: np.ndarray, frames: np.ndarray) -> dict[str, np.ndarray]:
+    """The (N, K) scores of each of ``STREAM_SCORES`` from the temporal head's logits and the frames' log-probabilities."""
+    lstm_log_probs = torch.from_numpy(lstm).log_softmax(1).numpy()
+    return {"lstm": lstm, "frames": frames, "both": lstm_log_probs + frames}
+
+
+def choose_stream_score(sources: dict[str, np.ndarray], labels: np.ndarray, is_val: np.ndarray, setting: str) -> dict:
+    """Top-1 of each of ``STREAM_SCORES`` on the validation rows, and the one used: ``setting`` unless it is ``auto``,
+    then the most accurate (ties: the earlier in ``STREAM_SCORES``)."""
+    val_top1 = {name: float((sources[name][is_val].argmax(1) == labels[is_val]).mean()) if is_val.any() else 0.0
+                for name in STREAM_SCORES}
+    chosen = setting if setting != "auto" else max(STREAM_SCORES, key=lambda name: val_top1[name])
+    return {"setting": setting, "chosen": chosen, "val_top1": val_top1}
+
+
+def stream_score_choice(table: pd.DataFrame, setting: str) -> dict:
+    """:func:`choose_stream_score` for a stream's scores table, with each source's test top-1 too."""
+    k = len(table.filter(like="score_").columns)
+    sources = combine_stream_scores(*(table[[f"{name}_{i}" for i in range(k)]].to_numpy(dtype=np.float64) for name in ("lstm", "frames")))
+    labels, split = table["label"].to_numpy(), table["split"].to_numpy()
+    choice = choose_stream_score(sources, labels, split == "val", setting)
+    test = split == "test"
+    choice["test_top1"] = {name: float((sources[name][test].argmax(1) == labels[test]).mean()) if test.any() else 0.0
+                           for name in STREAM_SCORES}
+    return choice
+
+
+def stream_score_choices(paths: dict[str, Path], model_config: ModelConfig) -> dict[str, dict]:
+    """:func:`stream_score_choice` of each stream's scores file (by stream name) that holds the temporal head's and the
+    frames' scores, under the stream's ``model.stream_score``."""
+    tables = {stream: read_scores(path) for stream, path in paths.items()}
+    return {stream: stream_score_choice(table, for_stream(model_config, stream).stream_score)
+            for stream, table in tables.items() if "lstm_0" in table.columns}
+
+
+def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFrame, train_config: TrainConfig, out_path: Path,
+                 score_config: ModelConfig | None = None) -> None:
+    """Video-level scores of a trained stream on the val and test videos (the test protocol above): the temporal
+    head's, the frames', and as ``score_k`` those ``score_config.stream_score`` picks (default ``auto``;
+    :func:`choose_stream_score`)."""
     device = pick_device(train_config.device)
     model, model_config, state = load_checkpoint(checkpoint, device)
     train_config = for_stream(train_config, state["modality"])
+    stream_score = for_stream(score_config, state["modality"]).stream_score if score_config is not None else "auto"
     loader = scoring_loader(manifest, ["val", "test"], shards, state["modality"], model_config.flow_stack, train_config, device)
-    logits = []
+    lstm, frames = [], []
     with torch.no_grad():
         for clips, _ in loader:
-            logits.append(video_logits(model, model_input(clips, device)).float().cpu())
-    scores = torch.cat(logits).numpy() if logits else np.zeros((0, len(state["classes"])))
+            scores = video_scores(model, model_input(clips, device))
+            lstm.append(scores[0].float().cpu())
+            frames.append(scores[1].float().cpu())
+    empty = torch.zeros((0, len(state["classes"])))
+    sources = combine_stream_scores(torch.cat(lstm or [empty]).numpy(), torch.cat(frames or [empty]).numpy())
     split_of = manifest.set_index("video_id")["split"]
     dataset = loader.dataset
     video_ids = [item[1] for item in dataset.items]
-    write_scores(out_path, video_ids, [split_of[v] for v in video_ids], [item[2] for item in dataset.items], scores)
+    splits, labels = [split_of[v] for v in video_ids], [item[2] for item in dataset.items]
+    choice = choose_stream_score(sources, np.array(labels), np.array(splits) == "val", stream_score)
+    write_scores(out_path, video_ids, splits, labels, sources[choice["chosen"]],
+                 {"lstm": sources["lstm"], "frames": sources["frames"]})
 
 
-def write_scores(out_path: Path, video_ids: Sequence[str], splits: Sequence[str], labels: Sequence[int], scores: np.ndarray) -> None:
-    """Write a scores CSV (the format in the module docstring) for videos with (N, K) logits ``scores``."""
-    table = pd.DataFrame(scores, columns=[f"score_{k}" for k in range(scores.shape[1])])
+def write_scores(out_path: Path, video_ids: Sequence[str], splits: Sequence[str], labels: Sequence[int], scores: np.ndarray,
+                 sources: dict[str, np.ndarray] | None = None) -> None:
+    """Write a scores CSV (the format in the module docstring) for videos with (N, K) scores ``scores``, and
+    ``sources`` (name: (N, K)) as ``<name>_k`` columns."""
+    columns = {f"score_{k}": scores[:, k] for k in range(scores.shape[1])}
+    for name, values in (sources or {}).items():
+        columns.update({f"{name}_{k}": values[:, k] for k in range(values.shape[1])})
+    table = pd.DataFrame(columns)
     table.insert(0, "video_id", list(video_ids))
     table.insert(1, "split", list(splits))
     table.insert(2, "label", list(labels))

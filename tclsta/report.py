@@ -223,8 +223,10 @@ def _accuracy_body(metrics: dict) -> str:
         )
     if ceilings:
         parts.append(
-            '<p class="note">The synthetic demo is built so that each stream alone cannot exceed its expected '
-            "ceiling; only combining the streams can reach the fused ceiling.</p>"
+            '<p class="note">The synthetic demo is built so that flow, blind to colour, cannot exceed its expected '
+            f"ceiling, and neither can a classifier of single RGB frames ({_pct(ceilings['rgb_per_frame'])}%); "
+            "the static stream's ceiling is 100% because its LSTM sees the texture move across the frames and can "
+            f"read the drift direction from them: above {_pct(ceilings['rgb_per_frame'])}% it does so.</p>"
         )
     if metrics["dataset"].lower().startswith(PUBLISHED_DATASET_PREFIXES):
         parts.append(_published_block())
@@ -235,12 +237,12 @@ def _ablation_body(table: pd.DataFrame) -> str:
     """Each component switched off in turn: per-stream and fused top-1 with intervals, and each difference to the full
     model with its paired interval; differences whose interval excludes zero are marked."""
     models = (("rgb", "RGB"), ("flow", "flow"), ("fused", "fused"))
-    header = ["variant", "changed", "fusion"]
+    header = ["variant", "changed", "fusion", "RGB val top-1 (%)", "flow val top-1 (%)"]
     for _, label in models:
         header += [f"{label} top-1 (%)", f"{label} − full (pp)"]
     rows = []
     for row in table.itertuples():
-        cells = [row.variant, row.description, row.fusion]
+        cells = [row.variant, row.description, row.fusion, _pct(row.rgb_val_top1), _pct(row.flow_val_top1)]
         for model, _ in models:
             value = getattr(row, f"{model}_top1")
             cells.append(_pct_ci(value, (getattr(row, f"{model}_top1_ci_low"), getattr(row, f"{model}_top1_ci_high"))))
@@ -248,8 +250,9 @@ def _ablation_body(table: pd.DataFrame) -> str:
                 getattr(row, f"{model}_top1_diff"),
                 (getattr(row, f"{model}_top1_diff_ci_low"), getattr(row, f"{model}_top1_diff_ci_high"))))
         rows.append(cells)
-    note = ('<p class="note">Variants that change a stream retrain both streams with that component off; the others '
-            "reuse the full model's streams and change only the fusion. In brackets: 95% bootstrap intervals over the "
+    note = ('<p class="note">Variants that change a stream retrain both streams with that component off or that option '
+            "changed; the others reuse the full model's streams and change only the fusion. The validation columns "
+            "(each stream's top-1 on the validation videos) are what defaults are chosen from. In brackets: 95% bootstrap intervals over the "
             f"{int(table['num_test_videos'].iloc[0]) if len(table) else 0} test videos; a difference's interval is "
             "paired (the same resampled videos for both models). <b>*</b>: the interval excludes zero, so the difference "
             "is distinguishable from resampling noise; unmarked differences are not.</p>")

@@ -95,8 +95,6 @@ VARIANTS = (
             "(class_source: soft); " + COLLABORATIVE, "collaborative", {"model": {"class_source": "soft"}}),
     Variant("learned_temperature", "spatial attention with a learned softmax temperature; " + COLLABORATIVE,
             "collaborative", {"model": {"attention_temperature": "learned"}}),
-    Variant("detached_attention", "spatial attention weights detached from the temporal loss; " + COLLABORATIVE,
-            "collaborative", {"model": {"detach_attention": True}}),
     Variant("variable_steps", "temporal head trained on a random number of steps up to test_frames; " + COLLABORATIVE,
             "collaborative", {"train": {"variable_steps": True}}),
     Variant("no_mutual_guidance", "full streams; " + COLLABORATIVE + " with each stream attending to itself",

@@ -130,6 +130,7 @@ def write_report(
     if ablation_csv is not None:
         sections.append(("ablation", "Ablation (test split)", _ablation_body(pd.read_csv(ablation_csv))))
     sections += [
+        ("choices", "Choices made on the validation videos", _choices_body(metrics, histories)),
         ("fusion", "Fusion weights", _fusion_body(metrics, pngs["fusion_weights"])),
         ("confusion", "Confusion matrices (test split)", _confusion_body(metrics, pngs)),
         ("per-class", "Per-class accuracy (test split)", _per_class_body(metrics)),
@@ -257,6 +258,37 @@ def _ablation_body(table: pd.DataFrame) -> str:
             "paired (the same resampled videos for both models). <b>*</b>: the interval excludes zero, so the difference "
             "is distinguishable from resampling noise; unmarked differences are not.</p>")
     return _table(header, rows, numeric_from=3, highlight={0}) + "\n" + note
+
+
+def _choices_body(metrics: Mapping, histories: Mapping[str, pd.DataFrame]) -> str:
+    """Each stream's score (lstm, frames or both) and the fused model, with the validation top-1 each was chosen by;
+    and how peaked each stream's spatial attention is (its entropy on the validation videos at the kept epoch)."""
+    parts = []
+    choices = metrics.get("stream_scores") or {}
+    if choices:
+        from tclsta.inference import STREAM_SCORES
+
+        header = ["stream", "score used", *(f"{name}: val / test top-1 (%)" for name in STREAM_SCORES)]
+        rows = [[stream, f"{choice['chosen']} ({'chosen on val' if choice['setting'] == 'auto' else 'set in the config'})",
+                 *(f"{_pct(choice['val_top1'][name])} / {_pct(choice['test_top1'][name])}" for name in STREAM_SCORES)]
+                for stream, choice in choices.items()]
+        parts.append(_table(header, rows, numeric_from=2))
+    model_choice = metrics.get("model_choice")
+    if model_choice:
+        validation = model_choice["validation"]
+        parts.append(f'<p>Best fused model on the validation videos: <b>{_esc(model_choice["best"])}</b> '
+                     f'(cross-validated top-1: fusion weights {_pct(validation["fusion"])}%, collaborative model '
+                     f'{_pct(validation["collaborative"])}%, {validation["videos"]} videos). Rule: {_esc(model_choice["rule"])}.</p>')
+    entropy = {stream: history for stream, history in histories.items() if "attention_entropy" in history}
+    if entropy:
+        cells = []
+        for stream, history in entropy.items():
+            kept = history.sort_values(["val_acc", "val_loss"], ascending=[False, True]).iloc[0]
+            cells.append(f"{_esc(stream)} {kept['attention_entropy']:.3f} (epoch {int(kept['epoch'])})")
+        parts.append("<p>Spatial attention entropy on the validation videos at the kept epoch, over that of uniform "
+                     f"attention (1: uniform, 0: one position): {'; '.join(cells)}. Per epoch: the training history "
+                     "(<code>attention_entropy</code>).</p>")
+    return "\n".join(parts) or "<p>None recorded.</p>"
 
 
 def _difference(value: float, bounds: tuple[float, float]) -> str:

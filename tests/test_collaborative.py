@@ -15,6 +15,7 @@ from tclsta.config import CollaborativeConfig, DatasetConfig, ModelConfig
 from tclsta.data.manifest import read_manifest
 from tclsta.evaluate import evaluate, fuse_streams
 from tclsta.inference import read_scores, score_stream
+from tclsta.model_choice import choose_model
 from tclsta.features import extract_features, read_features
 from tclsta.models import CollaborativeModel
 from tclsta.train import train_stream
@@ -83,7 +84,7 @@ def test_feature_cache_round_trip_and_collaborative_training(tiny_dataset, tmp_p
     # The scores CSV has the stream scores' format and agrees with the reloaded model.
     scores = read_scores(tmp_path / "scores" / "collaborative.csv")
     stream_scores = read_scores(tmp_path / "scores" / "rgb.csv")
-    assert list(scores.columns) == list(stream_scores.columns)
+    assert list(scores.columns) == [c for c in stream_scores.columns if not c.startswith(("lstm_", "frames_"))]
     assert sorted(scores["video_id"]) == sorted(stream_scores["video_id"])
     row = rgb.video_ids.index(scores["video_id"].iloc[0])
     with torch.no_grad():
@@ -98,6 +99,14 @@ def test_feature_cache_round_trip_and_collaborative_training(tiny_dataset, tmp_p
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics["results"]) == {"rgb", "flow", "fused", "late_fusion", "collaborative"}
     assert sum(map(sum, metrics["confusion"]["collaborative"])) == 8
+
+    # The fused model to use, from validation only: the fusion weights learned on 2 of 3 folds, scored on the third.
+    choice = choose_model(tmp_path / "scores" / "rgb.csv", tmp_path / "scores" / "flow.csv",
+                          tmp_path / "models" / "collaborative.pt", config, tmp_path / "model_choice.json")
+    assert json.loads((tmp_path / "model_choice.json").read_text()) == choice
+    validation = choice["validation"]
+    assert choice["best"] == ("collaborative" if validation["collaborative"] > validation["fusion"] else "fusion")
+    assert validation["collaborative"] == state["val_acc"] and validation["videos"] == 8 and 0 <= validation["fusion"] <= 1
 
 
 def test_collaborative_needs_validation_videos(tmp_path):

@@ -72,7 +72,7 @@ rule model_choice:
         mem_mb=2000,
         runtime=10,
     params:
-        settings=lambda w: settings(w.dataset, "model_choice"),
+        settings=lambda w: settings(w.dataset, "model-choice"),
     shell:
         "python -m tclsta model-choice --settings {params.settings:q} --rgb {input.rgb} --flow {input.flow}"
         " --collaborative {input.collaborative} --output {output} 2> {log}"

@@ -172,7 +172,7 @@ def cmd_fuse(args: argparse.Namespace) -> None:
 def cmd_model_choice(args: argparse.Namespace) -> None:
     from tclsta.model_choice import choose_model
 
-    dataset, _ = resolve_settings(args, declared_settings("model_choice"))
+    dataset, _ = resolve_settings(args, declared_settings("model-choice"))
     choose_model(args.rgb, args.flow, args.collaborative, dataset, args.output)
 
 

@@ -4,8 +4,8 @@ Both learn from the validation videos (``tclsta/evaluate.py``'s fusion weights, 
 ``fit_on: val``), so their accuracy on those videos is no guide. Each is instead scored by k-fold cross-validation
 on them, with the same folds (:func:`tclsta.collaborative.kfold`): the fusion weights are learned anew on each
 fold's complement and scored on the fold; the collaborative model's cross-validated accuracy at its kept epoch is
-in its checkpoint (``cv_acc``; with ``fit_on: train`` the validation accuracy of its kept epoch, ``val_acc``, is
-already held out). The test videos are never read. ``results/<dataset>/model_choice.json``::
+in its checkpoint (``val_acc``, equal to ``cv_acc``; with ``fit_on: train`` the validation accuracy of its kept
+epoch, already held out). The test videos are never read. ``results/<dataset>/model_choice.json``::
 
     {"best": "fusion" | "collaborative",
      "validation": {"fusion": <top-1>, "collaborative": <top-1>, "videos": <N>, "folds": <k>},
@@ -27,8 +27,7 @@ from tclsta.fusion import learn_fusion
 from tclsta.inference import read_scores
 from tclsta.settings import StageSettings
 
-MODEL_CHOICE_SETTINGS = StageSettings("model_choice", fusion=("steps", "lr", "per_class_penalty"),
-                                      collaborative=("folds", "seed", "fit_on"))
+MODEL_CHOICE_SETTINGS = StageSettings("model-choice", fusion=("steps", "lr", "per_class_penalty"), collaborative=("folds", "seed"))
 MODELS = ("fusion", "collaborative")
 RULE = ("the collaborative model if its {folds}-fold cross-validated top-1 on the validation videos is higher than "
         "that of the learned fusion weights (learned on the other folds, scored on each), else the fusion weights")
@@ -54,9 +53,9 @@ def choose_model(rgb_scores: Path, flow_scores: Path, collaborative_checkpoint: 
     """Write (and return) model_choice.json, the format in the module docstring."""
     fusion, videos = cross_validated_fusion(rgb_scores, flow_scores, config)
     state = torch.load(collaborative_checkpoint, map_location="cpu", weights_only=True)
-    collaborative = state["cv_acc"] if config.collaborative.fit_on == "val" else state["val_acc"]
+    collaborative = state["val_acc"]  # cross-validated when it was fitted on the validation videos
     rule = RULE.format(folds=config.collaborative.folds)
-    if config.collaborative.fit_on == "train":
+    if state["config"]["fit_on"] == "train":
         rule += " (the collaborative model, fitted on the training videos, by its validation top-1)"
     choice = {"best": "collaborative" if collaborative > fusion else "fusion",
               "validation": {"fusion": fusion, "collaborative": collaborative, "videos": videos,

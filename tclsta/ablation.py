@@ -93,8 +93,6 @@ VARIANTS = (
             "collaborative", {"model": {"temporal_attention": False}}),
     Variant("soft_class_map", "spatial attention from the class maps weighted by the CAM head's probabilities "
             "(class_source: soft); " + COLLABORATIVE, "collaborative", {"model": {"class_source": "soft"}}),
-    Variant("variable_steps", "temporal head trained on a random number of steps up to test_frames; " + COLLABORATIVE,
-            "collaborative", {"train": {"variable_steps": True}}),
     Variant("no_mutual_guidance", "full streams; " + COLLABORATIVE + " with each stream attending to itself",
             "collaborative", {"collaborative": {"mutual_guidance": False}}),
 )

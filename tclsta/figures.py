@@ -117,17 +117,16 @@ def _accuracy_block(figures: Mapping) -> str:
 
 
 def _ablation_block(figures: Mapping) -> str:
-    header = ["variant", "RGB / flow val top-1", *(f"{label} top-1" for _, label in ABLATION_MODELS),
+    header = ["variant", *(f"{label} top-1" for _, label in ABLATION_MODELS),
               *(f"{label} − full (pp)" for _, label in ABLATION_MODELS)]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for index, row in enumerate(figures["ablation"]):
         values = [_pct_ci(row[f"{m}_top1"], (row[f"{m}_top1_ci_low"], row[f"{m}_top1_ci_high"])) for m, _ in ABLATION_MODELS]
         differences = ["–" if index == 0 else _difference(row, m) for m, _ in ABLATION_MODELS]
-        validation = f"{100 * row['rgb_val_top1']:.1f}% / {100 * row['flow_val_top1']:.1f}%"
-        lines.append(f"| {row['variant']} | {validation} | " + " | ".join(values + differences) + " |")
+        lines.append(f"| {row['variant']} | " + " | ".join(values + differences) + " |")
     return (
         "\n".join(lines) + "\n\n"
-        + "Validation top-1 (what defaults are chosen from) and test top-1; differences to the full model with their paired 95% bootstrap interval (the same resampled test videos for "
+        + "Differences to the full model with their paired 95% bootstrap interval (the same resampled test videos for "
         "both); **bold**: the interval excludes zero, so the difference is distinguishable from resampling noise."
     )
 

@@ -26,7 +26,8 @@ rule features:
 
 
 rule collaborative:
-    """Train the static-motion collaborative model on the training videos' features; score val and test."""
+    """Train the static-motion collaborative model on the validation videos' features (fit_on), epoch chosen by
+    k-fold cross-validation; score val and test."""
     input:
         manifest="results/{dataset}/manifest.csv",
         rgb="results/{dataset}/features/rgb.h5",
@@ -51,3 +52,28 @@ rule collaborative:
         "python -m tclsta collaborative --settings {params.settings:q} --threads {threads}"
         " --rgb {input.rgb} --flow {input.flow} --manifest {input.manifest} --model {output.checkpoint}"
         " --history {output.history} --output {output.scores} 2> {log}"
+
+
+rule model_choice:
+    """Fusion weights or collaborative model: the one with the better cross-validated top-1 on the validation videos."""
+    input:
+        rgb="results/{dataset}/scores/rgb.csv",
+        flow="results/{dataset}/scores/flow.csv",
+        collaborative="results/{dataset}/models/collaborative.pt",
+    output:
+        "results/{dataset}/model_choice.json",
+    log:
+        "logs/model_choice/{dataset}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/model_choice/{dataset}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        settings=lambda w: settings(w.dataset, "model-choice"),
+    shell:
+        "python -m tclsta model-choice --settings {params.settings:q} --rgb {input.rgb} --flow {input.flow}"
+        " --collaborative {input.collaborative} --output {output} 2> {log}"

@@ -50,6 +50,7 @@ rule evaluate:
         fusion="results/{dataset}/fusion.json",
         rejected="results/{dataset}/rejected.csv",
         collaborative="results/{dataset}/scores/collaborative.csv",
+        model_choice="results/{dataset}/model_choice.json",
     output:
         "results/{dataset}/metrics.json",
     log:
@@ -67,7 +68,7 @@ rule evaluate:
     shell:
         "python -m tclsta evaluate --settings {params.settings:q} --manifest {input.manifest}"
         " --rgb {input.rgb} --flow {input.flow} --fusion {input.fusion} --rejected {input.rejected}"
-        " --collaborative {input.collaborative} --output {output} 2> {log}"
+        " --collaborative {input.collaborative} --model-choice {input.model_choice} --output {output} 2> {log}"
 
 
 rule attention:

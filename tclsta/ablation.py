@@ -1,9 +1,10 @@
 """The ablation study: each component of the method switched off in turn, on the test split.
 
 Peng, Zhao, Zhang, arXiv 1711.03273 (Sec. IV) ablate spatial attention,
-temporal attention, mutual guidance and learned fusion; one more variant swaps a
-choice the paper leaves open (which class activation map drives the spatial
-attention, ``model.class_source``). Each :data:`VARIANTS`
+temporal attention, mutual guidance and learned fusion; more variants swap
+choices the paper leaves open (which class activation map drives the spatial
+attention, its temperature, whether the temporal loss trains it, a fixed or
+variable number of training steps). Each :data:`VARIANTS`
 entry names what it changes from the dataset's config; the workflow
 (``rules/ablation.smk``) trains what a variant needs under
 ``results/<dataset>/ablation/<variant>/`` (same layout as the full model's
@@ -12,8 +13,10 @@ top-1 and mean class accuracy of the rgb and flow streams and of the variant's
 fusion, as ``results/<dataset>/ablation.csv``: each with its 95% bootstrap interval
 over the test videos, and its difference to the full model with the paired
 bootstrap interval of that difference (the same resamples of the same videos for
-every variant; ``tclsta.evaluate.Bootstrap``). A multi-label dataset's table has
-mAP in their place (:data:`MULTILABEL_METRICS`).
+every variant; ``tclsta.evaluate.Bootstrap``). The table also gives each stream's
+top-1 on the validation videos (``<stream>_val_top1``), from which defaults are
+chosen: the test columns are for reading, never for choosing. A multi-label dataset's
+table has mAP in place of the accuracies (:data:`MULTILABEL_METRICS`).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ STATISTICS = ("", "_ci_low", "_ci_high", "_diff", "_diff_ci_low", "_diff_ci_high
 
 def table_columns(metrics: tuple[str, ...] = METRICS) -> list[str]:
     """The ablation table's columns for ``metrics``."""
-    return ["variant", "description", "fusion", "num_test_videos",
+    return ["variant", "description", "fusion", "num_test_videos", *(f"{stream}_val_top1" for stream in STREAMS),
             *(f"{model}_{metric}{statistic}" for model in MODELS for metric in metrics for statistic in STATISTICS)]
 
 
@@ -66,7 +69,7 @@ class Variant:
     @property
     def retrains_streams(self) -> bool:
         """Whether the streams are trained anew (else the full model's streams are used)."""
-        return "model" in self.overrides
+        return "model" in self.overrides or "train" in self.overrides
 
     def run_dir(self, results: Path) -> Path:
         """Where this variant's own outputs live: the full model's folder when it changes nothing."""
@@ -92,17 +95,19 @@ class Variant:
         return paths
 
 
+COLLABORATIVE = "collaborative model"
 VARIANTS = (
-    Variant("full", "spatial + temporal attention; collaborative model with mutual guidance", "collaborative"),
+    Variant("full", "the dataset's settings: spatial + temporal attention; " + COLLABORATIVE + " with mutual guidance",
+            "collaborative"),
     Variant("learned_fusion", "full streams; learned fusion weights (global + per class)", "learned"),
     Variant("late_fusion", "full streams; fixed late fusion RGB:flow 1:1.5", "late"),
-    Variant("no_spatial_attention", "streams with average pooling instead of spatial attention; collaborative model",
+    Variant("no_spatial_attention", "streams with average pooling instead of spatial attention; " + COLLABORATIVE,
             "collaborative", {"model": {"spatial_attention": False}}),
-    Variant("agnostic_spatial_attention", "streams whose spatial attention follows the mean class activation map "
-            "instead of the predicted class's; collaborative model", "collaborative", {"model": {"class_source": "agnostic"}}),
-    Variant("no_temporal_attention", "streams averaging over frames instead of temporal attention; collaborative model",
+    Variant("no_temporal_attention", "streams averaging over frames instead of temporal attention; " + COLLABORATIVE,
             "collaborative", {"model": {"temporal_attention": False}}),
-    Variant("no_mutual_guidance", "full streams; collaborative model with each stream attending to itself",
+    Variant("soft_class_map", "spatial attention from the class maps weighted by the CAM head's probabilities "
+            "(class_source: soft); " + COLLABORATIVE, "collaborative", {"model": {"class_source": "soft"}}),
+    Variant("no_mutual_guidance", "full streams; " + COLLABORATIVE + " with each stream attending to itself",
             "collaborative", {"collaborative": {"mutual_guidance": False}}),
 )
 VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
@@ -152,7 +157,7 @@ def ablation_table(results: Path, fusion: FusionConfig) -> pd.DataFrame:
             raise RuntimeError(f"ablation variant {variant.name} scored other test videos than the full model")
         order = pd.Index(ids).get_indexer(video_ids)  # the full model's order: every variant shares the resamples
         row = {"variant": variant.name, "description": variant.description, "fusion": variant.fusion,
-               "num_test_videos": len(video_ids)}
+               "num_test_videos": len(video_ids), **_validation_top1(variant, results)}
         samples[variant.name] = {}
         for model in MODELS:
             samples[variant.name][model] = measured = _measured(scores[model][order], labels, num_classes, bootstrap, objective)
@@ -185,6 +190,18 @@ def _measured(scores: np.ndarray, labels: np.ndarray, num_classes: int, bootstra
     return {metric: (point, resampled[key], accuracy_interval(resampled[key], correct))
             for metric, key, point in (("top1", "accuracy", correct.mean()),
                                        ("mean_class_accuracy", "mean_class_accuracy", np.mean(per_class)))}
+
+
+def _validation_top1(variant: Variant, results: Path) -> dict[str, float]:
+    """Each stream's top-1 on the validation videos, as ``<stream>_val_top1``."""
+    from tclsta.inference import read_scores
+
+    top1 = {}
+    for stream in STREAMS:
+        table = read_scores(variant.inputs(results)[stream])
+        val = table[table["split"] == "val"]
+        top1[f"{stream}_val_top1"] = float((val.filter(like="score_").to_numpy().argmax(1) == val["label"].to_numpy()).mean())
+    return top1
 
 
 def _test_predictions(variant: Variant, results: Path, fusion: FusionConfig,

@@ -142,7 +142,7 @@ def cmd_score(args: argparse.Namespace) -> None:
 
     dataset, _ = resolve_settings(args, declared_settings("score"))
     torch.set_num_threads(args.threads)
-    score_stream(args.checkpoint, args.shards, read_manifest(args.manifest), dataset.train, args.output)
+    score_stream(args.checkpoint, args.shards, read_manifest(args.manifest), dataset.train, args.output, dataset.model)
 
 
 def cmd_features(args: argparse.Namespace) -> None:
@@ -177,9 +177,17 @@ def cmd_fuse(args: argparse.Namespace) -> None:
     fuse_streams(args.rgb, args.flow, dataset.fusion, class_names(manifest), args.output, manifest)
 
 
+def cmd_model_choice(args: argparse.Namespace) -> None:
+    from tclsta.model_choice import choose_model
+
+    dataset, _ = resolve_settings(args, declared_settings("model-choice"))
+    choose_model(args.rgb, args.flow, args.collaborative, dataset, args.output)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from tclsta.data.manifest import read_manifest
     from tclsta.evaluate import evaluate
+    from tclsta.inference import stream_score_choices
 
     dataset, _ = resolve_settings(args, declared_settings("evaluate"))
     extra: dict = {}
@@ -189,6 +197,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         extra["expected_ceilings"] = expected_ceilings(dataset.demo.classes_per_kind, dataset.demo.kind)
     if args.rejected:
         extra["rejected"] = pd.read_csv(args.rejected, dtype=str).fillna("").to_dict("records")
+    extra["stream_scores"] = stream_score_choices({"rgb": args.rgb, "flow": args.flow}, dataset.model)
+    if args.model_choice:
+        extra["model_choice"] = json.loads(Path(args.model_choice).read_text())
     evaluate(read_manifest(args.manifest), args.rgb, args.flow, args.fusion, dataset.fusion, args.output, dataset.name, extra,
              args.collaborative)
 
@@ -383,6 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--output", type=Path, required=True, help="scores CSV")
     sub.set_defaults(func=cmd_collaborative)
 
+    sub = stages.add_parser("model-choice", help="fusion weights or collaborative model: the better on validation, cross-validated")
+    add_settings_options(sub)
+    sub.add_argument("--rgb", type=Path, required=True, help="scores CSV of the rgb stream")
+    sub.add_argument("--flow", type=Path, required=True, help="scores CSV of the flow stream")
+    sub.add_argument("--collaborative", type=Path, required=True, help="the trained collaborative model")
+    sub.add_argument("--output", type=Path, required=True, help="model_choice.json")
+    sub.set_defaults(func=cmd_model_choice)
+
     sub = stages.add_parser("fuse", help="learn the fusion weights on validation scores")
     add_settings_options(sub)
     sub.add_argument("--manifest", type=Path, required=True)
@@ -399,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--fusion", type=Path, required=True, help="fusion weights JSON")
     sub.add_argument("--rejected", type=Path, help="rejected.csv of the dataset (videos left out)")
     sub.add_argument("--collaborative", type=Path, help="scores CSV of the collaborative model")
+    sub.add_argument("--model-choice", type=Path, help="model_choice.json: fusion weights or collaborative model, chosen on val")
     sub.add_argument("--output", type=Path, required=True, help="metrics JSON")
     sub.set_defaults(func=cmd_evaluate)
 

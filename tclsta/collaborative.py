@@ -3,9 +3,15 @@
 A flat loop like ``train.py``: the two streams' features (``tclsta/features.py``)
 are paired by video and the model (``tclsta/models/collaborative.py``) is trained
 with RMSprop. ``fit_on: val`` (the default) fits it on the validation videos'
-features, which the streams never trained on, for ``epochs`` epochs (the last
-is kept): the streams over-fit their own training videos, so their features of
-those videos are more confident than those of unseen videos. ``fit_on: train``
+features, which the streams never trained on: the streams over-fit their own
+training videos, so their features of those videos are more confident than
+those of unseen videos. Its epoch is chosen by k-fold cross-validation on those
+videos (``folds``; :func:`kfold`): a model per fold learns from the other folds
+for ``epochs`` epochs and is scored on its own fold after each; the epoch with
+the best mean held-out accuracy (then lowest loss) is kept from a final fit on
+all validation videos, and that held-out accuracy is the model's honest
+validation score (``cv_acc`` in the checkpoint; :mod:`tclsta.model_choice`
+compares it with the fusion weights'). ``fit_on: train``
 fits on the training videos' features and keeps the epoch with the best
 validation accuracy (then lowest validation loss). The test videos are only
 scored. Outputs: a checkpoint that loads with ``weights_only=True``, the
@@ -41,7 +47,8 @@ from tclsta.settings import StageSettings, section_keys
 COLLABORATIVE_SETTINGS = StageSettings("collaborative", train=("device",), collaborative=section_keys("collaborative"))
 
 log = logging.getLogger(__name__)
-HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
+# cv_loss, cv_acc (fit_on val): the mean over the folds of the held-out loss and accuracy after each epoch
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "cv_loss", "cv_acc", "seconds"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,10 @@ class PairedFeatures:
     splits: list[str]
     classes: list[str]
     targets: torch.Tensor  # what the model learns: the labels, or (N, K) 0/1 targets of a multi-label dataset
+
+    def split_ids(self, name: str) -> list[str]:
+        """The video ids of split ``name``, in the order of :meth:`split`."""
+        return [video for video, split in zip(self.video_ids, self.splits) if split == name]
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(static, motion, targets) of the videos of split ``name``."""
@@ -77,6 +88,14 @@ def pair_features(static: StreamFeatures, motion: StreamFeatures) -> PairedFeatu
         classes=static.classes,
         targets=labels,
     )
+
+
+def kfold(video_ids: list[str], folds: int, seed: int) -> list[torch.Tensor]:
+    """Indices into ``video_ids`` of each of ``folds`` folds: a video's fold depends on its id and ``seed`` only, so
+    every model cross-validated on the same videos uses the same folds, whatever their order."""
+    order = sorted(range(len(video_ids)), key=lambda i: video_ids[i])
+    shuffled = torch.tensor(order, dtype=torch.long)[torch.randperm(len(order), generator=torch.Generator().manual_seed(seed))]
+    return [shuffled[fold::folds].sort().values for fold in range(folds)]
 
 
 def build_collaborative(config: CollaborativeConfig, static_dim: int, motion_dim: int, num_classes: int) -> CollaborativeModel:
@@ -125,27 +144,32 @@ def train_collaborative(rgb_features: Path, flow_features: Path, config: Collabo
     if not len(train[2]) or not len(val[2]):
         raise RuntimeError(f"collaborative model: {len(train[2])} training and {len(val[2])} validation videos "
                            f"with features of both streams; need both")
-    model = build_collaborative(config, paired.static.shape[-1], paired.motion.shape[-1], len(paired.classes)).to(device)
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=config.lr)
-    generator = torch.Generator().manual_seed(config.seed)
+    dims = (paired.static.shape[-1], paired.motion.shape[-1], len(paired.classes))
     log.info("collaborative model (mutual guidance %s): %d train / %d val videos, fitted on %s, device %s",
              config.mutual_guidance, len(train[2]), len(val[2]), config.fit_on, device)
     fit_on_val = config.fit_on == "val"
+    cv = cross_validate(config, dims, val, paired.split_ids("val"), device) if fit_on_val else None
 
+    model = build_collaborative(config, *dims).to(device)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
     history: list[dict] = []
-    best = (-1.0, math.inf, 0)  # (val accuracy, val loss, epoch): higher accuracy wins, then lower loss
+    best = (-1.0, math.inf, 0)  # (accuracy, loss, epoch) on val, cross-validated when fitted on val: higher accuracy wins, then lower loss
     best_state = copy.deepcopy(model.state_dict())
     for epoch in progress(range(1, config.epochs + 1), "collaborative model, training", unit="epochs"):
         start = time.time()
         fitted = run_epoch(model, val if fit_on_val else train, config.batch_size, device, optimizer, generator, objective)
         checked = run_epoch(model, train if fit_on_val else val, config.batch_size, device, objective=objective)
         (train_loss, train_acc), (val_loss, val_acc) = (checked, fitted) if fit_on_val else (fitted, checked)
+        cv_loss, cv_acc = cv[epoch - 1] if cv is not None else (math.nan, math.nan)
         history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
-                            val_acc=val_acc, seconds=time.time() - start))
-        if fit_on_val or (val_acc, -val_loss) > (best[0], -best[1]):
-            best = (val_acc, val_loss, epoch)
+                            val_acc=val_acc, cv_loss=cv_loss, cv_acc=cv_acc, seconds=time.time() - start))
+        selected = (cv_acc, cv_loss) if fit_on_val else (val_acc, val_loss)
+        if (selected[0], -selected[1]) > (best[0], -best[1]):
+            best = (*selected, epoch)
             best_state = copy.deepcopy(model.state_dict())
-    log.info("kept epoch %d of %d: val acc %.3f, val loss %.4f", best[2], config.epochs, best[0], best[1])
+    log.info("kept epoch %d of %d: %s acc %.3f, loss %.4f", best[2], config.epochs,
+             f"{config.folds}-fold cross-validated val" if fit_on_val else "val", best[0], best[1])
     model.load_state_dict(best_state)
 
     state = {
@@ -154,13 +178,34 @@ def train_collaborative(rgb_features: Path, flow_features: Path, config: Collabo
         "dims": [paired.static.shape[-1], paired.motion.shape[-1]],
         "classes": paired.classes,
         "epoch": best[2],
-        "val_acc": best[0],
+        "val_acc": best[0],  # fit_on val: the cross-validated accuracy
+        "cv_acc": best[0] if fit_on_val else None,
     }
     with atomic_path(checkpoint_path) as tmp:
         torch.save(state, tmp)
     with atomic_path(history_path) as tmp:
         pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(tmp, index=False)
     score_collaborative(model, paired, config.batch_size, device, scores_path)
+
+
+def cross_validate(config: CollaborativeConfig, dims: tuple[int, int, int], data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                   video_ids: list[str], device: torch.device) -> list[tuple[float, float]]:
+    """Per epoch, the (loss, accuracy) on each held-out fold of :func:`kfold`, averaged over the folds (weighted by size)."""
+    totals = torch.zeros(config.epochs, 2, dtype=torch.float64)
+    for fold, held_out in enumerate(kfold(video_ids, config.folds, config.seed)):
+        kept = torch.ones(len(video_ids), dtype=torch.bool)
+        kept[held_out] = False
+        torch.manual_seed(config.seed + 1 + fold)
+        model = build_collaborative(config, *dims).to(device)
+        optimizer = torch.optim.RMSprop(model.parameters(), lr=config.lr)
+        generator = torch.Generator().manual_seed(config.seed + 1 + fold)
+        fit, check = tuple(part[kept] for part in data), tuple(part[held_out] for part in data)
+        for epoch in range(config.epochs):
+            run_epoch(model, fit, config.batch_size, device, optimizer, generator)
+            loss, acc = run_epoch(model, check, config.batch_size, device)
+            totals[epoch] += torch.tensor([loss, acc], dtype=torch.float64) * len(held_out)
+    torch.manual_seed(config.seed)
+    return [(float(loss), float(acc)) for loss, acc in (totals / len(video_ids)).tolist()]
 
 
 def score_collaborative(model: CollaborativeModel, paired: PairedFeatures, batch_size: int, device: torch.device,

@@ -69,6 +69,9 @@ class ModelConfig:
     spatial_hidden: int = 1024
     temporal_hidden: int = 512
     class_source: str = "predicted"
+    attention_temperature: float | str = 1.0  # the spatial softmax's; or "learned"
+    detach_attention: bool = False
+    stream_score: str = "lstm"  # lstm | frames | both | auto (chosen on the validation videos); predict and export use lstm
     dropout: float = 0.5
     rgb: dict = field(default_factory=dict)  # per-stream overrides of the keys above
     flow: dict = field(default_factory=dict)
@@ -94,6 +97,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     grad_clip: float = 20.0
     train_frames: int = 10
+    variable_steps: bool = False  # each training batch takes a random number of steps, train_frames to test_frames
     test_frames: int = 25
     crop_size: tuple[int, int] = (224, 224)
     flip: bool = True
@@ -132,6 +136,7 @@ class CollaborativeConfig:
     batch_size: int = 256
     mutual_guidance: bool = True
     fit_on: str = "val"
+    folds: int = 5  # fit_on val: the epoch is chosen by k-fold cross-validation on the validation videos
     seed: int = 0
 
 

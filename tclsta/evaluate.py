@@ -34,7 +34,9 @@ from tclsta.settings import StageSettings
 
 FUSE_SETTINGS = StageSettings("fuse", fusion=("steps", "lr", "per_class_penalty"))
 # The demo's expected accuracy ceilings depend on its format and classes.
-EVALUATE_SETTINGS = StageSettings("evaluate", entry=("format",), demo=("classes_per_kind", "kind"), fusion=("late_fusion_weights",))
+# model.stream_score: which stream score scoring used (reported with each source's accuracy)
+EVALUATE_SETTINGS = StageSettings("evaluate", entry=("format",), demo=("classes_per_kind", "kind"), fusion=("late_fusion_weights",),
+                                  model=("stream_score", "rgb", "flow"))
 STREAMS = ("rgb", "flow")
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0

@@ -13,8 +13,14 @@ whole clips, at least one; :func:`chunked_outputs`), under bfloat16 autocast on 
 the number of crops, frames or videos; the loader reads as many videos as fill one chunk.
 
 Scores CSV (one per stream): ``video_id, split, label`` then one column per
-class (``score_0 ... score_{K-1}``) holding the video-level logits, for the
-validation and test videos.
+class (``score_0 ... score_{K-1}``) holding the video-level scores, for the
+validation and test videos. A stream's file also holds the two scores it is
+chosen from, ``lstm_k`` (the temporal head's logits) and ``frames_k`` (the
+frame classifier's log-probabilities averaged over the test frames and crops,
+TSN's test-time average); ``score_k`` is one of ``STREAM_SCORES``: ``lstm``,
+``frames`` or ``both`` (log-softmax of lstm plus frames), the one
+``model.stream_score`` names, or with ``auto`` the best on the validation videos
+(:func:`choose_stream_score`). The collaborative model's file has ``score_k`` only.
 """
 
 from __future__ import annotations
@@ -47,7 +53,9 @@ log = logging.getLogger(__name__)
 TEST_PROTOCOL = ("test_frames", "test_crops", "crop_size")
 """The ``train`` keys that define the test clips (:func:`inference_clip_spec`)."""
 # rgb/flow: each stream's overrides of these keys (tclsta.config.for_stream)
-SCORE_SETTINGS = StageSettings("score", train=(*TEST_PROTOCOL, "inference_batch", "num_workers", "device", "decode_device", "rgb", "flow"))
+SCORE_SETTINGS = StageSettings("score", train=(*TEST_PROTOCOL, "inference_batch", "num_workers", "device", "decode_device", "rgb", "flow"),
+                               model=("stream_score", "rgb", "flow"))
+STREAM_SCORES = ("lstm", "frames", "both")
 
 
 def pick_device(name: str, key: str = "train.device") -> torch.device:
@@ -70,6 +78,8 @@ def build_model(model: ModelConfig, modality: str, num_classes: int) -> Attentio
         spatial_hidden=model.spatial_hidden,
         temporal_hidden=model.temporal_hidden,
         class_source=model.class_source,
+        attention_temperature=model.attention_temperature,
+        detach_attention=model.detach_attention,
         dropout=model.dropout,
         pretrained=model.pretrained,
     )
@@ -156,8 +166,16 @@ def chunked_outputs(model: AttentionStream, clips: torch.Tensor | list[EncodedCl
         with torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else nullcontext():
             output = model(model_input(chunk, device))
         for field in fields:
-            parts[field].append(getattr(output, field).float().cpu())
+            parts[field].append(_output_field(output, field).float().cpu())
     return {field: (joined := torch.cat(values)).view(-1, crops, *joined.shape[1:]).mean(1) for field, values in parts.items()}
+
+
+def _output_field(output, field: str) -> torch.Tensor:
+    """A field of a stream's output, or ``frame_scores``: the frame classifier's (B, K) log-probabilities averaged
+    over the frames (TSN's test-time average), computed per clip before any averaging over crops."""
+    if field == "frame_scores":
+        return output.frame_logits.float().log_softmax(-1).mean(1)
+    return getattr(output, field)
 
 
 def run_over_videos(model: AttentionStream, loader: DataLoader, device: torch.device, images: int, fields: Sequence[str],
@@ -182,23 +200,81 @@ def video_logits(model: AttentionStream, clips: torch.Tensor | list[EncodedClip]
     return chunked_outputs(model, clips, device, images, ("logits",))["logits"]
 
 
-def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFrame, train_config: TrainConfig, out_path: Path) -> None:
-    """Video-level logits of a trained stream on the val and test videos (the test protocol above)."""
+def video_scores(model: AttentionStream, clips: torch.Tensor | list[EncodedClip], device: torch.device,
+                 images: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The temporal head's (B, K) logits and the frame classifier's (B, K) log-probabilities averaged over the
+    frames, of clips (B, T, C, H, W), or of test crops (B, N, T, C, H, W) each averaged over the N crops."""
+    outputs = chunked_outputs(model, clips, device, images, ("logits", "frame_scores"))
+    return outputs["logits"], outputs["frame_scores"]
+
+
+def combine_stream_scores(lstm: np.ndarray, frames: np.ndarray) -> dict[str, np.ndarray]:
+    """The (N, K) scores of each of ``STREAM_SCORES`` from the temporal head's logits and the frames' log-probabilities."""
+    lstm_log_probs = torch.from_numpy(lstm).log_softmax(1).numpy()
+    return {"lstm": lstm, "frames": frames, "both": lstm_log_probs + frames}
+
+
+def choose_stream_score(sources: dict[str, np.ndarray], labels: np.ndarray, is_val: np.ndarray, setting: str) -> dict:
+    """Top-1 of each of ``STREAM_SCORES`` on the validation rows, and the one used: ``setting`` unless it is ``auto``,
+    then the most accurate (ties: the earlier in ``STREAM_SCORES``)."""
+    val_top1 = {name: float((sources[name][is_val].argmax(1) == labels[is_val]).mean()) if is_val.any() else 0.0
+                for name in STREAM_SCORES}
+    chosen = setting if setting != "auto" else max(STREAM_SCORES, key=lambda name: val_top1[name])
+    return {"setting": setting, "chosen": chosen, "val_top1": val_top1}
+
+
+def stream_score_choice(table: pd.DataFrame, setting: str) -> dict:
+    """:func:`choose_stream_score` for a stream's scores table, with each source's test top-1 too."""
+    k = len(table.filter(like="score_").columns)
+    sources = combine_stream_scores(*(table[[f"{name}_{i}" for i in range(k)]].to_numpy(dtype=np.float64) for name in ("lstm", "frames")))
+    labels, split = table["label"].to_numpy(), table["split"].to_numpy()
+    choice = choose_stream_score(sources, labels, split == "val", setting)
+    test = split == "test"
+    choice["test_top1"] = {name: float((sources[name][test].argmax(1) == labels[test]).mean()) if test.any() else 0.0
+                           for name in STREAM_SCORES}
+    return choice
+
+
+def stream_score_choices(paths: dict[str, Path], model_config: ModelConfig) -> dict[str, dict]:
+    """:func:`stream_score_choice` of each stream's scores file (by stream name) that holds the temporal head's and the
+    frames' scores, under the stream's ``model.stream_score``."""
+    tables = {stream: read_scores(path) for stream, path in paths.items()}
+    return {stream: stream_score_choice(table, for_stream(model_config, stream).stream_score)
+            for stream, table in tables.items() if "lstm_0" in table.columns}
+
+
+def score_stream(checkpoint: Path, shards: Sequence[Path], manifest: pd.DataFrame, train_config: TrainConfig, out_path: Path,
+                 score_config: ModelConfig | None = None) -> None:
+    """Video-level scores of a trained stream on the val and test videos (the test protocol above): the temporal
+    head's, the frames', and as ``score_k`` those ``score_config.stream_score`` picks (default ``lstm``;
+    :func:`choose_stream_score`)."""
     device = pick_device(train_config.device)
     model, model_config, state = load_checkpoint(checkpoint, device)
     train_config = for_stream(train_config, state["modality"])
+    stream_score = for_stream(score_config, state["modality"]).stream_score if score_config is not None else ModelConfig.stream_score
     loader = scoring_loader(manifest, ["val", "test"], shards, state["modality"], model_config.flow_stack, train_config, device)
-    logits = run_over_videos(model, loader, device, train_config.inference_batch, ("logits",), f"scoring the {state['modality']} stream")
-    scores = logits["logits"].numpy() if logits else np.zeros((0, len(state["classes"])))
+    outputs = run_over_videos(model, loader, device, train_config.inference_batch, ("logits", "frame_scores"),
+                              f"scoring the {state['modality']} stream")
+    empty = np.zeros((0, len(state["classes"])), np.float32)
+    sources = combine_stream_scores(outputs["logits"].numpy() if outputs else empty,
+                                    outputs["frame_scores"].numpy() if outputs else empty)
     split_of = manifest.set_index("video_id")["split"]
     dataset = loader.dataset
     video_ids = [item[1] for item in dataset.items]
-    write_scores(out_path, video_ids, [split_of[v] for v in video_ids], [item[2] for item in dataset.items], scores)
+    splits, labels = [split_of[v] for v in video_ids], [item[2] for item in dataset.items]
+    choice = choose_stream_score(sources, np.array(labels), np.array(splits) == "val", stream_score)
+    write_scores(out_path, video_ids, splits, labels, sources[choice["chosen"]],
+                 {"lstm": sources["lstm"], "frames": sources["frames"]})
 
 
-def write_scores(out_path: Path, video_ids: Sequence[str], splits: Sequence[str], labels: Sequence[int], scores: np.ndarray) -> None:
-    """Write a scores CSV (the format in the module docstring) for videos with (N, K) logits ``scores``."""
-    table = pd.DataFrame(scores, columns=[f"score_{k}" for k in range(scores.shape[1])])
+def write_scores(out_path: Path, video_ids: Sequence[str], splits: Sequence[str], labels: Sequence[int], scores: np.ndarray,
+                 sources: dict[str, np.ndarray] | None = None) -> None:
+    """Write a scores CSV (the format in the module docstring) for videos with (N, K) scores ``scores``, and
+    ``sources`` (name: (N, K)) as ``<name>_k`` columns."""
+    columns = {f"score_{k}": scores[:, k] for k in range(scores.shape[1])}
+    for name, values in (sources or {}).items():
+        columns.update({f"{name}_{k}": values[:, k] for k in range(values.shape[1])})
+    table = pd.DataFrame(columns)
     table.insert(0, "video_id", list(video_ids))
     table.insert(1, "split", list(splits))
     table.insert(2, "label", list(labels))

@@ -133,6 +133,7 @@ def write_report(
     if ablation_csv is not None:
         sections.append(("ablation", "Ablation (test split)", _ablation_body(pd.read_csv(ablation_csv))))
     sections += [
+        ("choices", "Choices made on the validation videos", _choices_body(metrics, histories)),
         ("fusion", "Fusion weights", _fusion_body(metrics, pngs["fusion_weights"])),
         ("confusion", "Confusion matrices (test split)", _confusion_body(metrics, pngs)),
         ("per-class", f"Per-class {'average precision' if multilabel else 'accuracy'} (test split)", _per_class_body(metrics)),
@@ -236,8 +237,10 @@ def _accuracy_body(metrics: dict) -> str:
         )
     if ceilings:
         parts.append(
-            '<p class="note">The synthetic demo is built so that each stream alone cannot exceed its expected '
-            "ceiling; only combining the streams can reach the fused ceiling.</p>"
+            '<p class="note">The synthetic demo is built so that flow, blind to colour, cannot exceed its expected '
+            f"ceiling, and neither can a classifier of single RGB frames ({_pct(ceilings['rgb_per_frame'])}%); "
+            "the static stream's ceiling is 100% because its LSTM sees the texture move across the frames and can "
+            f"read the drift direction from them: above {_pct(ceilings['rgb_per_frame'])}% it does so.</p>"
         )
     if metrics["dataset"].lower().startswith(PUBLISHED_DATASET_PREFIXES):
         parts.append(_published_block())
@@ -249,12 +252,12 @@ def _ablation_body(table: pd.DataFrame) -> str:
     model with its paired interval; differences whose interval excludes zero are marked."""
     models = (("rgb", "RGB"), ("flow", "flow"), ("fused", "fused"))
     metric, shown = ("mAP", "mAP") if "rgb_mAP" in table.columns else ("top1", "top-1")  # multi-label: mAP
-    header = ["variant", "changed", "fusion"]
+    header = ["variant", "changed", "fusion", "RGB val top-1 (%)", "flow val top-1 (%)"]
     for _, label in models:
         header += [f"{label} {shown} (%)", f"{label} − full (pp)"]
     rows = []
     for row in table.itertuples():
-        cells = [row.variant, row.description, row.fusion]
+        cells = [row.variant, row.description, row.fusion, _pct(row.rgb_val_top1), _pct(row.flow_val_top1)]
         for model, _ in models:
             value = getattr(row, f"{model}_{metric}")
             cells.append(_pct_ci(value, (getattr(row, f"{model}_{metric}_ci_low"), getattr(row, f"{model}_{metric}_ci_high"))))
@@ -262,12 +265,44 @@ def _ablation_body(table: pd.DataFrame) -> str:
                 getattr(row, f"{model}_{metric}_diff"),
                 (getattr(row, f"{model}_{metric}_diff_ci_low"), getattr(row, f"{model}_{metric}_diff_ci_high"))))
         rows.append(cells)
-    note = ('<p class="note">Variants that change a stream retrain both streams with that component off; the others '
-            "reuse the full model's streams and change only the fusion. In brackets: 95% bootstrap intervals over the "
+    note = ('<p class="note">Variants that change a stream retrain both streams with that component off or that option '
+            "changed; the others reuse the full model's streams and change only the fusion. The validation columns "
+            "(each stream's top-1 on the validation videos) are what defaults are chosen from. In brackets: 95% bootstrap intervals over the "
             f"{int(table['num_test_videos'].iloc[0]) if len(table) else 0} test videos; a difference's interval is "
             "paired (the same resampled videos for both models). <b>*</b>: the interval excludes zero, so the difference "
             "is distinguishable from resampling noise; unmarked differences are not.</p>")
     return _table(header, rows, numeric_from=3, highlight={0}) + "\n" + note
+
+
+def _choices_body(metrics: Mapping, histories: Mapping[str, pd.DataFrame]) -> str:
+    """Each stream's score (lstm, frames or both) and the fused model, with the validation top-1 each was chosen by;
+    and how peaked each stream's spatial attention is (its entropy on the validation videos at the kept epoch)."""
+    parts = []
+    choices = metrics.get("stream_scores") or {}
+    if choices:
+        from tclsta.inference import STREAM_SCORES
+
+        header = ["stream", "score used", *(f"{name}: val / test top-1 (%)" for name in STREAM_SCORES)]
+        rows = [[stream, f"{choice['chosen']} ({'chosen on val' if choice['setting'] == 'auto' else 'set in the config'})",
+                 *(f"{_pct(choice['val_top1'][name])} / {_pct(choice['test_top1'][name])}" for name in STREAM_SCORES)]
+                for stream, choice in choices.items()]
+        parts.append(_table(header, rows, numeric_from=2))
+    model_choice = metrics.get("model_choice")
+    if model_choice:
+        validation = model_choice["validation"]
+        parts.append(f'<p>Best fused model on the validation videos: <b>{_esc(model_choice["best"])}</b> '
+                     f'(cross-validated top-1: fusion weights {_pct(validation["fusion"])}%, collaborative model '
+                     f'{_pct(validation["collaborative"])}%, {validation["videos"]} videos). Rule: {_esc(model_choice["rule"])}.</p>')
+    entropy = {stream: history for stream, history in histories.items() if "attention_entropy" in history}
+    if entropy:
+        cells = []
+        for stream, history in entropy.items():
+            kept = history.sort_values(["val_acc", "val_loss"], ascending=[False, True]).iloc[0]
+            cells.append(f"{_esc(stream)} {kept['attention_entropy']:.3f} (epoch {int(kept['epoch'])})")
+        parts.append("<p>Spatial attention entropy on the validation videos at the kept epoch, over that of uniform "
+                     f"attention (1: uniform, 0: one position): {'; '.join(cells)}. Per epoch: the training history "
+                     "(<code>attention_entropy</code>).</p>")
+    return "\n".join(parts) or "<p>None recorded.</p>"
 
 
 def _difference(value: float, bounds: tuple[float, float]) -> str:

@@ -39,6 +39,7 @@ STAGE_MODULES = {
     "features": ("tclsta.features", "FEATURES_SETTINGS"),
     "collaborative": ("tclsta.collaborative", "COLLABORATIVE_SETTINGS"),
     "fuse": ("tclsta.evaluate", "FUSE_SETTINGS"),
+    "model-choice": ("tclsta.model_choice", "MODEL_CHOICE_SETTINGS"),
     "evaluate": ("tclsta.evaluate", "EVALUATE_SETTINGS"),
     "attention": ("tclsta.attention_view", "ATTENTION_SETTINGS"),
     "ablation": ("tclsta.ablation", "ABLATION_SETTINGS"),

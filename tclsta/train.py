@@ -52,17 +52,21 @@ from tclsta.errors import BadConfigError, BadModelFileError, model_file
 from tclsta.inference import build_model, inference_clip_spec, pick_device, save_checkpoint, split_dataset
 from tclsta.models import AttentionStream, stream_loss
 from tclsta.multilabel import Objective
+from tclsta.models.attention import attention_entropy
 from tclsta.predict import PREDICT_SETTINGS
 from tclsta.progress import progress
 from tclsta.settings import StageSettings, section_keys
 
 log = logging.getLogger(__name__)
-# Every model key; every train key but the validation split's size (the manifest's); and what prediction repeats,
+# Every model key but the score scoring picks; every train key but the validation split's size (the manifest's); and what prediction repeats,
 # recorded in the checkpoint.
 TRAIN_SETTINGS = StageSettings(
-    "train", model=section_keys("model"), train=[key for key in section_keys("train") if key not in ("val_fraction", "inference_batch")]
+    "train", model=[key for key in section_keys("model") if key != "stream_score"],
+    train=[key for key in section_keys("train") if key not in ("val_fraction", "inference_batch")]
 ).including(PREDICT_SETTINGS)
-HISTORY_COLUMNS = ["epoch", "stage", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "data_seconds"]
+# attention_entropy: the spatial attention's mean entropy on the validation videos over that of uniform attention
+HISTORY_COLUMNS = ["epoch", "stage", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "attention_entropy", "seconds",
+                   "data_seconds"]
 
 # What each stage trains, and the weights of the three losses (frame, CAM, temporal) in it.
 STAGE_PARTS = {
@@ -121,9 +125,19 @@ def start_runtime(device_name: str) -> Runtime:
 
 
 def train_clip_spec(modality: str, flow_stack: int, train: TrainConfig) -> ClipSpec:
-    """Training clips: ``train_frames`` random segments, random crops (flips when ``train.flip``, multi-scale crops when ``train.scale_jitter``)."""
-    return ClipSpec(modality=modality, num_frames=train.train_frames, crop_size=tuple(train.crop_size),
+    """Training clips: ``train_frames`` random segments (``test_frames`` with ``train.variable_steps``: :func:`sample_steps`
+    keeps some), random crops (flips when ``train.flip``, multi-scale crops when ``train.scale_jitter``)."""
+    frames = max(train.train_frames, train.test_frames) if train.variable_steps else train.train_frames
+    return ClipSpec(modality=modality, num_frames=frames, crop_size=tuple(train.crop_size),
                     flow_stack=flow_stack, train=True, flip=train.flip, scale_jitter=train.scale_jitter)
+
+
+def sample_steps(clips: torch.Tensor, fewest: int) -> torch.Tensor:
+    """A random number of a batch's steps (B, T, ...), from ``fewest`` to all T, kept in order (torch's global RNG)."""
+    steps = clips.shape[1]
+    count = int(torch.randint(min(fewest, steps), steps + 1, ()))
+    keep = torch.randperm(steps)[:count].sort().values
+    return clips[:, keep.to(clips.device)]
 
 
 def set_stage(model: AttentionStream, stage: Stage) -> list[torch.nn.Parameter]:
@@ -183,7 +197,8 @@ def run_epoch(
     """One pass over ``loader``; trains when an optimiser is given.
 
     Returns mean loss, accuracy (of a multi-label dataset: the share of videos whose top class is one of
-    their labels), and the seconds spent getting each batch onto the device (waiting for
+    their labels), the spatial attention's mean normalised entropy, and the seconds spent getting each batch
+    onto the device (waiting for
     it; converting it there, JPEG decoding included with ``train.decode_device``), summed over all
     processes when several train together.
     """
@@ -191,13 +206,15 @@ def run_epoch(
     use_amp = config.amp and runtime.device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     weights = STAGE_LOSS_WEIGHTS[stage.name if training else "joint"]
-    totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+    totals = torch.zeros(4, dtype=torch.float64)  # loss sum, correct, count, attention entropy sum
     data_seconds, waited = 0.0, time.perf_counter()
     batches = progress(loader, f"{stage.name} stage, {'training' if training else 'validation'}", unit="batches") if runtime.main else loader
     with torch.set_grad_enabled(training):
         for clips, labels in batches:
             clips, labels = model_input(clips, runtime.device), labels.to(runtime.device)  # (B, T, C, H, W), (B,) or (B, K)
             data_seconds += time.perf_counter() - waited  # waiting for the batch, and decoding it when the device does
+            if training and config.variable_steps:
+                clips = sample_steps(clips, config.train_frames)
             with torch.autocast(runtime.device.type, dtype=amp_dtype) if use_amp else nullcontext():
                 output = model(clips, labels)
                 loss = stream_loss(output, labels, criterion=objective.loss, **weights)
@@ -210,12 +227,14 @@ def run_epoch(
                     torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
-            totals += torch.tensor([loss.item() * len(labels), objective.hits(output.logits, labels).sum().item(), len(labels)])
+            totals += torch.tensor([loss.item() * len(labels), objective.hits(output.logits, labels).sum().item(), len(labels),
+                                    attention_entropy(output.spatial_attention.detach().float()).item() * len(labels)])
             waited = time.perf_counter()
     if training and runtime.world_size > 1:
         dist.all_reduce(totals)  # validation runs whole on every process: nothing to gather
-    loss_sum, correct, count = totals.tolist()
-    return {"loss": loss_sum / max(count, 1), "acc": correct / max(count, 1), "data_seconds": data_seconds}
+    loss_sum, correct, count, entropy = totals.tolist()
+    return {"loss": loss_sum / max(count, 1), "acc": correct / max(count, 1), "attention_entropy": entropy / max(count, 1),
+            "data_seconds": data_seconds}
 
 
 def train_stream(
@@ -297,14 +316,15 @@ def train_stream(
             model.eval()
             val = run_epoch(model, val_loader, runtime, stage, train_config, objective=objective)
             row = dict(epoch=epoch, stage=stage.name, lr=lr, train_loss=train["loss"], train_acc=train["acc"], val_loss=val["loss"],
-                       val_acc=val["acc"], seconds=time.time() - start, data_seconds=train["data_seconds"] + val["data_seconds"])
+                       val_acc=val["acc"], attention_entropy=val["attention_entropy"], seconds=time.time() - start, data_seconds=train["data_seconds"] + val["data_seconds"])
             history.append(row)
-            log.info("epoch %d (%s, lr %.2g): train loss %.4f acc %.3f | val loss %.4f acc %.3f | %.1f s (data %.1f s)", epoch,
-                     stage.name, lr, row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"], row["seconds"], row["data_seconds"])
+            log.info("epoch %d (%s, lr %.2g): train loss %.4f acc %.3f | val loss %.4f acc %.3f attention entropy %.3f | %.1f s "
+                     "(data %.1f s)", epoch, stage.name, lr, row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"],
+                     row["attention_entropy"], row["seconds"], row["data_seconds"])
             if not runtime.main:
                 continue
             if tensorboard is not None:
-                for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+                for key in ("train_loss", "train_acc", "val_loss", "val_acc", "attention_entropy", "lr"):
                     tensorboard.add_scalar(key, row[key], epoch)
             if (row["val_acc"], -row["val_loss"]) > (best["val_acc"], -best["val_loss"]):
                 best = {"val_acc": row["val_acc"], "val_loss": row["val_loss"], "epoch": epoch}

@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from tclsta.collaborative import load_collaborative, train_collaborative
+from tclsta.collaborative import kfold, load_collaborative, train_collaborative
 from tclsta.config import CollaborativeConfig, DatasetConfig, ModelConfig
 from tclsta.data.manifest import read_manifest
 from tclsta.evaluate import evaluate, fuse_streams
 from tclsta.inference import read_scores, score_stream
+from tclsta.model_choice import choose_model
 from tclsta.features import extract_features, read_features
 from tclsta.models import CollaborativeModel
 from tclsta.train import train_stream
@@ -83,7 +84,7 @@ def test_feature_cache_round_trip_and_collaborative_training(tiny_dataset, tmp_p
     # The scores CSV has the stream scores' format and agrees with the reloaded model.
     scores = read_scores(tmp_path / "scores" / "collaborative.csv")
     stream_scores = read_scores(tmp_path / "scores" / "rgb.csv")
-    assert list(scores.columns) == list(stream_scores.columns)
+    assert list(scores.columns) == [c for c in stream_scores.columns if not c.startswith(("lstm_", "frames_"))]
     assert sorted(scores["video_id"]) == sorted(stream_scores["video_id"])
     row = rgb.video_ids.index(scores["video_id"].iloc[0])
     with torch.no_grad():
@@ -98,6 +99,14 @@ def test_feature_cache_round_trip_and_collaborative_training(tiny_dataset, tmp_p
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics["results"]) == {"rgb", "flow", "fused", "late_fusion", "collaborative"}
     assert sum(map(sum, metrics["confusion"]["collaborative"])) == 8
+
+    # The fused model to use, from validation only: the fusion weights learned on 2 of 3 folds, scored on the third.
+    choice = choose_model(tmp_path / "scores" / "rgb.csv", tmp_path / "scores" / "flow.csv",
+                          tmp_path / "models" / "collaborative.pt", config, tmp_path / "model_choice.json")
+    assert json.loads((tmp_path / "model_choice.json").read_text()) == choice
+    validation = choice["validation"]
+    assert choice["best"] == ("collaborative" if validation["collaborative"] > validation["fusion"] else "fusion")
+    assert validation["collaborative"] == state["val_acc"] and validation["videos"] == 8 and 0 <= validation["fusion"] <= 1
 
 
 def test_collaborative_needs_validation_videos(tmp_path):
@@ -115,29 +124,59 @@ def test_collaborative_needs_validation_videos(tmp_path):
         train_collaborative_into(features, tmp_path, dataclasses.replace(TINY_COLLABORATIVE, epochs=1))
 
 
-def test_fit_on_val_learns_from_validation_features_only(tmp_path):
-    """Validation features separate the classes, training features are noise: fitting on val learns, keeps the last epoch."""
-    features = tmp_path / "features"
+def write_features(features: Path, splits: list[str], labels: np.ndarray, separable: np.ndarray, seed: int = 0) -> None:
+    """rgb/flow feature files of videos v0, v1, ... with random features, shifted by class where ``separable``."""
     features.mkdir()
-    rng = np.random.default_rng(0)
-    splits = ["train"] * 20 + ["val"] * 20 + ["test"] * 4
-    labels = np.array([i % 2 for i in range(len(splits))])
+    rng = np.random.default_rng(seed)
     for stream, dims in (("rgb", 6), ("flow", 4)):
         values = rng.normal(size=(len(splits), 3, dims)).astype(np.float32)
-        seen = np.array([s != "train" for s in splits])
-        values[seen, :, 0] += np.where(labels[seen] == 1, 3.0, -3.0)[:, None]  # separable outside the training videos
+        values[separable, :, 0] += np.where(labels[separable] == 1, 3.0, -3.0)[:, None]
         with h5py.File(features / f"{stream}.h5", "w") as file:
             file.attrs.update(format="tclsta-features", version=1, stream=stream, classes=json.dumps(["a", "b"]), checkpoint_epoch=1)
             file.create_dataset("video_ids", data=[f"v{i}" for i in range(len(splits))], dtype=h5py.string_dtype())
             file.create_dataset("splits", data=splits, dtype=h5py.string_dtype())
             file.create_dataset("labels", data=labels)
             file.create_dataset("features", data=values)
-    train_collaborative_into(features, tmp_path, dataclasses.replace(TINY_COLLABORATIVE, fit_on="val", epochs=30))
+
+
+def test_fit_on_val_learns_from_validation_features_only(tmp_path):
+    """Validation features separate the classes, training features are noise: fitting on val learns; the epoch kept
+    is the one with the best cross-validated accuracy, and so is the checkpoint's cv_acc."""
+    splits = ["train"] * 20 + ["val"] * 20 + ["test"] * 4
+    labels = np.array([i % 2 for i in range(len(splits))])
+    features = tmp_path / "features"
+    write_features(features, splits, labels, np.array([s != "train" for s in splits]))  # separable outside training
+    train_collaborative_into(features, tmp_path, dataclasses.replace(TINY_COLLABORATIVE, fit_on="val", epochs=30, folds=4))
     history = pd.read_csv(tmp_path / "models" / "collaborative_history.csv")
     assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0] / 2 and history["val_acc"].iloc[-1] == 1.0
     assert history["train_acc"].max() < 0.9  # the training videos' noise was never fitted
     _, _, state = load_collaborative(tmp_path / "models" / "collaborative.pt", torch.device("cpu"))
-    assert state["epoch"] == 30
+    best = history.sort_values(["cv_acc", "cv_loss"], ascending=[False, True]).iloc[0]
+    assert state["epoch"] == best["epoch"] and state["cv_acc"] == best["cv_acc"] == 1.0
     scores = read_scores(tmp_path / "scores" / "collaborative.csv")
     test = scores[scores["split"] == "test"]
     assert (test.filter(like="score_").to_numpy().argmax(1) == test["label"].to_numpy()).all()
+
+
+def test_cross_validation_is_honest_where_fitting_is_not(tmp_path):
+    """On noise the collaborative model fits its validation videos well above chance; its cross-validated accuracy,
+    the one it is chosen by and compared with, stays near chance (each fold is scored by a model that never saw it)."""
+    splits = ["train"] * 8 + ["val"] * 40 + ["test"] * 4
+    labels = np.random.default_rng(1).integers(0, 2, len(splits))
+    features = tmp_path / "features"
+    write_features(features, splits, labels, np.zeros(len(splits), dtype=bool))
+    config = dataclasses.replace(TINY_COLLABORATIVE, fit_on="val", epochs=40, hidden=32, lr=0.01, folds=4)
+    train_collaborative_into(features, tmp_path, config)
+    history = pd.read_csv(tmp_path / "models" / "collaborative_history.csv")
+    _, _, state = load_collaborative(tmp_path / "models" / "collaborative.pt", torch.device("cpu"))
+    assert history["val_acc"].max() >= 0.8  # fitted: memorised
+    assert history["cv_acc"].max() <= 0.7 and state["cv_acc"] == history["cv_acc"].max()
+
+
+def test_kfold_depends_on_video_ids_only():
+    ids = [f"v{i}" for i in range(10)]
+    folds = kfold(ids, 3, seed=0)
+    assert sorted(torch.cat(folds).tolist()) == list(range(10)) and [len(f) for f in folds] == [4, 3, 3]
+    shuffled = ids[::-1]
+    again = kfold(shuffled, 3, seed=0)
+    assert [sorted(ids[i] for i in fold) for fold in folds] == [sorted(shuffled[i] for i in fold) for fold in again]

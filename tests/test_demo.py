@@ -90,9 +90,9 @@ def test_same_seed_gives_same_frames(tmp_path: Path, decoded: dict[tuple[str, in
 
 
 def test_expected_ceilings() -> None:
-    assert expected_ceilings(4) == {"rgb": 0.625, "flow": 0.625, "fused": 1.0}
-    assert expected_ceilings(2) == {"rgb": 0.75, "flow": 0.75, "fused": 1.0}
-    assert expected_ceilings(1) == {"rgb": 1.0, "flow": 1.0, "fused": 1.0}
+    assert expected_ceilings(4) == {"rgb": 1.0, "flow": 0.625, "fused": 1.0, "rgb_per_frame": 0.625}
+    assert expected_ceilings(2) == {"rgb": 1.0, "flow": 0.75, "fused": 1.0, "rgb_per_frame": 0.75}
+    assert expected_ceilings(1) == {"rgb": 1.0, "flow": 1.0, "fused": 1.0, "rgb_per_frame": 1.0}
 
 
 def test_rejects_bad_arguments(tmp_path: Path) -> None:
@@ -222,4 +222,4 @@ def test_benchmark_builds_in_each_need() -> None:
 
 
 def test_benchmark_ceilings() -> None:
-    assert expected_ceilings(4, "benchmark") == {"rgb": 0.625, "flow": 0.5, "fused": 1.0}
+    assert expected_ceilings(4, "benchmark") == {"rgb": 1.0, "flow": 0.5, "fused": 1.0, "rgb_per_frame": 0.625}

@@ -101,7 +101,7 @@ def test_ablation_block_bolds_only_differences_distinguishable_from_zero(tmp_pat
     rows = []
     for index, variant in enumerate(VARIANTS):
         row = {"variant": variant.name, "description": variant.description, "fusion": variant.fusion,
-               "num_test_videos": 320}
+               "num_test_videos": 320, "rgb_val_top1": 0.5, "flow_val_top1": 0.5}
         for model in ("rgb", "flow", "fused"):
             for metric in METRICS:
                 row |= {f"{model}_{metric}": 0.8, f"{model}_{metric}_ci_low": 0.75, f"{model}_{metric}_ci_high": 0.85,

@@ -16,6 +16,7 @@ from tclsta.models import (
     cross_modality_weight,
     stream_loss,
 )
+from tclsta.models.attention import attention_entropy
 from tclsta.pretrained import WeightsError
 
 NUM_CLASSES = 5
@@ -155,6 +156,54 @@ def test_agnostic_class_source_uses_the_mean_map() -> None:
     expected = head.cam(features).mean(1).flatten(1).softmax(1).view(3, 4, 5)
     torch.testing.assert_close(attention, expected)
     torch.testing.assert_close(pooled, (features * expected[:, None]).sum(dim=(2, 3)))
+
+
+def test_soft_class_source_weights_the_maps_by_the_class_probabilities() -> None:
+    head = SpatialAttention(16, NUM_CLASSES, hidden=8, class_source="soft")
+    features = torch.randn(3, 16, 4, 5)
+    pooled, cam_logits, attention = head(features)
+    class_maps = head.cam(features)  # (3, K, 4, 5)
+    mixed = (class_maps * cam_logits.softmax(1)[:, :, None, None]).sum(1)  # (3, 4, 5)
+    assert attention.shape == (3, 4, 5) and pooled.shape == (3, 16)
+    torch.testing.assert_close(attention, mixed.flatten(1).softmax(1).view(3, 4, 5))
+
+
+@pytest.mark.parametrize("temperature", [0.25, 4.0])
+def test_temperature_sharpens_or_flattens_the_attention(temperature: float) -> None:
+    features = torch.randn(3, 16, 4, 5)
+    plain = SpatialAttention(16, NUM_CLASSES, hidden=8, class_source="agnostic")
+    tempered = SpatialAttention(16, NUM_CLASSES, hidden=8, class_source="agnostic", temperature=temperature)
+    tempered.load_state_dict(plain.state_dict())
+    scores = plain.cam(features).mean(1).flatten(1)  # (3, 20)
+    attention = tempered(features)[2]
+    torch.testing.assert_close(attention, (scores / temperature).softmax(1).view(3, 4, 5))
+    assert (attention_entropy(attention) < attention_entropy(plain(features)[2])) == (temperature < 1)
+    with pytest.raises(ValueError, match="temperature"):
+        SpatialAttention(16, NUM_CLASSES, temperature=0)
+
+
+def test_learned_temperature_gets_a_gradient_and_detach_stops_the_pooled_loss() -> None:
+    features = torch.randn(3, 16, 4, 5, requires_grad=True)  # as the backbone's are
+    learned = SpatialAttention(16, NUM_CLASSES, hidden=8, class_source="soft", temperature="learned")
+    assert learned.temperature.item() == 1.0
+    learned(features)[0].pow(2).sum().backward()  # a loss on the pooled features only, like the temporal head's
+    assert learned.log_temperature.grad.abs() > 0 and learned.cam[0].weight.grad.abs().sum() > 0
+
+    detached = SpatialAttention(16, NUM_CLASSES, hidden=8, class_source="soft", detach=True)
+    pooled, cam_logits, attention = detached(features)
+    assert attention.requires_grad  # the attention maps themselves keep their graph (for the report, for the CAM)
+    pooled.pow(2).sum().backward()
+    assert detached.cam[0].weight.grad is None  # the pooled feature's loss never reaches the CAM head
+    cam_logits.sum().backward()
+    assert detached.cam[0].weight.grad.abs().sum() > 0  # its own loss does
+
+
+def test_attention_entropy_is_one_for_uniform_and_zero_for_one_position() -> None:
+    uniform = torch.full((2, 3, 4, 5), 1 / 20)
+    peaked = torch.zeros(2, 3, 4, 5)
+    peaked[..., 1, 2] = 1
+    assert attention_entropy(uniform).item() == pytest.approx(1.0)
+    assert attention_entropy(peaked).item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_temporal_video_logits_are_the_attended_step_logits() -> None:

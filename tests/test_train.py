@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader
@@ -22,7 +23,17 @@ from tclsta.data.dataset import model_input
 from tclsta.data.manifest import class_names, read_manifest
 from tclsta.evaluate import evaluate, fuse_streams
 from tclsta.inference import build_model, inference_clip_spec, load_checkpoint, score_stream, split_dataset
-from tclsta.train import Runtime, make_optimizer, run_epoch, set_stage, train_clip_spec, train_mode, train_stream, training_stages
+from tclsta.train import (
+    Runtime,
+    make_optimizer,
+    run_epoch,
+    sample_steps,
+    set_stage,
+    train_clip_spec,
+    train_mode,
+    train_stream,
+    training_stages,
+)
 
 
 def test_train_score_fuse_evaluate(tiny_dataset, tmp_path):
@@ -95,6 +106,44 @@ def test_three_stages_train_their_parts_only(tiny_dataset, tmp_path):
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("temporal.") for k in changed)
+
+
+@pytest.mark.parametrize("option", [{"model": {"class_source": "soft"}}, {"model": {"attention_temperature": "learned"}},
+                                    {"model": {"detach_attention": True}}, {"train": {"variable_steps": True}}],
+                         ids=["soft", "learned_temperature", "detach", "variable_steps"])
+def test_attention_and_step_options_train(tiny_dataset, option):
+    """One real training epoch (joint stage) of the rgb stream with each option: every part learns, the entropy is recorded."""
+    manifest = read_manifest(tiny_dataset.manifest_path)
+    config = tiny_dataset.config
+    model_config = dataclasses.replace(config.model, **option.get("model", {}))
+    train_config = dataclasses.replace(config.train, **option.get("train", {}))
+    spec = train_clip_spec("rgb", model_config.flow_stack, train_config)
+    assert spec.num_frames == (train_config.test_frames if train_config.variable_steps else train_config.train_frames)
+    torch.manual_seed(0)
+    model = build_model(model_config, "rgb", 4)
+    stage = training_stages(train_config)[0]
+    optimizer = make_optimizer(set_stage(model, stage), stage, train_config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loader = DataLoader(split_dataset(manifest, ["train"], tiny_dataset.shards, spec, 0), batch_size=4)
+    train_mode(model, stage)
+    result = run_epoch(model, loader, Runtime(torch.device("cpu")), stage, train_config, optimizer, torch.amp.GradScaler(enabled=False))
+    assert np.isfinite(result["loss"]) and 0 < result["attention_entropy"] <= 1
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], model.state_dict()[k])}
+    assert changed == {"backbone", "spatial", "temporal", "frame_classifier"}
+    if model_config.attention_temperature == "learned":
+        assert model.spatial.log_temperature.item() != 0.0
+
+
+def test_sample_steps_keeps_an_ordered_subset():
+    clips = torch.arange(6).view(1, 6, 1, 1, 1).expand(2, 6, 3, 4, 5)
+    torch.manual_seed(0)
+    counts = set()
+    for _ in range(20):
+        kept = sample_steps(clips, 3)
+        steps = kept[0, :, 0, 0, 0].tolist()
+        assert kept.shape[0] == 2 and kept.shape[2:] == (3, 4, 5) and steps == sorted(set(steps)) and len(steps) >= 3
+        counts.add(len(steps))
+    assert counts == {3, 4, 5, 6}
 
 
 def test_ten_crop_scores_average_mirrored_corner_crops(tiny_dataset, tmp_path):

@@ -48,7 +48,7 @@ def test_demo_dag_end_to_end_then_nothing_to_do(tmp_path, installed_tclsta):
     metrics = json.loads((workdir / "results/tiny/metrics.json").read_text())
     assert metrics["num_test_videos_scored"] == 8
     assert set(metrics["results"]) == {"rgb", "flow", "fused", "late_fusion", "collaborative"}
-    assert metrics["expected_ceilings"] == {"rgb": 0.75, "flow": 0.75, "fused": 1.0}
+    assert metrics["expected_ceilings"] == {"rgb": 1.0, "flow": 0.75, "fused": 1.0, "rgb_per_frame": 0.75}
     assert sorted(p.name for p in (workdir / "results/tiny/shards").iterdir()) == ["shard_0.h5", "shard_1.h5"]
     assert not (workdir / "results/tiny/work").exists() or not any((workdir / "results/tiny/work").iterdir())
     for rule in ("demo_dataset", "manifest", "extract_frames", "flow", "pack", "train_stream", "score_stream", "fuse", "evaluate", "report"):

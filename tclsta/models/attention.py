@@ -10,9 +10,11 @@ Attention for Video Classification", arXiv 1711.03273, Sec. III-A.
   classifier at every step, and soft attention over the steps weights the
   discriminative frames in the video-level feature.
 
-Both details marked as reconstructions in ``docs/PAPER.md`` (which class drives
-the spatial map; the form of the temporal score) are options or documented
-choices here. Each module can be switched off for ablations, falling back to
+What the paper leaves open about the spatial map is an option here: which class
+map drives it (``class_source``, including ``soft``: every class's map weighted
+by the head's class probabilities), the softmax temperature (fixed or learned)
+and whether the temporal loss reaches the attention weights (``detach``); the
+form of the temporal score is a documented choice. Each module can be switched off for ablations, falling back to
 plain average pooling over positions or over steps.
 """
 
@@ -21,9 +23,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CLASS_SOURCES", "SpatialAttention", "TemporalAttention"]
+__all__ = ["CLASS_SOURCES", "SpatialAttention", "TemporalAttention", "attention_entropy"]
 
-CLASS_SOURCES = ("label", "predicted", "agnostic")
+CLASS_SOURCES = ("label", "predicted", "agnostic", "soft")
 
 
 class SpatialAttention(nn.Module):
@@ -41,7 +43,13 @@ class SpatialAttention(nn.Module):
         hidden: channels of the CAM head's 3x3 convolution (1024 in the paper).
         class_source: which class map drives the attention: "label" (ground
             truth in training, the CAM prediction in evaluation), "predicted"
-            (the CAM prediction) or "agnostic" (the mean map over classes).
+            (the CAM prediction), "agnostic" (the mean map over classes) or
+            "soft" (the maps weighted by the CAM head's class probabilities).
+        temperature: the positions' softmax temperature, a fixed number or
+            "learned" (a parameter, starting at 1).
+        detach: pool with attention weights detached from the graph, so the
+            pooled feature's losses (the temporal head's) do not train the
+            CAM head through them; the CAM head then learns from its own loss.
         enabled: if False, plain average pooling with a uniform attention map
             and no CAM head.
     """
@@ -52,12 +60,20 @@ class SpatialAttention(nn.Module):
         num_classes: int,
         hidden: int = 1024,
         class_source: str = "predicted",
+        temperature: float | str = 1.0,
+        detach: bool = False,
         enabled: bool = True,
     ) -> None:
         super().__init__()
         if class_source not in CLASS_SOURCES:
             raise ValueError(f"class_source must be one of {CLASS_SOURCES}, got '{class_source}'")
+        if temperature != "learned" and not (isinstance(temperature, (int, float)) and temperature > 0):
+            raise ValueError(f"temperature must be a positive number or 'learned', got {temperature!r}")
         self.class_source = class_source
+        self.detach = detach
+        learned = temperature == "learned" and enabled
+        self.log_temperature = nn.Parameter(torch.zeros(())) if learned else None
+        self.fixed_temperature = 1.0 if temperature == "learned" else float(temperature)
         self.cam = (
             nn.Sequential(
                 nn.Conv2d(in_channels, hidden, kernel_size=3, padding=1),
@@ -81,15 +97,24 @@ class SpatialAttention(nn.Module):
 
         class_maps = self.cam(features)  # (N, K, h, w)
         cam_logits = class_maps.mean(dim=(2, 3))  # (N, K)
-        scores = self._attention_scores(class_maps, cam_logits, labels)  # (N, h, w)
+        scores = self._attention_scores(class_maps, cam_logits, labels) / self.temperature  # (N, h, w)
         attention = scores.flatten(1).softmax(dim=1).view(n, h, w)  # (N, h, w)
-        pooled = torch.einsum("nchw,nhw->nc", features, attention)  # (N, C)
+        weights = attention.detach() if self.detach else attention
+        pooled = torch.einsum("nchw,nhw->nc", features, weights)  # (N, C)
         return pooled, cam_logits, attention
+
+    @property
+    def temperature(self) -> Tensor | float:
+        """The positions' softmax temperature (a 0-d tensor when learned)."""
+        return self.fixed_temperature if self.log_temperature is None else self.log_temperature.exp()
 
     def _attention_scores(self, class_maps: Tensor, cam_logits: Tensor, labels: Tensor | None) -> Tensor:
         """Pick the (N, h, w) map of the class chosen by ``class_source``."""
         if self.class_source == "agnostic":
             return class_maps.mean(dim=1)
+        if self.class_source == "soft":
+            probabilities = cam_logits.detach().softmax(dim=1)  # (N, K)
+            return torch.einsum("nkhw,nk->nhw", class_maps, probabilities)
         if self.class_source == "label" and self.training:
             if labels is None:
                 raise ValueError("class_source='label' needs labels in training mode")
@@ -97,6 +122,16 @@ class SpatialAttention(nn.Module):
         else:
             classes = cam_logits.detach().argmax(dim=1)  # (N,)
         return class_maps[torch.arange(class_maps.shape[0], device=class_maps.device), classes]
+
+
+def attention_entropy(attention: Tensor) -> Tensor:
+    """Mean entropy of attention maps (..., h, w), each summing to 1, over log(h*w): 1 is uniform, 0 one position."""
+    positions = attention.shape[-2] * attention.shape[-1]
+    if positions == 1:
+        return attention.new_zeros(())
+    flat = attention.flatten(-2)  # (..., h*w)
+    entropy = -(flat * flat.clamp_min(1e-12).log()).sum(-1)  # (...)
+    return entropy.mean() / torch.log(torch.tensor(float(positions)))
 
 
 class TemporalAttention(nn.Module):

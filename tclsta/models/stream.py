@@ -64,6 +64,8 @@ class AttentionStream(nn.Module):
         spatial_hidden: channels of the CAM head (1024 in the paper).
         temporal_hidden: LSTM units (512 in the paper).
         class_source: which class map drives the spatial attention, see ``SpatialAttention``.
+        attention_temperature: the spatial softmax's temperature, a number or "learned".
+        detach_attention: keep the temporal loss from training the CAM head through the attention weights.
         dropout: dropout on the frame features before the frame classifier and the LSTM.
         pretrained: backbone weights: None, "imagenet" or a local ``.pth`` path.
     """
@@ -78,6 +80,8 @@ class AttentionStream(nn.Module):
         spatial_hidden: int = 1024,
         temporal_hidden: int = 512,
         class_source: str = "predicted",
+        attention_temperature: float | str = 1.0,
+        detach_attention: bool = False,
         dropout: float = 0.5,
         pretrained: str | None = None,
     ) -> None:
@@ -85,7 +89,8 @@ class AttentionStream(nn.Module):
         self.backbone, self.feature_dim = build_backbone(backbone, in_channels, pretrained)
         self.frame_classifier = nn.Linear(self.feature_dim, num_classes)
         self.spatial = SpatialAttention(
-            self.feature_dim, num_classes, spatial_hidden, class_source, enabled=spatial
+            self.feature_dim, num_classes, spatial_hidden, class_source, attention_temperature, detach_attention,
+            enabled=spatial,
         )
         self.temporal = TemporalAttention(self.feature_dim, num_classes, temporal_hidden, enabled=temporal)
         self.dropout = nn.Dropout(dropout)

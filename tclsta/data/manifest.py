@@ -116,13 +116,18 @@ def group_keys(frame: pd.DataFrame) -> list[str]:
     return [f"{c}/{group_of(Path(v).name)}" for c, v in zip(frame["class_name"], frame["video_id"])]
 
 
-_HMDB_CLIP = re.compile(r"_\d+$")
+def hmdb_source(name: str, class_name: str) -> str:
+    """The source video of an HMDB51 clip: its name before ``_<class>_``, which the per-clip tags follow
+    (``April_09_brush_hair_u_nm_np1_ba_goo_0`` -> ``April_09``); the tags (body part, camera motion,
+    people, viewpoint, quality) can differ between clips of one source. A name without ``_<class>_``
+    is its own source."""
+    source, found, _ = name.rpartition(f"_{class_name}_")
+    return source if found else name
 
 
 def hmdb_group_keys(frame: pd.DataFrame) -> list[str]:
-    """Source video of each HMDB51 clip, scoped by class: clips cut from one video share the file
-    name up to the trailing ``_<n>`` (``Class/brush_hair_Aussie_hair_u_nm_np1_ba_goo_0`` -> ``..._goo``)."""
-    return [f"{c}/{_HMDB_CLIP.sub('', Path(v).name)}" for c, v in zip(frame["class_name"], frame["video_id"])]
+    """Source video of each HMDB51 clip, scoped by class (``brush_hair/April_09``)."""
+    return [f"{c}/{hmdb_source(Path(v).name, c)}" for c, v in zip(frame["class_name"], frame["video_id"])]
 
 
 def split_groups(frame: pd.DataFrame, fraction: float, seed: int) -> set[str]:

@@ -33,6 +33,11 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/collaborative.smk"
 include: "rules/ablation.smk"
+include: "rules/splits.smk"
+
+
+# A dataset with several splits: its report sets them side by side (each split has its own too).
+ruleorder: split_report > report
 
 
 rule all:

@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
 from conftest import REPO, TINY_SETTINGS, run_snakemake
+from tclsta.shared import shards_folder
 
 TARGET = "results/tiny/report.html"
 
@@ -30,6 +33,11 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return run_snakemake(workdir, *args)
 
 
+def shards_of(workdir: Path, run: str = "tiny") -> Path:
+    """The folder of the shards ``run`` reads under ``workdir``'s config (work/shards/<key>)."""
+    return workdir / shards_folder(yaml.safe_load((workdir / "config.yaml").read_text()), run)
+
+
 def test_demo_dag_end_to_end_then_nothing_to_do(workdir):
     run = snakemake(workdir, TARGET)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -40,8 +48,7 @@ def test_demo_dag_end_to_end_then_nothing_to_do(workdir):
     assert metrics["num_test_videos_scored"] == 8
     assert set(metrics["results"]) == {"rgb", "flow", "fused", "late_fusion", "collaborative"}
     assert metrics["expected_ceilings"] == {"rgb": 0.75, "flow": 0.75, "fused": 1.0}
-    assert sorted(p.name for p in (workdir / "results/tiny/shards").iterdir()) == ["shard_0.h5", "shard_1.h5"]
-    assert not (workdir / "results/tiny/work").exists() or not any((workdir / "results/tiny/work").iterdir())
+    assert sorted(p.name for p in shards_of(workdir).glob("*.h5")) == ["shard_0.h5", "shard_1.h5"]  # temp files gone
     for rule in ("demo_dataset", "manifest", "extract_frames", "flow", "pack", "train_stream", "score_stream", "fuse", "evaluate", "report"):
         assert any((workdir / "logs" / rule).iterdir()), rule
 
@@ -73,8 +80,7 @@ def test_corrupt_video_fails_its_shard_by_name_and_keeps_the_rest(workdir):
     assert run.returncode != 0
     logs = "".join(p.read_text() for p in (workdir / "logs/extract_frames").iterdir())
     assert str(victim.relative_to(workdir)) in logs and "corrupt" in logs
-    shards = workdir / "results/tiny/shards"
-    built = sorted(p.name for p in shards.iterdir()) if shards.exists() else []
+    built = sorted(p.name for p in shards_of(workdir).glob("shard_*.h5"))
     assert len(built) == 1  # the shard without the bad video completed
     assert not list(workdir.rglob(".*.tmp*"))  # nothing half-written
 
@@ -122,12 +128,12 @@ def test_new_videos_rebuild_only_their_shard_and_new_datasets_touch_nothing_else
         listing.write("DriftLeft/v_DriftLeft_g03_c09.avi 2\n")
     # The dry run plans one shard at once, before the manifest job has run: each shard's input is
     # its own list of videos, rewritten only when the shard's rows change.
-    lists = {p.name: p.stat().st_mtime_ns for p in (workdir / "results/tiny/shard_lists").iterdir()}
+    lists = {p.name: p.stat().st_mtime_ns for p in (shards_of(workdir) / "lists").iterdir()}
     dry = snakemake(workdir, "-n", TARGET)
     counts = job_counts(dry.stdout + dry.stderr)
     assert counts["extract_frames"] == counts["flow"] == counts["pack"] == 1, counts
     assert counts["manifest"] == 1 and counts["train_stream"] == 2
-    changed = [p.name for p in (workdir / "results/tiny/shard_lists").iterdir() if p.stat().st_mtime_ns != lists[p.name]]
+    changed = [p.name for p in (shards_of(workdir) / "lists").iterdir() if p.stat().st_mtime_ns != lists[p.name]]
     assert len(changed) == 1 and len(lists) == 4, (changed, lists)
 
     for log in (workdir / "logs/extract_frames").iterdir():
@@ -139,10 +145,50 @@ def test_new_videos_rebuild_only_their_shard_and_new_datasets_touch_nothing_else
 
     # A second dataset adds jobs for itself only.
     config["datasets"]["other"] = {**config["datasets"]["tiny"], "root": "data/other/videos", "splits_dir": "data/other/splits"}
+    # One over the same videos and settings (training differs) reads the same shards: no extraction or flow.
+    config["datasets"]["again"] = {**config["datasets"]["tiny"], "train": {**config["datasets"]["tiny"]["train"], "seed": 1}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     dry = snakemake(workdir, "-n", TARGET, "results/other/report.html")
     output = dry.stdout + dry.stderr
     assert "dataset=other" in output and "dataset=tiny" not in output
+    dry = snakemake(workdir, "-n", "results/again/report.html")
+    counts = job_counts(dry.stdout + dry.stderr)
+    assert dry.returncode == 0 and counts["train_stream"] == 2, dry.stderr[-3000:]
+    assert not {"extract_frames", "flow", "pack"} & set(counts), counts
+
+
+def test_three_splits_share_one_preprocessing_and_report_their_mean(workdir):
+    """split: all on a generated UCF101-layout dataset: split N tests group N (disjoint), each split
+    trains and scores on its own, the shards are made once, and one report gives the mean."""
+    tiny = {k: v for k, v in TINY_SETTINGS.items() if k != "name"}
+    tiny["split"] = "all"
+    tiny["train"] = {**tiny["train"], "stages": [{"name": "joint", "epochs": 1, "lr": 0.003}], "test_frames": 2}
+    tiny["collaborative"] = {"epochs": 2}
+    (workdir / "config.yaml").write_text(yaml.safe_dump({"datasets": {"tiny": tiny}}))
+    run = snakemake(workdir, TARGET)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    tests = []
+    for split in (1, 2, 3):
+        manifest = pd.read_csv(workdir / f"results/tiny/split{split}/manifest.csv")
+        tests.append(set(manifest.loc[manifest["split"] == "test", "video_id"]))
+        assert all(f"_g0{split}_" in video for video in tests[-1])
+        assert json.loads((workdir / f"results/tiny/split{split}/metrics.json").read_text())["num_test_videos_scored"] == 8
+    assert not (tests[0] & tests[1] or tests[1] & tests[2] or tests[0] & tests[2])
+    assert len(list((workdir / "logs/extract_frames").iterdir())) == 2 == len(list((workdir / "logs/flow").iterdir()))
+
+    table = pd.read_csv(workdir / "results/tiny/splits.csv", keep_default_na=False)
+    top1 = table[(table["variant"] == "") & (table["metric"] == "top1")].set_index("model")
+    assert set(top1.index) == {"rgb", "flow", "fused", "late_fusion", "collaborative"}
+    splits = top1[["split1", "split2", "split3"]].astype(float)
+    assert np.allclose(top1["mean"].astype(float), splits.mean(axis=1), atol=1e-4)
+    assert np.allclose(top1["std"].astype(float), splits.std(axis=1, ddof=1), atol=1e-4)
+    report = (workdir / TARGET).read_text()
+    assert "splits 1, 2, 3" in report and "mean ± std" in report
+    fused = top1.loc["fused"]
+    assert f"{100 * float(fused['mean']):.1f} ± " in report
+    for split in (1, 2, 3):
+        assert f'href="split{split}/report.html"' in report and (workdir / f"results/tiny/split{split}/report.html").is_file()
 
 
 def test_slurm_profile_gives_gpus_to_the_gpu_rules_only_one_task_each():

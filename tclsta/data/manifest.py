@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from tclsta.config import DatasetConfig
+from tclsta.config import ALL_SPLITS, DatasetConfig
 from tclsta.atomic import write_text_if_changed
 from tclsta.data.tables import read_table
 from tclsta.errors import BadSplitFileError
@@ -175,6 +175,11 @@ def labelled_table(rows: list[tuple[str, Path, str, str]], classes: list[str]) -
 def ucf_split_files(split: int) -> dict[str, str]:
     """The split files of the UCF101 layout (the demo dataset's too): class index, train and test lists."""
     return {"classes": "classInd.txt", "train": f"trainlist{split:02d}.txt", "test": f"testlist{split:02d}.txt"}
+
+
+def all_ucf_split_files() -> list[str]:
+    """The split files of all three splits of the UCF101 layout (the demo generator writes them all)."""
+    return list(dict.fromkeys(name for split in ALL_SPLITS for name in ucf_split_files(split).values()))
 
 
 def hmdb_split_suffix(split: int) -> str:

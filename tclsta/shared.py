@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from tclsta.atomic import write_text_if_changed
-from tclsta.config import dataset_settings, runs_of
+from tclsta.config import dataset_settings, runs_of, section_dict
 from tclsta.settings import declared_settings
 
 SHARD_STAGES = {"video": ("extract", "flow", "pack"), "rawframes": ("rawframes",)}
@@ -31,17 +31,18 @@ HOW_NOT_WHAT = {"flow": ("backend", "batch_pairs")}
 
 def shard_recipe(settings: dict[str, Any]) -> dict[str, Any]:
     """What the shards of one run's settings (:func:`tclsta.config.dataset_settings`) hold: the videos'
-    root (as written, normalised), the number of shards and the settings of :data:`SHARD_STAGES`."""
+    root (as written, normalised), the number of shards and the values in effect (defaults included)
+    of the settings :data:`SHARD_STAGES` declare."""
     kind = "rawframes" if settings["format"] == "rawframes" else "video"
     recipe: dict[str, Any] = {"root": os.path.normpath(settings["root"]), "num_shards": settings["preprocess"]["num_shards"],
                               "kind": kind}
     for stage in SHARD_STAGES[kind]:
-        chosen = declared_settings(stage).select(settings)
-        del chosen["name"]
-        for section, keys in HOW_NOT_WHAT.items():
-            for key in keys:
-                chosen.get(section, {}).pop(key, None)
-        recipe[stage] = chosen
+        declared = declared_settings(stage)
+        parsed = declared.parse(declared.select(settings))  # the values in effect, defaults included
+        recipe[stage] = {key: getattr(parsed, key) for key in declared.entry}
+        for section in declared.sections:
+            values = section_dict(getattr(parsed, section))
+            recipe[stage][section] = {k: v for k, v in values.items() if k not in HOW_NOT_WHAT.get(section, ())}
     return recipe
 
 

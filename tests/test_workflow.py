@@ -71,6 +71,35 @@ def test_demo_dag_end_to_end_then_nothing_to_do(workdir):
         assert [r["score"] for r in result["top5"]] == sorted((r["score"] for r in result["top5"]), reverse=True)
     assert "broken.mp4" in results[2]["error"] and "broken.mp4" in run.stderr
 
+    # split: all, over the same videos: split N tests group N (disjoint), each split trains and scores on
+    # its own (lighter training here), all read the shards made above, and one report gives the mean
+    three = {k: v for k, v in TINY_SETTINGS.items() if k != "name"}
+    three["split"] = "all"
+    three["train"] = {**three["train"], "stages": [{"name": "joint", "epochs": 1, "lr": 0.003}], "test_frames": 2}
+    three["collaborative"] = {"epochs": 2}
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    (workdir / "config.yaml").write_text(yaml.safe_dump({"datasets": {**config["datasets"], "three": three}}))
+    run = snakemake(workdir, "results/three/report.html")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(list((workdir / "logs/extract_frames").iterdir())) == 2 == len(list((workdir / "logs/flow").iterdir()))
+    tests = []
+    for split in (1, 2, 3):
+        manifest = pd.read_csv(workdir / f"results/three/split{split}/manifest.csv")
+        tests.append(set(manifest.loc[manifest["split"] == "test", "video_id"]))
+        assert len(tests[-1]) == 8 and all(f"_g0{split}_" in video for video in tests[-1])
+        assert json.loads((workdir / f"results/three/split{split}/metrics.json").read_text())["num_test_videos_scored"] == 8
+    assert not (tests[0] & tests[1] or tests[1] & tests[2] or tests[0] & tests[2])
+    table = pd.read_csv(workdir / "results/three/splits.csv", keep_default_na=False)
+    top1 = table[(table["variant"] == "") & (table["metric"] == "top1")].set_index("model")
+    assert set(top1.index) == {"rgb", "flow", "fused", "late_fusion", "collaborative"}
+    splits = top1[["split1", "split2", "split3"]].astype(float)
+    assert np.allclose(top1["mean"].astype(float), splits.mean(axis=1), atol=1e-4)
+    assert np.allclose(top1["std"].astype(float), splits.std(axis=1, ddof=1), atol=1e-4)
+    report = (workdir / "results/three/report.html").read_text()
+    assert "splits 1, 2, 3" in report and f"{100 * float(top1.loc['fused', 'mean']):.1f} ± " in report
+    for split in (1, 2, 3):
+        assert f'href="split{split}/report.html"' in report and (workdir / f"results/three/split{split}/report.html").is_file()
+
 
 def test_corrupt_video_fails_its_shard_by_name_and_keeps_the_rest(workdir):
     assert snakemake(workdir, "data/tiny/splits/classInd.txt").returncode == 0
@@ -155,40 +184,6 @@ def test_new_videos_rebuild_only_their_shard_and_new_datasets_touch_nothing_else
     counts = job_counts(dry.stdout + dry.stderr)
     assert dry.returncode == 0 and counts["train_stream"] == 2, dry.stderr[-3000:]
     assert not {"extract_frames", "flow", "pack"} & set(counts), counts
-
-
-def test_three_splits_share_one_preprocessing_and_report_their_mean(workdir):
-    """split: all on a generated UCF101-layout dataset: split N tests group N (disjoint), each split
-    trains and scores on its own, the shards are made once, and one report gives the mean."""
-    tiny = {k: v for k, v in TINY_SETTINGS.items() if k != "name"}
-    tiny["split"] = "all"
-    tiny["train"] = {**tiny["train"], "stages": [{"name": "joint", "epochs": 1, "lr": 0.003}], "test_frames": 2}
-    tiny["collaborative"] = {"epochs": 2}
-    (workdir / "config.yaml").write_text(yaml.safe_dump({"datasets": {"tiny": tiny}}))
-    run = snakemake(workdir, TARGET)
-    assert run.returncode == 0, run.stderr[-3000:]
-
-    tests = []
-    for split in (1, 2, 3):
-        manifest = pd.read_csv(workdir / f"results/tiny/split{split}/manifest.csv")
-        tests.append(set(manifest.loc[manifest["split"] == "test", "video_id"]))
-        assert all(f"_g0{split}_" in video for video in tests[-1])
-        assert json.loads((workdir / f"results/tiny/split{split}/metrics.json").read_text())["num_test_videos_scored"] == 8
-    assert not (tests[0] & tests[1] or tests[1] & tests[2] or tests[0] & tests[2])
-    assert len(list((workdir / "logs/extract_frames").iterdir())) == 2 == len(list((workdir / "logs/flow").iterdir()))
-
-    table = pd.read_csv(workdir / "results/tiny/splits.csv", keep_default_na=False)
-    top1 = table[(table["variant"] == "") & (table["metric"] == "top1")].set_index("model")
-    assert set(top1.index) == {"rgb", "flow", "fused", "late_fusion", "collaborative"}
-    splits = top1[["split1", "split2", "split3"]].astype(float)
-    assert np.allclose(top1["mean"].astype(float), splits.mean(axis=1), atol=1e-4)
-    assert np.allclose(top1["std"].astype(float), splits.std(axis=1, ddof=1), atol=1e-4)
-    report = (workdir / TARGET).read_text()
-    assert "splits 1, 2, 3" in report and "mean ± std" in report
-    fused = top1.loc["fused"]
-    assert f"{100 * float(fused['mean']):.1f} ± " in report
-    for split in (1, 2, 3):
-        assert f'href="split{split}/report.html"' in report and (workdir / f"results/tiny/split{split}/report.html").is_file()
 
 
 def test_slurm_profile_gives_gpus_to_the_gpu_rules_only_one_task_each():

@@ -36,10 +36,6 @@ include: "rules/ablation.smk"
 include: "rules/splits.smk"
 
 
-# A dataset with several splits: its report sets them side by side (each split has its own too).
-ruleorder: split_report > report
-
-
 rule all:
     default_target: True
     input:

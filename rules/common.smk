@@ -58,9 +58,10 @@ RAWFRAME_SHARDS = shards_pattern(lambda f: f == "rawframes")
 
 
 # Any dataset name (or <dataset>/split<N>) matches: one not in the config stops the DAG with a
-# message naming those that are.
+# message naming those that are. A dataset with several splits matches only as its splits (its own
+# report is the split_report rule's).
 wildcard_constraints:
-    dataset=r"[^/]+(/split\d+)?",
+    dataset=rf"(?!({SPLIT_DATASETS})(?![\w-])(?!/split\d))[^/]+(/split\d+)?",
     key=r"[0-9a-f]{12}",
     shard=r"\d+",
     stream="rgb|flow",

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from tclsta.atomic import write_text_if_changed
-from tclsta.config import dataset_settings, runs_of, section_dict
+from tclsta.config import PreprocessConfig, build_section, dataset_settings, runs_of, section_dict
 from tclsta.settings import declared_settings
 
 SHARD_STAGES = {"video": ("extract", "flow", "pack"), "rawframes": ("rawframes",)}
@@ -34,8 +34,8 @@ def shard_recipe(settings: dict[str, Any]) -> dict[str, Any]:
     root (as written, normalised), the number of shards and the values in effect (defaults included)
     of the settings :data:`SHARD_STAGES` declare."""
     kind = "rawframes" if settings["format"] == "rawframes" else "video"
-    recipe: dict[str, Any] = {"root": os.path.normpath(settings["root"]), "num_shards": settings["preprocess"]["num_shards"],
-                              "kind": kind}
+    num_shards = build_section(PreprocessConfig, settings.get("preprocess", {}), "preprocess").num_shards
+    recipe: dict[str, Any] = {"root": os.path.normpath(settings["root"]), "num_shards": num_shards, "kind": kind}
     for stage in SHARD_STAGES[kind]:
         declared = declared_settings(stage)
         parsed = declared.parse(declared.select(settings))  # the values in effect, defaults included

@@ -8,6 +8,7 @@ from conftest import TINY_SETTINGS
 from tclsta.shared import shard_groups
 
 ENTRY = {k: v for k, v in TINY_SETTINGS.items() if k != "name"}
+ENTRY["preprocess"] = {k: v for k, v in ENTRY["preprocess"].items() if k != "num_shards"}  # the default, 16
 
 
 @pytest.mark.parametrize("change, shared", [
@@ -18,6 +19,7 @@ ENTRY = {k: v for k, v in TINY_SETTINGS.items() if k != "name"}
     ({"root": "data/tiny/./videos/"}, True),  # the same folder, written otherwise
     ({"root": "data/other/videos"}, False),
     ({"preprocess": {"num_shards": 3}}, False),
+    ({"preprocess": {"short_side": None, "num_shards": 16}}, True),  # its default, as the other leaves it out
     ({"preprocess": {"short_side": 32}}, False),
     ({"flow": {"warps": 3}}, False),
 ])

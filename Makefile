@@ -64,5 +64,7 @@ lint: setup
 	snakemake --lint
 	snakefmt --check Snakefile rules
 
+# the demo's shards too (work/shards/<key>/, tclsta/shared.py), not those of other datasets
 clean-demo:
-	rm -rf data/demo results/demo logs .snakemake
+	rm -rf data/demo results/demo logs .snakemake \
+		"$$(python -c 'from tclsta.config import load_config; from tclsta.shared import shards_folder; print(shards_folder(load_config("config.yaml"), "demo"))')"

@@ -47,6 +47,7 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/collaborative.smk"
 include: "rules/ablation.smk"
+include: "rules/splits.smk"
 
 
 rule all:

@@ -9,7 +9,7 @@
    each stream's train / val accuracy at its kept epoch and the mean norm of its frame
    features on the training and the validation videos.
 
-Reads ``results/<dataset>/`` (after ``make demo`` or ``make figures``) and ``config.yaml``;
+Reads ``results/<dataset>/`` and its shards, ``work/shards/<key>/`` (after ``make demo`` or ``make figures``), and ``config.yaml``;
 writes only to a temporary folder. Example::
 
     .venv/bin/python benchmarks/demo_choices.py --dataset demo
@@ -31,6 +31,7 @@ from tclsta.config import dataset_settings, load_config, parse_dataset
 from tclsta.collaborative import train_collaborative
 from tclsta.features import read_features
 from tclsta.inference import read_scores, score_stream
+from tclsta.shared import shards_folder
 
 STREAMS = ("rgb", "flow")
 
@@ -61,10 +62,11 @@ def log_loss(scores: pd.DataFrame, split: str) -> float:
 
 def main() -> None:
     args = parse_args()
-    dataset = parse_dataset(dataset_settings(load_config(args.config), args.dataset))
+    config = load_config(args.config)
+    dataset = parse_dataset(dataset_settings(config, args.dataset))
     results = args.results or Path("results") / args.dataset
     manifest = pd.read_csv(results / "manifest.csv")
-    shards = sorted((results / "shards").glob("shard_*.h5"))
+    shards = sorted(shards_folder(config, args.dataset).glob("shard_*.h5"))
     torch.set_num_threads(1)  # as make demo runs its torch jobs: the same sums on every machine
     with tempfile.TemporaryDirectory() as workdir:
         work = Path(workdir)

@@ -3,18 +3,19 @@ import os
 
 from snakemake.logging import logger
 
-from tclsta.config import dataset_settings, for_stream, parse_dataset
+from tclsta.config import dataset_settings, for_stream, parse_dataset, runs_of
 from tclsta.datasets import dag_files, manifest_sources, missing_data
 from tclsta.data.manifest import (
+    all_ucf_split_files,
     build_manifest,
     MULTILABEL_DEMO_CSV,
     read_manifest,
-    ucf_split_files,
     write_shard_list,
 )
 from tclsta.errors import TclstaError
 from tclsta.pretrained import imagenet_weights_path
 from tclsta.settings import stage_settings_json
+from tclsta.shared import shard_groups, shared_manifest, write_key_file
 
 DATASETS = list(config["datasets"])
 
@@ -37,9 +38,13 @@ def results_dir(wildcards):
 
 def previous_shard(wildcards):
     """The shard an earlier run packed (unchanged videos are copied from it)."""
-    return in_module(f"results/{wildcards.dataset}/shards/shard_{wildcards.shard}.h5")
+    return in_module(f"work/shards/{wildcards.key}/shard_{wildcards.shard}.h5")
 
 
+# Each entry's runs (the dataset, or with several splits results/<dataset>/split<N>/) by the key of
+# the shards they read, work/shards/<key>/: runs over the same videos and settings share them (tclsta/shared.py).
+SHARD_RUNS = shard_groups(config)
+RUN_SHARDS = {run: key for key, runs in SHARD_RUNS.items() for run in runs}
 # The Apptainer image of the flow step (OpenCV built with CUDA), built from workflow/containers/flow.def
 # next to it; `--sdm apptainer` runs the flow rule in it, the other rules as they are.
 FLOW_CONTAINER = os.path.normpath(
@@ -51,15 +56,33 @@ FLOW_CONTAINER = os.path.normpath(
 
 def datasets_pattern(keep):
     """A wildcard pattern of the datasets whose format and demo kind ``keep`` accepts (one that matches none if there are none)."""
-    chosen = [
-        d
-        for d in DATASETS
-        if keep(
-            config["datasets"][d]["format"],
-            dataset_settings(config, d).get("demo", {}).get("kind"),
-        )
-    ]
-    return "|".join(chosen or ["__none__"])
+    return names_pattern(
+        [
+            d
+            for d in DATASETS
+            if keep(
+                config["datasets"][d]["format"],
+                dataset_settings(config, d).get("demo", {}).get("kind"),
+            )
+        ]
+    )
+
+
+def typed(dataset):
+    """The dataset's settings as config dataclasses (defaults filled in)."""
+    return parse_dataset(dataset_settings(config, dataset))
+
+
+def names_pattern(names):
+    """A wildcard pattern of exactly these names (one that matches none if there are none)."""
+    return "|".join(names or ["__none__"])
+
+
+def shards_pattern(keep):
+    """A wildcard pattern of the shard keys whose runs' format ``keep`` accepts."""
+    return names_pattern(
+        [k for k, runs in SHARD_RUNS.items() if keep(typed(runs[0]).format)]
+    )
 
 
 # Generated demos: in the UCF101 layout, or (kind multilabel) with a labels CSV.
@@ -67,14 +90,19 @@ DEMO_DATASETS = datasets_pattern(lambda f, kind: f == "demo" and kind != "multil
 MULTILABEL_DEMO_DATASETS = datasets_pattern(
     lambda f, kind: f == "demo" and kind == "multilabel"
 )
+# Datasets with several splits: results/<dataset>/report.html sets the splits side by side.
+SPLIT_DATASETS = names_pattern([d for d in DATASETS if runs_of(config, d) != [d]])
 # Videos go through extraction, flow and packing; existing rawframes are imported into shards.
-VIDEO_DATASETS = datasets_pattern(lambda f, kind: f != "rawframes")
-RAWFRAME_DATASETS = datasets_pattern(lambda f, kind: f == "rawframes")
+VIDEO_SHARDS = shards_pattern(lambda f: f != "rawframes")
+RAWFRAME_SHARDS = shards_pattern(lambda f: f == "rawframes")
 
 
-# Any dataset name matches: one not in the config stops the DAG with a message naming those that are.
+# Any dataset name (or <dataset>/split<N>) matches: one not in the config stops the DAG with a
+# message naming those that are. A dataset with several splits matches only as its splits (its own
+# report is the split_report rule's).
 wildcard_constraints:
-    dataset=r"[^/]+",
+    dataset=rf"(?!({SPLIT_DATASETS})(?![\w-])(?!/split\d))[^/]+(/split\d+)?",
+    key=r"[0-9a-f]{12}",
     shard=r"\d+",
     stream="rgb|flow",
 
@@ -85,15 +113,22 @@ def settings(dataset, stage):
     return stage_settings_json(config, dataset, stage)
 
 
-def typed(dataset):
-    """The dataset's settings as config dataclasses (defaults filled in)."""
-    return parse_dataset(dataset_settings(config, dataset))
+def shards_dir(run):
+    """The folder of the shards a run reads, work/shards/<key>/ (tclsta/shared.py)."""
+    typed(run)  # a name that is not a run stops here, saying what the runs are
+    return f"work/shards/{RUN_SHARDS[run]}"
+
+
+def shard_settings(key, stage):
+    """`--settings` of a job on shared shards: its first run's, named after the shards' folder."""
+    return stage_settings_json(config, SHARD_RUNS[key][0], stage, f"work/shards/{key}")
 
 
 def flow_gpus(wildcards):
     """GPUs the flow job asks the scheduler for: one for an explicit GPU backend.
     ("auto" asks for none and uses a GPU only where the job happens to see one.)"""
-    return 1 if typed(wildcards.dataset).flow.backend in ("torch", "opencv-cuda") else 0
+    backend = typed(SHARD_RUNS[wildcards.key][0]).flow.backend
+    return 1 if backend in ("torch", "opencv-cuda") else 0
 
 
 def ablation_for_report(wildcards):
@@ -108,6 +143,17 @@ def manifest_inputs(wildcards):
     return [
         local(p) for p in manifest_sources(dataset_settings(config, wildcards.dataset))
     ]
+
+
+def split_results(wildcards):
+    """The files the report of a dataset with several splits reads: each split's metrics, and its
+    ablation table when the entry asks for one, and each split's own report (it links them).
+    """
+    runs = runs_of(config, wildcards.dataset)
+    names = ["metrics.json", "report.html"]
+    if typed(runs[0]).ablation:
+        names.append("ablation.csv")
+    return [f"results/{run}/{name}" for run in runs for name in names]
 
 
 def reports_of_present_datasets(wildcards):
@@ -141,45 +187,55 @@ def _manifest_now(dataset):
         return None
 
 
-def shard_list_path(dataset, shard):
-    return f"results/{dataset}/shard_lists/shard_{shard}.csv"
+def shard_list_path(key, shard):
+    return f"work/shards/{key}/lists/shard_{shard}.csv"
 
 
-_LISTED = set()
+_LISTED = {}
 
 
-def _write_shard_lists(dataset, manifest):
-    """Every shard list of the dataset, written before Snakemake first looks for one:
-    it caches a folder's listing at its first look, so a list written after that
-    would count as missing."""
-    if (dataset, id(manifest)) in _LISTED:
-        return
-    for shard in shard_ids(dataset):
-        write_shard_list(manifest, shard, in_module(shard_list_path(dataset, shard)))
-    _LISTED.add((dataset, id(manifest)))
+def _listed_videos(key, manifests):
+    """The videos of the shards ``key`` (every video of their runs' manifests), with every shard
+    list written before Snakemake first looks for one: it caches a folder's listing at its first
+    look, so a list written after that would count as missing. key.json says what the key stands for.
+    """
+    listed = (key, tuple(map(id, manifests)))
+    if listed not in _LISTED:
+        videos = shared_manifest(manifests)
+        for shard in shard_ids(SHARD_RUNS[key][0]):
+            write_shard_list(videos, shard, in_module(shard_list_path(key, shard)))
+        first = dataset_settings(config, SHARD_RUNS[key][0])
+        write_key_file(in_module(f"work/shards/{key}"), first, SHARD_RUNS[key])
+        _LISTED[listed] = videos
+    return _LISTED[listed]
 
 
 def shard_inputs(wildcards):
     """A shard job's inputs: its list of videos and their files (rawframes: folders).
 
-    The list (results/<dataset>/shard_lists/shard_<k>.csv) is made while the DAG is built,
-    from the same sources as the manifest, and rewritten only when the shard's own rows
-    change: adding a video plans only its shard's jobs, in a dry run too. Until the sources
-    exist, the shard waits for the manifest job. Missing video files are left to the
-    extraction stage, which names them (or, with on_bad_video: skip, lists them as rejected);
-    files whose names Snakemake would read as patterns are extracted but are no inputs (dag_files).
-    Rules name the list through params (shard_list_path): while the shard waits for the
-    manifest job, Snakemake replaces these inputs by that job's output, which has no names.
+    The list (work/shards/<key>/lists/shard_<k>.csv) is made while the DAG is built, from the
+    same sources as the manifests of the runs that share the shards, and rewritten only when the
+    shard's own rows change: adding a video plans only its shard's jobs, in a dry run too, and a
+    run whose videos the shards hold already plans none. Until the sources exist, the shard waits
+    for the manifest jobs. Missing video files are left to the extraction stage, which names them
+    (or, with on_bad_video: skip, lists them as rejected). Rules name the list through params
+    (shard_list_path): while the shard waits for a manifest job, Snakemake replaces these inputs
+    by that job's output, which has no names.
     """
-    manifest = _manifest_now(wildcards.dataset)
-    if manifest is None:
-        path = checkpoints.manifest.get(dataset=wildcards.dataset).output[0]
-        manifest = _manifest_table(path, os.path.getmtime(path))
-    _write_shard_lists(wildcards.dataset, manifest)
-    rows = manifest[manifest["shard"] == int(wildcards.shard)]
+    manifests = []
+    for run in SHARD_RUNS[wildcards.key]:
+        manifest = _manifest_now(run)
+        if manifest is None:
+            path = checkpoints.manifest.get(dataset=run).output[0]
+            manifest = _manifest_table(path, os.path.getmtime(path))
+        manifests.append(manifest)
+    videos = _listed_videos(wildcards.key, manifests)
+    rows = videos[videos["shard"] == int(wildcards.shard)]
     return {
-        "shard_list": shard_list_path(wildcards.dataset, wildcards.shard),
-        "videos": [local(p) for p in dag_files(p for p in rows["path"] if os.path.exists(p))],
+        "shard_list": shard_list_path(wildcards.key, wildcards.shard),
+        "videos": [
+            local(p) for p in dag_files(p for p in rows["path"] if os.path.exists(p))
+        ],
     }
 
 
@@ -189,16 +245,16 @@ def shard_ids(dataset):
 
 def packed_shards(wildcards):
     return expand(
-        "results/{dataset}/shards/shard_{shard}.h5",
-        dataset=wildcards.dataset,
+        "{shards}/shard_{shard}.h5",
+        shards=shards_dir(wildcards.dataset),
         shard=shard_ids(wildcards.dataset),
     )
 
 
 def rejected_lists(wildcards):
     return expand(
-        "results/{dataset}/rejected/shard_{shard}.csv",
-        dataset=wildcards.dataset,
+        "{shards}/rejected/shard_{shard}.csv",
+        shards=shards_dir(wildcards.dataset),
         shard=shard_ids(wildcards.dataset),
     )
 

@@ -1,10 +1,7 @@
 rule demo_dataset:
     """Generate a synthetic demo dataset (format: demo) in the UCF101 layout under data/<dataset>/."""
     output:
-        [
-            local(f"data/{{dataset}}/splits/{name}")
-            for name in ucf_split_files(1).values()
-        ],
+        [local(f"data/{{dataset}}/splits/{name}") for name in all_ucf_split_files()],
     log:
         "logs/demo_dataset/{dataset}.log",
     benchmark:

@@ -26,7 +26,8 @@ rule fuse:
 rule collect_rejected:
     """All videos left out by preprocessing (on_bad_video: skip), with the reason."""
     input:
-        rejected_lists,
+        lists=rejected_lists,
+        manifest="results/{dataset}/manifest.csv",
     output:
         "results/{dataset}/rejected.csv",
     log:
@@ -38,7 +39,7 @@ rule collect_rejected:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m tclsta rejected --output {output} {input} 2> {log}"
+        "python -m tclsta rejected --manifest {input.manifest} --output {output} {input.lists} 2> {log}"
 
 
 rule evaluate:
@@ -152,10 +153,11 @@ rule report:
     params:
         settings=lambda w: settings(w.dataset, "report"),
         results=results_dir,
+        shards=lambda w: in_module(shards_dir(w.dataset)),
     shell:
         "python -m tclsta report --settings {params.settings:q} --metrics {input.metrics} --manifest {input.manifest}"
         " --rgb-history {input.rgb_history} --flow-history {input.flow_history}"
-        " --benchmarks-dir {params.results}/benchmarks"
+        " --benchmarks-dir {params.results}/benchmarks {params.shards}/benchmarks"
         " --attention-json {input.attention_json} --attention-png {input.attention_png}"
         " --ablation {input.ablation}"
         " --plot confusion {output.confusion} --plot fusion_weights {output.fusion_weights}"

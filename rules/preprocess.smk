@@ -25,18 +25,19 @@ rule extract_frames:
 
     Its inputs are the shard's list of videos and their files, so adding videos re-runs
     only their shards, and videos the previous packed shard holds unchanged are copied.
+    Shards are shared by every run over the same videos and settings (work/shards/<key>/).
     """
     input:
         unpack(shard_inputs),
     output:
-        frames=temp("results/{dataset}/work/frames_{shard}.h5"),
-        rejected="results/{dataset}/rejected/shard_{shard}.csv",
+        frames=temp("work/shards/{key}/frames_{shard}.h5"),
+        rejected="work/shards/{key}/rejected/shard_{shard}.csv",
     log:
-        "logs/extract_frames/{dataset}_{shard}.log",
+        "logs/extract_frames/{key}_{shard}.log",
     benchmark:
-        "results/{dataset}/benchmarks/extract_frames/{dataset}_{shard}.tsv"
+        "work/shards/{key}/benchmarks/extract_frames/{shard}.tsv"
     wildcard_constraints:
-        dataset=VIDEO_DATASETS,
+        key=VIDEO_SHARDS,
     conda:
         "../envs/preprocess.yaml"
     threads: 2
@@ -44,9 +45,9 @@ rule extract_frames:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=120,
     params:
-        settings=lambda w: settings(w.dataset, "extract"),
+        settings=lambda w: shard_settings(w.key, "extract"),
         previous=previous_shard,
-        shard_list=lambda w: in_module(shard_list_path(w.dataset, w.shard)),
+        shard_list=lambda w: in_module(shard_list_path(w.key, w.shard)),
     shell:
         "python -m tclsta extract --settings {params.settings:q} --manifest {params.shard_list} --shard {wildcards.shard}"
         " --workers {threads} --previous {params.previous} --output {output.frames} --rejected {output.rejected} 2> {log}"
@@ -55,13 +56,13 @@ rule extract_frames:
 rule flow:
     """TV-L1 optical flow of one shard: OpenCV (CPU processes or CUDA) or batched torch."""
     input:
-        "results/{dataset}/work/frames_{shard}.h5",
+        "work/shards/{key}/frames_{shard}.h5",
     output:
-        temp("results/{dataset}/work/flow_{shard}.h5"),
+        temp("work/shards/{key}/flow_{shard}.h5"),
     log:
-        "logs/flow/{dataset}_{shard}.log",
+        "logs/flow/{key}_{shard}.log",
     benchmark:
-        "results/{dataset}/benchmarks/flow/{dataset}_{shard}.tsv"
+        "work/shards/{key}/benchmarks/flow/{shard}.tsv"
     conda:
         "../envs/preprocess.yaml"
     container:
@@ -72,9 +73,9 @@ rule flow:
         runtime=720,
         gpu=flow_gpus,
     params:
-        settings=lambda w: settings(w.dataset, "flow"),
+        settings=lambda w: shard_settings(w.key, "flow"),
         previous=previous_shard,
-        shard_list=lambda w: in_module(shard_list_path(w.dataset, w.shard)),
+        shard_list=lambda w: in_module(shard_list_path(w.key, w.shard)),
     shell:
         "python -m tclsta.gpus {resources.gpu} -- python -m tclsta flow --settings {params.settings:q} --workers {threads}"
         " --frames {input} --previous {params.previous} --output {output} 2> {log}"
@@ -83,16 +84,16 @@ rule flow:
 rule pack:
     """Merge frames and flow of one shard into the final HDF5 shard."""
     input:
-        frames="results/{dataset}/work/frames_{shard}.h5",
-        flow="results/{dataset}/work/flow_{shard}.h5",
+        frames="work/shards/{key}/frames_{shard}.h5",
+        flow="work/shards/{key}/flow_{shard}.h5",
     output:
-        "results/{dataset}/shards/shard_{shard}.h5",
+        "work/shards/{key}/shard_{shard}.h5",
     log:
-        "logs/pack/{dataset}_{shard}.log",
+        "logs/pack/{key}_{shard}.log",
     benchmark:
-        "results/{dataset}/benchmarks/pack/{dataset}_{shard}.tsv"
+        "work/shards/{key}/benchmarks/pack/{shard}.tsv"
     wildcard_constraints:
-        dataset=VIDEO_DATASETS,
+        key=VIDEO_SHARDS,
     conda:
         "../envs/preprocess.yaml"
     threads: 1
@@ -100,7 +101,7 @@ rule pack:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=60,
     params:
-        settings=lambda w: settings(w.dataset, "pack"),
+        settings=lambda w: shard_settings(w.key, "pack"),
     shell:
         "python -m tclsta pack --settings {params.settings:q} --frames {input.frames} --flow {input.flow} --output {output} 2> {log}"
 
@@ -112,14 +113,14 @@ rule import_rawframes:
     input:
         unpack(shard_inputs),
     output:
-        shard="results/{dataset}/shards/shard_{shard}.h5",
-        rejected="results/{dataset}/rejected/shard_{shard}.csv",
+        shard="work/shards/{key}/shard_{shard}.h5",
+        rejected="work/shards/{key}/rejected/shard_{shard}.csv",
     log:
-        "logs/import_rawframes/{dataset}_{shard}.log",
+        "logs/import_rawframes/{key}_{shard}.log",
     benchmark:
-        "results/{dataset}/benchmarks/import_rawframes/{dataset}_{shard}.tsv"
+        "work/shards/{key}/benchmarks/import_rawframes/{shard}.tsv"
     wildcard_constraints:
-        dataset=RAWFRAME_DATASETS,
+        key=RAWFRAME_SHARDS,
     conda:
         "../envs/preprocess.yaml"
     threads: 1
@@ -127,8 +128,8 @@ rule import_rawframes:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=120,
     params:
-        settings=lambda w: settings(w.dataset, "rawframes"),
-        shard_list=lambda w: in_module(shard_list_path(w.dataset, w.shard)),
+        settings=lambda w: shard_settings(w.key, "rawframes"),
+        shard_list=lambda w: in_module(shard_list_path(w.key, w.shard)),
     shell:
         "python -m tclsta rawframes --settings {params.settings:q} --manifest {params.shard_list} --shard {wildcards.shard}"
         " --output {output.shard} --rejected {output.rejected} 2> {log}"

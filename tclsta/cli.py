@@ -99,11 +99,13 @@ def cmd_pack(args: argparse.Namespace) -> None:
 
 
 def cmd_rejected(args: argparse.Namespace) -> None:
+    from tclsta.data.manifest import read_manifest
     from tclsta.preprocess import REJECTED_COLUMNS
 
-    tables = [pd.read_csv(p, dtype=str) for p in args.inputs]
+    rejected = pd.concat([pd.read_csv(p, dtype=str) for p in args.inputs], ignore_index=True).reindex(columns=REJECTED_COLUMNS)
+    listed = rejected[rejected["video_id"].isin(read_manifest(args.manifest)["video_id"])]  # shared shards hold others' too
     with atomic_path(args.output) as tmp:
-        pd.concat(tables, ignore_index=True).reindex(columns=REJECTED_COLUMNS).to_csv(tmp, index=False)
+        listed.to_csv(tmp, index=False)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -219,19 +221,26 @@ def cmd_report(args: argparse.Namespace) -> None:
     _, settings = resolve_settings(args, declared_settings("report"))
     write_report(args.output, metrics_path=args.metrics, manifest_path=args.manifest,
                  history_paths={"rgb": args.rgb_history, "flow": args.flow_history}, config=settings,
-                 benchmark_paths=sorted(args.benchmarks_dir.glob("*/*.tsv")) if args.benchmarks_dir else [],
+                 benchmark_dirs=args.benchmarks_dir,
                  attention_json=args.attention_json, attention_png=args.attention_png, plot_paths=dict(args.plot),
                  ablation_csv=args.ablation[0] if args.ablation else None)
+
+
+def cmd_split_report(args: argparse.Namespace) -> None:
+    from tclsta.split_report import write_split_report
+
+    write_split_report(args.dataset, args.splits, args.ablation, args.output, args.table)
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
     from tclsta.figures import collect_figures, readme_blocks, write_figures
 
+    config = load_config(args.config)
     if args.print:
         for results in args.results:
-            print("\n\n".join(readme_blocks(collect_figures(results)).values()))
+            print("\n\n".join(readme_blocks(collect_figures(results, config)).values()))
     else:
-        write_figures(args.results, args.output_dir, args.readme)
+        write_figures(args.results, args.output_dir, args.readme, config)
 
 
 def cmd_attention(args: argparse.Namespace) -> None:
@@ -357,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(func=cmd_pipeline_dir)
 
     sub = stages.add_parser("rejected", help="collect the per-shard lists of rejected videos into one CSV")
+    sub.add_argument("--manifest", type=Path, required=True, help="the run's manifest: its videos are listed, no others")
     sub.add_argument("--output", type=Path, required=True)
     sub.add_argument("inputs", type=Path, nargs="+", help="the shards' rejected-video CSVs")
     sub.set_defaults(func=cmd_rejected)
@@ -434,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--manifest", type=Path, required=True)
     sub.add_argument("--rgb-history", type=Path, required=True)
     sub.add_argument("--flow-history", type=Path, required=True)
-    sub.add_argument("--benchmarks-dir", type=Path, help="Snakemake benchmark files, <dir>/<rule>/<job>.tsv")
+    sub.add_argument("--benchmarks-dir", type=Path, nargs="*", default=[],
+                     help="folders of Snakemake benchmark files, <dir>/<rule>/<job>.tsv")
     sub.add_argument("--attention-json", type=Path, help="attention.json of the attention stage (with --attention-png)")
     sub.add_argument("--attention-png", type=Path, help="the attention figure of the attention stage")
     sub.add_argument("--ablation", type=Path, nargs="*", default=[], help="the dataset's ablation.csv, if any")
@@ -443,10 +454,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--output", type=Path, required=True, help="the HTML report")
     sub.set_defaults(func=cmd_report)
 
+    sub = stages.add_parser("split-report", help="each split's test results, their mean and standard deviation (split: all)")
+    sub.add_argument("--dataset", required=True, help="the dataset's name, for the title")
+    sub.add_argument("--splits", type=Path, nargs="+", required=True, help="the splits' results folders, results/<dataset>/split<N>")
+    sub.add_argument("--ablation", action="store_true", help="the splits have ablation.csv: add the ablation table")
+    sub.add_argument("--table", type=Path, required=True, help="splits.csv: each split's value, mean and std per model and metric")
+    sub.add_argument("--output", type=Path, required=True, help="the HTML report")
+    sub.set_defaults(func=cmd_split_report)
+
     sub = stages.add_parser("figures", help="rewrite the README's result tables from results folders (make figures)")
     sub.add_argument("--readme", type=Path, default=Path("README.md"))
     sub.add_argument("--output-dir", type=Path, default=Path("docs/figures"), help="where the figures are recorded as JSON")
     sub.add_argument("--print", action="store_true", help="only print the tables the README would get")
+    sub.add_argument("--config", type=Path, default=Path("config.yaml"),
+                     help="the config the results were made with (for the run times of their shared preprocessing)")
     sub.add_argument("results", type=Path, nargs="+", help="results folders, e.g. results/demo results/benchmark")
     sub.set_defaults(func=cmd_figures)
 
@@ -485,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = stages.add_parser("export-rawframes", help="write a dataset's shards as mmaction2 rawframe folders "
                                                      "(img_/flow_x_/flow_y_ JPEGs, byte for byte) with annotation lists")
     sub.add_argument("--manifest", type=Path, required=True, help="the dataset's manifest, e.g. results/demo/manifest.csv")
-    sub.add_argument("--shards", type=Path, nargs="+", required=True, help="its shards, e.g. results/demo/shards/shard_*.h5")
+    sub.add_argument("--shards", type=Path, nargs="+", required=True, help="its shards, e.g. work/shards/<key>/shard_*.h5 (the folder whose key.json lists the dataset)")
     sub.add_argument("--output", type=Path, required=True, help="the rawframes folder to write")
     sub.set_defaults(func=cmd_export_rawframes)
     return parser

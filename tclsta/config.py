@@ -342,9 +342,39 @@ def merge_section(*layers: dict) -> dict:
     return {k: v for k, v in merged.items() if not (k in STREAMS and not v)}
 
 
+ALL_SPLITS = (1, 2, 3)
+SPLIT_FORMATS = ("ucf101", "hmdb51", "demo")
+"""The formats with official splits, which ``split: all`` or a list of splits can run one after another."""
+
+
+def splits_of(split: int | str | list[int]) -> list[int]:
+    """The split numbers of a dataset entry's ``split``: one number, ``all`` (1, 2, 3) or a list."""
+    if split == "all":
+        return list(ALL_SPLITS)
+    return sorted(split) if isinstance(split, list) else [split]
+
+
+def runs_of(config: dict, dataset: str) -> list[str]:
+    """What one dataset entry trains and scores, each under ``results/<run>/``: the dataset itself, or,
+    with ``split: all`` or a list, one run per split named ``<dataset>/split<N>``."""
+    split = config["datasets"][dataset].get("split", 1)
+    return [f"{dataset}/split{n}" for n in splits_of(split)] if isinstance(split, (str, list)) else [dataset]
+
+
 def dataset_settings(config: dict, name: str) -> dict[str, Any]:
     """One dataset's settings: the real-dataset recipe (not for demo datasets), the defaults, then the
-    dataset's own overrides."""
+    dataset's own overrides.
+
+    ``name`` is a dataset, or one split of a dataset that runs several (``ucf101/split2``, see
+    :func:`runs_of`): its settings are the dataset's with that ``split``. A dataset that runs several
+    splits keeps them as a list under ``split``; only its runs can be parsed (:func:`parse_dataset`).
+    """
+    dataset, _, split = name.partition("/split")
+    if split:
+        settings = dataset_settings(config, dataset)
+        if f"{dataset}/split{split}" != name or name not in runs_of(config, dataset):
+            raise BadConfigError(f"datasets.{dataset}.split", f"'{name}' is not one of its runs: {', '.join(runs_of(config, dataset))}")
+        return {**settings, "name": name, "split": int(split)}
     if name not in config.get("datasets", {}):
         known = ", ".join(sorted(config.get("datasets", {})))
         raise BadConfigError(
@@ -355,6 +385,11 @@ def dataset_settings(config: dict, name: str) -> dict[str, Any]:
         )
     entry = copy.deepcopy(config["datasets"][name])
     settings: dict[str, Any] = {"name": name, **{k: v for k, v in entry.items() if k not in SECTIONS}}
+    if isinstance(settings.get("split"), (str, list)):
+        if entry["format"] not in SPLIT_FORMATS:
+            raise BadConfigError(f"datasets.{name}.split", f"several splits need format {', '.join(SPLIT_FORMATS)}, "
+                                                            f"not {entry['format']}")
+        settings["split"] = splits_of(settings["split"])
     recipe = {} if entry.get("format") == "demo" else copy.deepcopy(REAL_DATASET_RECIPE)
     for section in SECTIONS:
         settings[section] = merge_section(recipe.get(section, {}), config.get(section, {}), entry.get(section, {}))
@@ -383,6 +418,10 @@ def build_section(cls: type[T], values: dict, key: str) -> T:
 def parse_dataset(settings: dict[str, Any]) -> DatasetConfig:
     """Typed view of :func:`dataset_settings`' output."""
     kwargs = {k: v for k, v in settings.items() if k not in SECTION_TYPES}
+    if isinstance(kwargs.get("split"), list):
+        name = settings["name"]
+        raise BadConfigError(f"datasets.{name}.split", f"runs splits {kwargs['split']}, each on its own: their results "
+                                                       f"are under results/{name}/split<N>/, the mean in results/{name}/report.html")
     for section, cls in SECTION_TYPES.items():
         kwargs[section] = build_section(cls, settings.get(section, {}), section)
     try:

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tclsta.config import splits_of
 from tclsta.data.manifest import MULTILABEL_DEMO_CSV, ucf_split_files
 from tclsta.errors import MissingDataError
 
@@ -49,9 +50,9 @@ hmdb51_org.rar (the videos: one RAR per class inside a RAR) and test_train_split
 
 
 def split_files(settings: dict[str, Any]) -> list[str]:
-    """The split files of a demo or ucf101 dataset: class index, train and test lists."""
-    directory, split = settings["splits_dir"], settings.get("split", 1)
-    return [f"{directory}/{name}" for name in ucf_split_files(split).values()]
+    """The split files of a demo or ucf101 dataset: class index, train and test lists (of each split it runs)."""
+    names = {name: None for split in splits_of(settings.get("split", 1)) for name in ucf_split_files(split).values()}
+    return [f"{settings['splits_dir']}/{name}" for name in names]
 
 
 def missing_data(settings: dict[str, Any]) -> list[str]:
@@ -70,8 +71,9 @@ def missing_data(settings: dict[str, Any]) -> list[str]:
         absent = [Path(path).name for path in split_files(settings) if not Path(path).is_file()]
         if absent:
             missing.append(f"the split files in {settings['splits_dir']}/: {', '.join(absent)} not found")
-    elif fmt == "hmdb51" and not hmdb51_split_files(settings):
-        missing.append(f"split files {settings['splits_dir']}/<class>_test_split{settings.get('split', 1)}.txt: none found")
+    elif fmt == "hmdb51":
+        missing += [f"split files {settings['splits_dir']}/<class>_test_split{split}.txt: none found"
+                    for split in splits_of(settings.get("split", 1)) if not hmdb51_split_files({**settings, "split": split})]
     elif fmt in ("folder", "rawframes", "multilabel") and settings.get("split_csv") and not Path(settings["split_csv"]).is_file():
         missing.append(f"split file {settings['split_csv']}: not found")
     missing += [f"rawframes list {path}: not found" for path in rawframes_lists(settings) if not Path(path).is_file()]
@@ -87,9 +89,9 @@ def rawframes_lists(settings: dict[str, Any]) -> list[str]:
 
 
 def hmdb51_split_files(settings: dict[str, Any]) -> list[str]:
-    """The ``<class>_test_split<N>.txt`` files of an hmdb51 dataset, sorted."""
-    pattern = f"{glob.escape(settings['splits_dir'])}/*_test_split{settings.get('split', 1)}.txt"
-    return sorted(glob.glob(pattern))
+    """The ``<class>_test_split<N>.txt`` files of an hmdb51 dataset (of each split it runs), sorted."""
+    return sorted(path for split in splits_of(settings.get("split", 1))
+                  for path in glob.glob(f"{glob.escape(settings['splits_dir'])}/*_test_split{split}.txt"))
 
 
 def require_data(settings: dict[str, Any]) -> None:

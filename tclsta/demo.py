@@ -74,7 +74,7 @@ import ffmpeg
 import numpy as np
 
 from tclsta.atomic import atomic_path, write_text_atomic
-from tclsta.config import DatasetConfig, DemoConfig
+from tclsta.config import ALL_SPLITS, DatasetConfig, DemoConfig
 from tclsta.data.manifest import MULTILABEL_DEMO_CSV, SEPARATOR, ucf_split_files
 from tclsta.errors import BadConfigError
 from tclsta.settings import StageSettings, section_keys
@@ -474,8 +474,11 @@ def make_demo_dataset(
     kind: str = "demo",
     test_groups: int = 1,
 ) -> None:
-    """Write the demo (or benchmark) videos and UCF101-style split files (multi-label: the labels CSV) under
-    ``root``, deterministically from ``seed``; groups ``1..test_groups`` are the test split.
+    """Write the demo (or benchmark) videos and UCF101-style split files (multi-label: the labels CSV, one
+    split) under ``root``, deterministically
+    from ``seed``; groups ``1..test_groups`` are the test split of split 1, the next ``test_groups``
+    groups (counting on from 1 after the last) that of split 2, and so on for split 3, as in UCF101's
+    three splits (disjoint test groups when ``groups`` is at least 3 x ``test_groups``).
 
     The split files are written last, each atomically, because they are what the workflow tracks.
     """
@@ -506,14 +509,16 @@ def make_demo_dataset(
         write_text_atomic(root / "splits" / MULTILABEL_DEMO_CSV, "path,split,labels\n" + "".join(rows))
         return
     labels = {class_name: label for label, class_name in enumerate(classes, start=1)}
-    train_lines, test_lines = [], []
-    for class_name, group, clip in clips:
-        relative = f"{class_name}/{video_name(class_name, group, clip)}"
-        if group <= test_groups:
-            test_lines.append(relative)
-        else:
-            train_lines.append(f"{relative} {labels[class_name]}")
-    splits, files = root / "splits", ucf_split_files(1)
-    write_text_atomic(splits / files["classes"], "".join(f"{label} {name}\n" for name, label in labels.items()))
-    write_text_atomic(splits / files["train"], "".join(f"{line}\n" for line in train_lines))
-    write_text_atomic(splits / files["test"], "".join(f"{line}\n" for line in test_lines))
+    splits = root / "splits"
+    write_text_atomic(splits / ucf_split_files(1)["classes"], "".join(f"{label} {name}\n" for name, label in labels.items()))
+    for split in ALL_SPLITS:
+        train_lines, test_lines = [], []
+        for class_name, group, clip in clips:
+            relative = f"{class_name}/{video_name(class_name, group, clip)}"
+            if (group - 1 - (split - 1) * test_groups) % groups < test_groups:
+                test_lines.append(relative)
+            else:
+                train_lines.append(f"{relative} {labels[class_name]}")
+        files = ucf_split_files(split)
+        write_text_atomic(splits / files["train"], "".join(f"{line}\n" for line in train_lines))
+        write_text_atomic(splits / files["test"], "".join(f"{line}\n" for line in test_lines))

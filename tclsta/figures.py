@@ -20,6 +20,8 @@ import pandas as pd
 
 from tclsta.atomic import write_text_atomic
 from tclsta.errors import TclstaError
+from tclsta.report import benchmark_files
+from tclsta.shared import shards_folder
 
 ACCURACY_ROWS = {
     "rgb": "static (RGB)",
@@ -35,10 +37,14 @@ class StaleReadmeError(TclstaError):
     """The README lacks a figures block, or its block differs from the recorded figures."""
 
 
-def collect_figures(results: Path) -> dict:
-    """The README's figures of one dataset from its results folder, with the commit and the rules' run times."""
+def collect_figures(results: Path, config: dict | None = None) -> dict:
+    """The README's figures of one dataset from its results folder, with the commit and the rules' run times
+    (with ``config``, the config it ran with, those of its shared preprocessing too, ``work/shards/<key>/``)."""
     results = Path(results)
     metrics = json.loads((results / "metrics.json").read_text(encoding="utf-8"))
+    benchmarks = [results / "benchmarks"]
+    if config is not None:
+        benchmarks.append(shards_folder(config, metrics["dataset"]) / "benchmarks")
     keep = ("top1", "top1_ci", "top5", "top5_ci", "mean_class_accuracy", "mean_class_accuracy_ci")
     figures = {
         "dataset": metrics["dataset"],
@@ -49,7 +55,7 @@ def collect_figures(results: Path) -> dict:
         "expected_ceilings": metrics.get("expected_ceilings"),
         "fusion_weights": metrics["fusion_weights"],
         "validation_per_class_accuracy": metrics["validation_per_class_accuracy"],
-        "rule_seconds": _rule_seconds(results / "benchmarks"),
+        "rule_seconds": _rule_seconds(benchmarks),
     }
     ablation = results / "ablation.csv"
     if ablation.is_file():
@@ -73,12 +79,12 @@ def commit() -> str:
     return head.stdout.strip() + (" with uncommitted changes" if dirty else "")
 
 
-def _rule_seconds(benchmarks: Path) -> dict[str, float]:
-    """Seconds per rule, summed over its jobs (Snakemake's benchmark files, <dir>/<rule>/<job>.tsv)."""
+def _rule_seconds(folders: list[Path]) -> dict[str, float]:
+    """Seconds per rule, summed over its jobs (Snakemake's benchmark files, <folder>/<rule>/<job>.tsv)."""
     seconds: dict[str, float] = {}
-    for path in sorted(benchmarks.glob("*/*.tsv")):
+    for rule, path in benchmark_files(folders):
         value = float(pd.read_csv(path, sep="\t")["s"].mean())
-        seconds[path.parent.name] = round(seconds.get(path.parent.name, 0.0) + value, 1)
+        seconds[rule] = round(seconds.get(rule, 0.0) + value, 1)
     return seconds
 
 
@@ -192,11 +198,11 @@ def _block_pattern(name: str) -> re.Pattern:
     return re.compile(rf"(<!-- figures:{re.escape(name)} begin -->)(.*?)(<!-- figures:{re.escape(name)} end -->)", re.S)
 
 
-def write_figures(results_dirs: list[Path], output_dir: Path, readme: Path) -> None:
+def write_figures(results_dirs: list[Path], output_dir: Path, readme: Path, config: dict | None = None) -> None:
     """Collect each dataset's figures into ``output_dir/<dataset>.json`` and rewrite the README's blocks from them."""
     blocks = {}
     for results in results_dirs:
-        figures = collect_figures(results)
+        figures = collect_figures(results, config)
         write_text_atomic(Path(output_dir) / f"{figures['dataset']}.json", json.dumps(figures, indent=1) + "\n")
         blocks |= readme_blocks(figures)
     rewrite_readme(readme, blocks)

@@ -104,7 +104,7 @@ def write_report(
     manifest_path: Path,
     history_paths: dict[str, Path],
     config: dict,
-    benchmark_paths: Sequence[Path] = (),
+    benchmark_dirs: Sequence[Path] = (),
     attention_json: Path | None = None,
     attention_png: Path | None = None,
     plot_paths: Mapping[str, Path] | None = None,
@@ -145,22 +145,26 @@ def write_report(
         sections.append(("attention", "Attention (test videos)", attention_body))
     if metrics.get("rejected"):
         sections.append(("rejected", "Rejected videos", _rejected_body(metrics["rejected"])))
-    if benchmark_paths:
-        sections.append(("runtime", "Run time per rule", _runtime_body(benchmark_paths)))
+    benchmarks = benchmark_files(benchmark_dirs)
+    if benchmarks:
+        sections.append(("runtime", "Run time per rule", _runtime_body(benchmarks)))
     sections.append(("settings", "Settings", _settings_body(config)))
 
-    title = f"TCLSTA report: {dataset}"
+    write_text_atomic(out_path, html_page(f"TCLSTA report: {dataset}", sections))
+
+
+def html_page(title: str, sections: Sequence[tuple[str, str, str]]) -> str:
+    """A self-contained page of ``(id, heading, HTML body)`` sections, with a navigation line."""
     nav = " ".join(f'<a href="#{section_id}">{_esc(heading)}</a>' for section_id, heading, _ in sections)
     body = "\n".join(
         f'<section id="{section_id}">\n<h2>{_esc(heading)}</h2>\n{content}\n</section>'
         for section_id, heading, content in sections
     )
-    document = (
+    return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         f"<title>{_esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         f"<h1>{_esc(title)}</h1>\n<nav>{nav}</nav>\n{body}\n</body>\n</html>\n"
     )
-    write_text_atomic(out_path, document)
 
 
 def key_figures(metrics: Mapping, histories: Mapping[str, pd.DataFrame]) -> dict[str, Figure]:
@@ -467,15 +471,21 @@ def _rejected_body(rejected: Sequence[Mapping[str, str]]) -> str:
     return f'<p class="note">Videos rejected: {len(rows)}.</p>' + _table(["video id", "path", "reason"], rows)
 
 
-def _runtime_body(benchmark_paths: Sequence[Path]) -> str:
+def benchmark_files(folders: Iterable[Path]) -> list[tuple[str, Path]]:
+    """Snakemake's benchmark files in ``folders``, ``<folder>/<rule>/<job>.tsv`` (a job's name may hold
+    folders: ``ucf101/split1_rgb``), each with its rule."""
+    return [(path.relative_to(folder).parts[0], path) for folder in map(Path, folders) for path in sorted(folder.glob("*/**/*.tsv"))]
+
+
+def _runtime_body(benchmarks: Sequence[tuple[str, Path]]) -> str:
     """Wall-clock time per Snakemake rule, summed over its jobs (one benchmark file per job)."""
     jobs = []
-    for path in map(Path, benchmark_paths):
+    for rule, path in benchmarks:
         benchmark = pd.read_csv(path, sep="\t")
         # Several rows in one file are repeats of the same job (Snakemake's repeat()): count their mean once.
         jobs.append(
             {
-                "rule": path.parent.name,
+                "rule": rule,
                 "seconds": pd.to_numeric(benchmark["s"], errors="coerce").mean(),
                 "max_rss": pd.to_numeric(benchmark.get("max_rss"), errors="coerce").max(),
             }

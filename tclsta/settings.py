@@ -147,6 +147,8 @@ def declared_settings(stage: str) -> StageSettings:
     return getattr(importlib.import_module(module), attribute)
 
 
-def stage_settings_json(config: dict, dataset: str, stage: str) -> str:
-    """A rule's ``--settings``: the keys ``stage`` declares, from ``dataset``'s resolved settings."""
-    return json.dumps(declared_settings(stage).select(dataset_settings(config, dataset)), sort_keys=True)
+def stage_settings_json(config: dict, dataset: str, stage: str, name: str | None = None) -> str:
+    """A rule's ``--settings``: the keys ``stage`` declares, from ``dataset``'s resolved settings;
+    ``name`` in place of the dataset's for a job that serves several (shared shards: their folder)."""
+    chosen = declared_settings(stage).select(dataset_settings(config, dataset))
+    return json.dumps({**chosen, "name": name or chosen["name"]}, sort_keys=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tclsta.config import dataset_settings, load_config, parse_dataset
+from tclsta.config import dataset_settings, load_config, parse_dataset, runs_of
 from tclsta.errors import BadConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +78,41 @@ def test_bad_values_name_the_key(tmp_path, edit, key):
 def test_unknown_dataset_is_named():
     with pytest.raises(BadConfigError, match="no such dataset"):
         dataset_settings(load_config(ROOT / "config.yaml"), "ucf202")
+
+
+@pytest.mark.parametrize("split, runs", [("all", [1, 2, 3]), ([3, 1], [1, 3]), (2, None)])
+def test_several_splits_are_runs_of_their_own(tmp_path, split, runs):
+    config = shipped()
+    config["datasets"]["ucf101"]["split"] = split
+    config = load_config(write_config(tmp_path, config))
+    if runs is None:
+        assert runs_of(config, "ucf101") == ["ucf101"] and parse_dataset(dataset_settings(config, "ucf101")).split == 2
+        return
+    assert runs_of(config, "ucf101") == [f"ucf101/split{n}" for n in runs]
+    for n in runs:
+        settings = dataset_settings(config, f"ucf101/split{n}")
+        assert (settings["name"], parse_dataset(settings).split) == (f"ucf101/split{n}", n)
+    with pytest.raises(BadConfigError, match="results/ucf101/split<N>/, the mean in results/ucf101/report.html"):
+        parse_dataset(dataset_settings(config, "ucf101"))
+    missing = next(n for n in (2, 4) if n not in runs)
+    with pytest.raises(BadConfigError, match=f"'ucf101/split{missing}' is not one of its runs"):
+        dataset_settings(config, f"ucf101/split{missing}")
+
+
+@pytest.mark.parametrize("entry, key", [({"split": "some"}, "datasets.ucf101.split"), ({"split": [1, 1]}, "datasets.ucf101.split"),
+                                        ({"split": [4]}, "datasets.ucf101.split")])
+def test_bad_split_lists_are_refused(tmp_path, entry, key):
+    config = shipped()
+    config["datasets"]["ucf101"].update(entry)
+    with pytest.raises(BadConfigError) as info:
+        load_config(write_config(tmp_path, config))
+    assert info.value.key == key
+
+
+def test_several_splits_need_a_format_with_splits():
+    config = {"datasets": {"mine": {"format": "folder", "root": "/data/videos", "split": "all"}}}
+    with pytest.raises(BadConfigError, match="several splits need format ucf101, hmdb51, demo, not folder"):
+        dataset_settings(config, "mine")
 
 
 def test_unreadable_yaml_is_reported(tmp_path):

@@ -67,7 +67,7 @@ def test_layout_and_split_files(tiny_root: Path, decoded: dict[tuple[str, int], 
         list(TINY_CLASSES) + [f"{name}/v_{name}_g{group:02d}_c01.avi" for name in TINY_CLASSES for group in (1, 2)]
     )
     splits = tiny_root / "splits"
-    assert sorted(path.name for path in splits.iterdir()) == ["classInd.txt", "testlist01.txt", "trainlist01.txt"]
+    assert sorted(path.name for path in splits.iterdir()) == ["classInd.txt", *(f"{kind}list0{n}.txt" for kind in ("test", "train") for n in (1, 2, 3))]
     assert (splits / "classInd.txt").read_text() == "1 DriftRight\n2 DriftLeft\n3 RedPatch\n4 GreenPatch\n"
     assert (splits / "trainlist01.txt").read_text().splitlines() == [
         f"{name}/v_{name}_g02_c01.avi {label}" for label, name in enumerate(TINY_CLASSES, start=1)
@@ -75,6 +75,11 @@ def test_layout_and_split_files(tiny_root: Path, decoded: dict[tuple[str, int], 
     assert (splits / "testlist01.txt").read_text().splitlines() == [
         f"{name}/v_{name}_g01_c01.avi" for name in TINY_CLASSES
     ]
+    # split 2 tests the next group, split 3 (two groups only) the first again
+    for split, group in ((2, 2), (3, 1)):
+        assert (splits / f"testlist0{split}.txt").read_text().splitlines() == [
+            f"{name}/v_{name}_g0{group}_c01.avi" for name in TINY_CLASSES
+        ]
     info = probe_video(tiny_root / "videos" / "DriftRight" / "v_DriftRight_g01_c01.avi")
     assert (info.width, info.height, info.fps) == (128, 96, 25.0)
     assert info.num_frames == (TINY["num_frames"] if ffmpeg_binaries()[1] else None)  # None without ffprobe

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO, TINY_SETTINGS, run_snakemake
+from tclsta.shared import shards_folder
 
 HOST_SNAKEFILE = """{imports}
 configfile: "config/config.yaml"
@@ -95,8 +96,9 @@ def test_installed_module_with_a_prefix_writes_its_files_under_it(tmp_path, inst
     for command in ("--results tclsta/results/mini ", "--benchmarks-dir tclsta/results/mini/benchmarks "):
         assert command in run.stdout, command
 
-    run = host_snakemake("tclsta/results/mini/shards/shard_1.h5")  # demo data, manifest, shard lists, extraction, flow, packing
+    shards = Path("tclsta") / shards_folder(yaml.safe_load((host / "config/config.yaml").read_text())["tclsta"], "mini")
+    run = host_snakemake(str(shards / "shard_1.h5"))  # demo data, manifest, shard lists, extraction, flow, packing
     assert run.returncode == 0, run.stderr[-3000:]
     assert (host / "data/mini/splits/classInd.txt").is_file() and not (host / "tclsta/data").exists()
-    assert (host / "tclsta/results/mini/shard_lists/shard_1.csv").is_file() and not (host / "results").exists()
-    assert (host / "tclsta/logs/extract_frames/mini_1.log").is_file() and not (host / "logs").exists()
+    assert (host / shards / "lists/shard_1.csv").is_file() and not (host / "results").exists() and not (host / "work").exists()
+    assert (host / f"tclsta/logs/extract_frames/{shards.name}_1.log").is_file() and not (host / "logs").exists()

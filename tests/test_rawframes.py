@@ -21,6 +21,7 @@ from tclsta.data.manifest import build_manifest, read_manifest
 from tclsta.data.rawframes import import_shard
 from tclsta.data.shards import ShardReader
 from tclsta.errors import BadConfigError, BadFrameFolderError, BadSplitFileError
+from tclsta.shared import shards_folder
 from tclsta.video import decode_jpeg
 
 MMACTION2 = ("img_", "flow_x_", "flow_y_")
@@ -239,11 +240,14 @@ def test_workflow_imports_rawframes_without_extraction_or_flow(mmaction2, tmp_pa
     """Run as a pip-installed tclsta runs it, from a folder outside the checkout holding only config.yaml."""
     root, lists, _ = mmaction2
     settings = {k: v for k, v in rawframes_settings(root, **lists).items() if k != "name"}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"datasets": {"raw": settings}}))
-    targets = ["results/raw/shards/shard_0.h5", "results/raw/shards/shard_1.h5", "results/raw/rejected.csv"]
+    config = {"datasets": {"raw": settings}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    shards = shards_folder(config, "raw")
+    targets = [f"{shards}/shard_0.h5", f"{shards}/shard_1.h5", "results/raw/rejected.csv"]
     run = installed_tclsta.snakemake(*targets, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["collect_rejected", "import_rawframes"]  # shard lists come from the DAG, not the manifest job
+    # no extraction or flow; the manifest job only for rejected.csv (which lists the run's own videos)
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["collect_rejected", "import_rawframes", "manifest"]
     assert all((tmp_path / target).is_file() for target in targets)
     assert pd.read_csv(tmp_path / "results/raw/rejected.csv").empty
 

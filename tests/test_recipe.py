@@ -184,7 +184,8 @@ def test_missing_imagenet_weights_name_both_ways(tmp_path, monkeypatch):
 
 
 def make_hmdb_sources(tiny_videos: Path, root: Path) -> Path:
-    """HMDB51 layout where each class has 3 source videos cut into clips ``<source>_<n>.avi``."""
+    """HMDB51 layout where each class has 3 source videos cut into clips ``<source>_<class>_<tags>_<n>.avi``
+    whose per-clip tags differ between the clips of one source, as HMDB51's do."""
     splits = root / "splits"
     splits.mkdir(parents=True)
     videos = sorted((tiny_videos / "videos").glob("*/*.avi"))
@@ -193,7 +194,8 @@ def make_hmdb_sources(tiny_videos: Path, root: Path) -> Path:
         target = root / "videos" / class_dir.name.lower()
         target.mkdir(parents=True)
         for i, video in enumerate(sorted(class_dir.glob("*.avi"))):
-            name = f"{class_dir.name.lower()}_source{i // 2}_u_cm_np1_fr_med_{i % 2}.avi"
+            tags = ("u_cm_np1_fr_med", "f_nm_np2_ba_goo")[i % 2]
+            name = f"Source_{i // 2}_{class_dir.name.lower()}_{tags}_{i % 2}.avi"
             shutil.copy(video, target / name)
             lines.append(f"{name} {'2' if i >= 4 else '1'}")
         (splits / f"{class_dir.name.lower()}_test_split1.txt").write_text("\n".join(lines) + "\n")
@@ -207,7 +209,8 @@ def test_hmdb51_validation_keeps_source_videos_whole(tiny_videos, tmp_path):
                                 "train": {"val_fraction": 0.5, "seed": seed}, "preprocess": {"num_shards": 2}})
         manifest = build_manifest(config)
         trained = manifest[manifest["split"].isin(["train", "val"])]
-        source = trained["video_id"].str.replace(r"_\d+$", "", regex=True)
+        source = trained["video_id"].str.extract(r"/(Source_\d+)_", expand=False) + trained["class_name"]
+        assert source.notna().all() and source.nunique() == 4 * 2
         assert trained.groupby(source)["split"].nunique().eq(1).all()  # no source video straddles train and val
         assert set(trained["split"]) == {"train", "val"}
         assert trained.groupby("class_name")["split"].apply(lambda s: (s == "val").sum()).eq(2).all()

@@ -99,7 +99,6 @@ def make_report(tmp_path: Path):
             history_paths[stream] = inputs / f"history_{stream}.csv"
             history.to_csv(history_paths[stream], index=False)
 
-        benchmark_paths = []
         for rule, stem, seconds in (("train_stream", "demo_rgb", 12.5), ("train_stream", "demo_flow", 20.0),
                                     ("extract_flow", "demo", 3725.0)):
             path = tmp_path / "benchmarks" / rule / f"{stem}.tsv"
@@ -108,7 +107,6 @@ def make_report(tmp_path: Path):
                 "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
                 f"{seconds}\t0:00:{int(seconds) % 60:02d}\t812.3\t2048.0\t700.1\t750.2\t1.0\t2.0\t95.0\t{seconds}\n"
             )
-            benchmark_paths.append(path)
 
         config = {
             "dataset": dataset,
@@ -117,7 +115,7 @@ def make_report(tmp_path: Path):
         }
         out_path = tmp_path / "report" / "report.html"
         write_report(out_path, metrics_path=metrics_path, manifest_path=manifest_path,
-                     history_paths=history_paths, config=config, benchmark_paths=benchmark_paths,
+                     history_paths=history_paths, config=config, benchmark_dirs=[tmp_path / "benchmarks"],
                      plot_paths=plot_paths, attention_json=attention[0] if attention else None,
                      attention_png=attention[1] if attention else None, ablation_csv=ablation)
         return out_path

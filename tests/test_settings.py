@@ -26,13 +26,14 @@ from tclsta.ablation import VARIANTS_BY_NAME
 from tclsta.config import REAL_DATASET_RECIPE, STREAMS, DatasetConfig, parse_dataset, validate_config, yaml_key
 from tclsta.data.manifest import read_manifest
 from tclsta.settings import SECTION_TYPES, StageSettings, UndeclaredSettingError, declared_settings
+from tclsta.shared import shard_groups
 from tclsta.train import train_stream
 from test_workflow import snakemake, workdir  # noqa: F401  (workdir is a fixture)
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 BASE = "base"
 # Values the generic rule of changed_value() cannot pick: another format than demo needs no generated data.
-ALTERNATIVES = {"format": "folder", "model.rgb": {"dropout": 0.3}, "model.flow": {"dropout": 0.3},
+ALTERNATIVES = {"format": "folder", "split": 2, "model.rgb": {"dropout": 0.3}, "model.flow": {"dropout": 0.3},
                 "train.rgb": {"batch_size": 3}, "train.flow": {"batch_size": 3}}  # per-stream overrides
 # keys the schema accepts only together (dependentRequired): the walk changes them with their companions
 COMPANIONS = {"rawframes.train_list": ("rawframes.test_list", "rawframes.class_list"),
@@ -113,8 +114,9 @@ def set_key(entry: dict, key: str, value) -> None:
     (entry.setdefault(section, {}) if section else entry)[name] = value
 
 
-def dry_run_jobs(output: str) -> dict[tuple[str, str, tuple], tuple[str, dict]]:
-    """(dataset, rule, other wildcards) -> (stage, settings) of every job with ``--settings`` in ``snakemake -n -p`` output."""
+def dry_run_jobs(output: str, owners: dict[str, str]) -> dict[tuple[str, str, tuple], tuple[str, dict]]:
+    """(dataset, rule, other wildcards) -> (stage, settings) of every job with ``--settings`` in ``snakemake -n -p`` output;
+    a job on shards is its key's owner's (``owners``: key -> dataset)."""
     jobs, rule, wildcards = {}, None, {}
     for line in output.splitlines():
         if match := re.match(r"(?:local)?(?:rule|checkpoint) (\w+):$", line):
@@ -124,8 +126,9 @@ def dry_run_jobs(output: str) -> dict[tuple[str, str, tuple], tuple[str, dict]]:
         elif line.startswith("Shell command: ") and "--settings" in line:
             words = shlex.split(line.removeprefix("Shell command: "))
             stage = next(words[i + 1] for i in range(1, len(words)) if words[i] == "tclsta" and words[i - 1] == "-m")
-            others = tuple(sorted((k, v) for k, v in wildcards.items() if k != "dataset"))
-            jobs[wildcards["dataset"], rule, others] = stage, json.loads(words[words.index("--settings") + 1])
+            others = tuple(sorted((k, v) for k, v in wildcards.items() if k not in ("dataset", "key")))
+            dataset = wildcards["dataset"] if "dataset" in wildcards else owners[wildcards["key"]]
+            jobs[dataset, rule, others] = stage, json.loads(words[words.index("--settings") + 1])
     return jobs
 
 
@@ -167,7 +170,8 @@ def test_every_key_reaches_exactly_the_rules_whose_stage_reads_it(workdir):  # n
 
     run = snakemake(workdir, "-n", "-p")
     assert run.returncode == 0, run.stderr[-3000:]
-    jobs = dry_run_jobs(run.stdout + run.stderr)
+    owners = {key: runs[0] for key, runs in shard_groups(config).items()}  # no two entries share shards: their roots differ
+    jobs = dry_run_jobs(run.stdout + run.stderr, owners)
     base_jobs = {job[1:]: value for job, value in jobs.items() if job[0] == BASE}
     assert {rule for rule, _ in base_jobs} >= {"manifest", "extract_frames", "flow", "pack", "train_stream", "score_stream",
                                                "features", "collaborative", "fuse", "evaluate", "report", "ablation"}

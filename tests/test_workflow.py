@@ -6,10 +6,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
 from conftest import REPO, TINY_SETTINGS, run_snakemake
+from tclsta.shared import shards_folder
 
 from tclsta.data.shards import ShardReader
 
@@ -35,6 +38,11 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return run_snakemake(workdir, *args)
 
 
+def shards_of(workdir: Path, run: str = "tiny") -> Path:
+    """The folder of the shards ``run`` reads under ``workdir``'s config (work/shards/<key>)."""
+    return workdir / shards_folder(yaml.safe_load((workdir / "config.yaml").read_text()), run)
+
+
 def test_demo_dag_end_to_end_then_nothing_to_do(tmp_path, installed_tclsta):
     """The whole DAG as a pip-installed tclsta runs it: the wheel's own Snakefile and stages, in a venv
     that holds only what the wheel declares, from a folder outside the checkout that holds only config.yaml."""
@@ -49,8 +57,7 @@ def test_demo_dag_end_to_end_then_nothing_to_do(tmp_path, installed_tclsta):
     assert metrics["num_test_videos_scored"] == 8
     assert set(metrics["results"]) == {"rgb", "flow", "fused", "late_fusion", "collaborative"}
     assert metrics["expected_ceilings"] == {"rgb": 1.0, "flow": 0.75, "fused": 1.0, "rgb_per_frame": 0.75}
-    assert sorted(p.name for p in (workdir / "results/tiny/shards").iterdir()) == ["shard_0.h5", "shard_1.h5"]
-    assert not (workdir / "results/tiny/work").exists() or not any((workdir / "results/tiny/work").iterdir())
+    assert sorted(p.name for p in shards_of(workdir).glob("*.h5")) == ["shard_0.h5", "shard_1.h5"]  # temp files gone
     for rule in ("demo_dataset", "manifest", "extract_frames", "flow", "pack", "train_stream", "score_stream", "fuse", "evaluate", "report"):
         assert any((workdir / "logs" / rule).iterdir()), rule
     logs = {rule: "".join(p.read_text() for p in (workdir / "logs" / rule).iterdir()) for rule in ("score_stream", "features", "attention")}
@@ -90,6 +97,35 @@ def test_demo_dag_end_to_end_then_nothing_to_do(tmp_path, installed_tclsta):
         assert run.returncode == 0, (command, run.stderr[-3000:])
     assert (workdir / "bundle/bundle.json").is_file() and "tiny" in run.stdout
 
+    # split: all, over the same videos: split N tests group N (disjoint), each split trains and scores on
+    # its own (lighter training here), all read the shards made above, and one report gives the mean
+    three = {k: v for k, v in TINY_SETTINGS.items() if k != "name"}
+    three["split"] = "all"
+    three["train"] = {**three["train"], "stages": [{"name": "joint", "epochs": 1, "lr": 0.003}], "test_frames": 2}
+    three["collaborative"] = {"epochs": 2}
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    (workdir / "config.yaml").write_text(yaml.safe_dump({"datasets": {**config["datasets"], "three": three}}))
+    run = installed_tclsta.snakemake("results/three/report.html", cwd=workdir)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(list((workdir / "logs/extract_frames").iterdir())) == 2 == len(list((workdir / "logs/flow").iterdir()))
+    tests = []
+    for split in (1, 2, 3):
+        manifest = pd.read_csv(workdir / f"results/three/split{split}/manifest.csv")
+        tests.append(set(manifest.loc[manifest["split"] == "test", "video_id"]))
+        assert len(tests[-1]) == 8 and all(f"_g0{split}_" in video for video in tests[-1])
+        assert json.loads((workdir / f"results/three/split{split}/metrics.json").read_text())["num_test_videos_scored"] == 8
+    assert not (tests[0] & tests[1] or tests[1] & tests[2] or tests[0] & tests[2])
+    table = pd.read_csv(workdir / "results/three/splits.csv", keep_default_na=False)
+    top1 = table[(table["variant"] == "") & (table["metric"] == "top1")].set_index("model")
+    assert set(top1.index) == {"rgb", "flow", "fused", "late_fusion", "collaborative"}
+    splits = top1[["split1", "split2", "split3"]].astype(float)
+    assert np.allclose(top1["mean"].astype(float), splits.mean(axis=1), atol=1e-4)
+    assert np.allclose(top1["std"].astype(float), splits.std(axis=1, ddof=1), atol=1e-4)
+    report = (workdir / "results/three/report.html").read_text()
+    assert "splits 1, 2, 3" in report and f"{100 * float(top1.loc['fused', 'mean']):.1f} ± " in report
+    for split in (1, 2, 3):
+        assert f'href="split{split}/report.html"' in report and (workdir / f"results/three/split{split}/report.html").is_file()
+
 
 def test_corrupt_video_fails_its_shard_by_name_and_keeps_the_rest(workdir):
     assert snakemake(workdir, "data/tiny/splits/classInd.txt").returncode == 0
@@ -99,8 +135,7 @@ def test_corrupt_video_fails_its_shard_by_name_and_keeps_the_rest(workdir):
     assert run.returncode != 0
     logs = "".join(p.read_text() for p in (workdir / "logs/extract_frames").iterdir())
     assert str(victim.relative_to(workdir)) in logs and "corrupt" in logs
-    shards = workdir / "results/tiny/shards"
-    built = sorted(p.name for p in shards.iterdir()) if shards.exists() else []
+    built = sorted(p.name for p in shards_of(workdir).glob("shard_*.h5"))
     assert len(built) == 1  # the shard without the bad video completed
     assert not list(workdir.rglob(".*.tmp*"))  # nothing half-written
 
@@ -148,12 +183,12 @@ def test_new_videos_rebuild_only_their_shard_and_new_datasets_touch_nothing_else
         listing.write("DriftLeft/v_DriftLeft_g03_c09.avi 2\n")
     # The dry run plans one shard at once, before the manifest job has run: each shard's input is
     # its own list of videos, rewritten only when the shard's rows change.
-    lists = {p.name: p.stat().st_mtime_ns for p in (workdir / "results/tiny/shard_lists").iterdir()}
+    lists = {p.name: p.stat().st_mtime_ns for p in (shards_of(workdir) / "lists").iterdir()}
     dry = snakemake(workdir, "-n", TARGET)
     counts = job_counts(dry.stdout + dry.stderr)
     assert counts["extract_frames"] == counts["flow"] == counts["pack"] == 1, counts
     assert counts["manifest"] == 1 and counts["train_stream"] == 2
-    changed = [p.name for p in (workdir / "results/tiny/shard_lists").iterdir() if p.stat().st_mtime_ns != lists[p.name]]
+    changed = [p.name for p in (shards_of(workdir) / "lists").iterdir() if p.stat().st_mtime_ns != lists[p.name]]
     assert len(changed) == 1 and len(lists) == 4, (changed, lists)
 
     for log in (workdir / "logs/extract_frames").iterdir():
@@ -165,10 +200,16 @@ def test_new_videos_rebuild_only_their_shard_and_new_datasets_touch_nothing_else
 
     # A second dataset adds jobs for itself only.
     config["datasets"]["other"] = {**config["datasets"]["tiny"], "root": "data/other/videos", "splits_dir": "data/other/splits"}
+    # One over the same videos and settings (training differs) reads the same shards: no extraction or flow.
+    config["datasets"]["again"] = {**config["datasets"]["tiny"], "train": {**config["datasets"]["tiny"]["train"], "seed": 1}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     dry = snakemake(workdir, "-n", TARGET, "results/other/report.html")
     output = dry.stdout + dry.stderr
     assert "dataset=other" in output and "dataset=tiny" not in output
+    dry = snakemake(workdir, "-n", "results/again/report.html")
+    counts = job_counts(dry.stdout + dry.stderr)
+    assert dry.returncode == 0 and counts["train_stream"] == 2, dry.stderr[-3000:]
+    assert not {"extract_frames", "flow", "pack"} & set(counts), counts
 
 
 SLURM_SITE = {"TCLSTA_SLURM_PARTITION": "cpu", "TCLSTA_SLURM_GPU_PARTITION": "gpu", "TCLSTA_SLURM_GPU_MODEL": "a100"}
@@ -251,7 +292,8 @@ def test_video_and_class_names_snakemake_reads_as_patterns_are_data(workdir, tin
     entry = {k: v for k, v in TINY_SETTINGS.items() if k not in ("name", "splits_dir")}
     entry.update(format="folder", root="data/names", test_fraction=0.5, preprocess={**entry["preprocess"], "num_shards": 1})
     (workdir / "config.yaml").write_text(yaml.safe_dump({"datasets": {"names": entry}}))
-    run = snakemake(workdir, "--notemp", "results/names/rejected/shard_0.csv")  # manifest and extraction
+    shards = shards_of(workdir, "names")
+    run = snakemake(workdir, "--notemp", str(shards.relative_to(workdir) / "rejected/shard_0.csv"))  # manifest and extraction
     assert run.returncode == 0, run.stderr[-3000:]
-    with ShardReader(workdir / "results/names/work/frames_0.h5") as reader:
+    with ShardReader(shards / "frames_0.h5") as reader:
         assert sorted(reader.video_ids) == sorted(f"{folder}/{Path(name).stem}" for folder, files in names.items() for name in files)

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from tclsta.config import DatasetConfig
+from tclsta.config import ALL_SPLITS, DatasetConfig
 from tclsta.atomic import write_text_if_changed
 from tclsta.data.tables import read_table, read_text_file
 from tclsta.errors import BadSplitFileError
@@ -145,13 +145,18 @@ def group_keys(frame: pd.DataFrame) -> list[str]:
     return [f"{c}/{group_of(Path(v).name)}" for c, v in zip(frame["class_name"], frame["video_id"])]
 
 
-_HMDB_CLIP = re.compile(r"_\d+$")
+def hmdb_source(name: str, class_name: str) -> str:
+    """The source video of an HMDB51 clip: its name before ``_<class>_``, which the per-clip tags follow
+    (``April_09_brush_hair_u_nm_np1_ba_goo_0`` -> ``April_09``); the tags (body part, camera motion,
+    people, viewpoint, quality) can differ between clips of one source. A name without ``_<class>_``
+    is its own source."""
+    source, found, _ = name.rpartition(f"_{class_name}_")
+    return source if found else name
 
 
 def hmdb_group_keys(frame: pd.DataFrame) -> list[str]:
-    """Source video of each HMDB51 clip, scoped by class: clips cut from one video share the file
-    name up to the trailing ``_<n>`` (``Class/brush_hair_Aussie_hair_u_nm_np1_ba_goo_0`` -> ``..._goo``)."""
-    return [f"{c}/{_HMDB_CLIP.sub('', Path(v).name)}" for c, v in zip(frame["class_name"], frame["video_id"])]
+    """Source video of each HMDB51 clip, scoped by class (``brush_hair/April_09``)."""
+    return [f"{c}/{hmdb_source(Path(v).name, c)}" for c, v in zip(frame["class_name"], frame["video_id"])]
 
 
 def split_groups(frame: pd.DataFrame, fraction: float, seed: int) -> set[str]:
@@ -208,6 +213,11 @@ def labelled_table(rows: list[tuple[str, Path, str, str]], classes: list[str]) -
 def ucf_split_files(split: int) -> dict[str, str]:
     """The split files of the UCF101 layout (the demo dataset's too): class index, train and test lists."""
     return {"classes": "classInd.txt", "train": f"trainlist{split:02d}.txt", "test": f"testlist{split:02d}.txt"}
+
+
+def all_ucf_split_files() -> list[str]:
+    """The split files of all three splits of the UCF101 layout (the demo generator writes them all)."""
+    return list(dict.fromkeys(name for split in ALL_SPLITS for name in ucf_split_files(split).values()))
 
 
 def hmdb_split_suffix(split: int) -> str:

@@ -28,9 +28,8 @@ from conftest import tiny_settings
 from reliability.faults import VENV_ENV, kill_midway, shard_contents, stage_command, temp_files
 from tclsta.data.manifest import read_manifest
 from tclsta.features import extract_features
-from test_workflow import snakemake, workdir  # noqa: F401  (workdir is a fixture)
+from test_workflow import shards_of, snakemake, workdir  # noqa: F401  (workdir is a fixture)
 
-SHARD = "results/tiny/shards/shard_0.h5"
 SEED = int(os.environ.get("TCLSTA_KILL_SEED") or random.SystemRandom().randrange(1_000_000))
 STAGE_SECONDS = float(os.environ.get("TCLSTA_KILL_STAGE_SECONDS", "4"))
 
@@ -144,17 +143,18 @@ def test_stage_killed_at_a_random_moment_reruns_to_the_same_outputs(tiny_dataset
 
 def test_killed_dag_resumes_after_unlock(workdir, tiny_dataset):  # noqa: F811
     """kill -9 of Snakemake and its jobs while a flow job runs; the README's recovery commands finish the shard."""
-    flow_log = workdir / "logs/flow/tiny_0.log"
+    shard = shards_of(workdir) / "shard_0.h5"
+    flow_log = workdir / "logs/flow" / f"{shard.parent.name}_0.log"
     delay = np.random.default_rng(0).uniform(0, 1.5)
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", SHARD]
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", str(shard)]
     status = kill_midway(command, workdir, flow_log.exists, delay)
     assert status == -9
-    assert not (workdir / SHARD).exists()
+    assert not shard.exists()
 
-    locked = snakemake(workdir, SHARD)
+    locked = snakemake(workdir, str(shard))
     assert locked.returncode != 0 and "--unlock" in locked.stderr
     assert snakemake(workdir, "--unlock").returncode == 0
-    resumed = snakemake(workdir, SHARD)
+    resumed = snakemake(workdir, str(shard))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     different_files = ("source_path", "source_mtime")  # the workflow generated its own copy of the demo videos
-    assert shard_contents(workdir / SHARD, different_files) == shard_contents(tiny_dataset.shards[0], different_files)
+    assert shard_contents(shard, different_files) == shard_contents(tiny_dataset.shards[0], different_files)

@@ -56,6 +56,7 @@ def collect_figures(results: Path, config: dict | None = None) -> dict:
         "fusion_weights": metrics["fusion_weights"],
         "validation_per_class_accuracy": metrics["validation_per_class_accuracy"],
         "rule_seconds": _rule_seconds(benchmarks),
+        "exact_intervals": "exact" in metrics.get("bootstrap", {}),  # Clopper-Pearson where the bootstrap collapses
     }
     ablation = results / "ablation.csv"
     if ablation.is_file():
@@ -115,7 +116,8 @@ def _accuracy_block(figures: Mapping) -> str:
     slowest = sorted(figures["rule_seconds"].items(), key=lambda item: -item[1])[:4]
     return (
         f"`make figures` at commit {figures['commit']}, {figures['num_test_videos']} test videos; "
-        "in brackets the 95% bootstrap interval over the test videos (exact Clopper-Pearson where all are right or all wrong).\n\n"
+        "in brackets the 95% bootstrap interval over the test videos"
+        + (" (exact Clopper-Pearson where all are right or all wrong)" if figures.get("exact_intervals") else "") + ".\n\n"
         + header + "\n".join(lines) + "\n\n"
         + f"Rule run times summed over jobs (`results/{figures['dataset']}/benchmarks/`): {_minutes(total)}; "
         + ", ".join(f"{rule} {_minutes(seconds)}" for rule, seconds in slowest) + "."

@@ -49,7 +49,7 @@ def stage_args(stage: str, tiny, results: Path, features: Path, out: Path) -> tu
                   ["rgb.pt", "rgb_history.csv"]),
         "score": (["--checkpoint", models / "rgb.pt", *shards, "--output", out / "rgb.csv"], ["rgb.csv"]),
         "features": (["--checkpoint", models / "flow.pt", *shards, "--output", out / "features.h5"], ["features.h5"]),
-        "collaborative": (["--rgb", features / "rgb.h5", "--flow", features / "flow.h5", "--threads", "1",
+        "collaborative": (["--rgb", features / "rgb.h5", "--flow", features / "flow.h5", "--manifest", tiny.manifest_path, "--threads", "1",
                            "--model", out / "collaborative.pt", "--history", out / "collaborative_history.csv",
                            "--output", out / "collaborative.csv"],
                           ["collaborative.pt", "collaborative_history.csv", "collaborative.csv"]),
@@ -144,17 +144,18 @@ def test_stage_killed_at_a_random_moment_reruns_to_the_same_outputs(tiny_dataset
 def test_killed_dag_resumes_after_unlock(workdir, tiny_dataset):  # noqa: F811
     """kill -9 of Snakemake and its jobs while a flow job runs; the README's recovery commands finish the shard."""
     shard = shards_of(workdir) / "shard_0.h5"
+    target = str(shard.relative_to(workdir))  # as the rule's output names it
     flow_log = workdir / "logs/flow" / f"{shard.parent.name}_0.log"
     delay = np.random.default_rng(0).uniform(0, 1.5)
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", str(shard)]
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", target]
     status = kill_midway(command, workdir, flow_log.exists, delay)
     assert status == -9
     assert not shard.exists()
 
-    locked = snakemake(workdir, str(shard))
+    locked = snakemake(workdir, target)
     assert locked.returncode != 0 and "--unlock" in locked.stderr
     assert snakemake(workdir, "--unlock").returncode == 0
-    resumed = snakemake(workdir, str(shard))
+    resumed = snakemake(workdir, target)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     different_files = ("source_path", "source_mtime")  # the workflow generated its own copy of the demo videos
     assert shard_contents(shard, different_files) == shard_contents(tiny_dataset.shards[0], different_files)

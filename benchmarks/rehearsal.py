@@ -40,6 +40,7 @@ import torch
 import torchvision
 import yaml
 
+from tclsta.shared import shards_folder
 from tclsta.video import ffmpeg_binaries
 
 CLASSES = 101
@@ -129,10 +130,10 @@ def rehearsal_config(name: str, root: Path, weights: Path, epochs: int, flow_cou
     return {"datasets": {name: entry}}
 
 
-def job_table(benchmarks: Path) -> pd.DataFrame:
+def job_table(folders: list[Path]) -> pd.DataFrame:
     """Per rule: jobs, total and longest wall time (s), peak memory (MB) of its jobs' benchmark files."""
     rows = []
-    for path in sorted(glob.glob(str(benchmarks / "*" / "*.tsv"))):
+    for path in sorted(path for folder in folders for path in glob.glob(str(folder / "*" / "*.tsv"))):
         values = pd.read_csv(path, sep="\t").iloc[-1]
         rows.append({"rule": Path(path).parent.name, "s": float(values["s"]), "max_rss": float(values["max_rss"])})
     frame = pd.DataFrame(rows)
@@ -174,7 +175,10 @@ def main() -> None:
     command = [sys.executable, "-m", "snakemake", f"results/{args.name}/report.html", "--cores", args.cores,
                "--configfile", "config.yaml", str(config_path), "--set-threads", *(f"{rule}=1" for rule in ONE_THREAD_RULES)]
     subprocess.run(command, check=True)
-    table = markdown(job_table(Path("results") / args.name / "benchmarks"))
+    config = yaml.safe_load(Path("config.yaml").read_text())
+    config["datasets"].update(yaml.safe_load(config_path.read_text())["datasets"])
+    shards = shards_folder(config, args.name)  # extraction, flow and packing: the shared shards' folder
+    table = markdown(job_table([Path("results") / args.name / "benchmarks", shards / "benchmarks"]))
     summary = (f"`{' '.join(sys.argv)}`: {count} videos, snakemake wall time {time.time() - start:.0f} s "
                f"(jobs that were already done are not re-run; their rows are from their run).\n\n{table}\n")
     (Path("results") / args.name / "rehearsal.md").write_text(summary)

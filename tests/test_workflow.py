@@ -73,7 +73,7 @@ def test_demo_dag_end_to_end_then_nothing_to_do(tmp_path, installed_tclsta):
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config["datasets"]["tiny"]["train"]["inference_batch"] = 7
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    counts = job_counts((dry := snakemake(workdir, "-n", TARGET)).stdout + dry.stderr)
+    counts = job_counts((dry := installed_tclsta.snakemake("-n", TARGET, cwd=workdir)).stdout + dry.stderr)
     assert counts["score_stream"] == counts["features"] == 2 and counts["attention"] == 1, counts
     assert "train_stream" not in counts and "flow" not in counts, counts
 

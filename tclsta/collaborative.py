@@ -148,7 +148,7 @@ def train_collaborative(rgb_features: Path, flow_features: Path, config: Collabo
     log.info("collaborative model (mutual guidance %s): %d train / %d val videos, fitted on %s, device %s",
              config.mutual_guidance, len(train[2]), len(val[2]), config.fit_on, device)
     fit_on_val = config.fit_on == "val"
-    cv = cross_validate(config, dims, val, paired.split_ids("val"), device) if fit_on_val else None
+    cv = cross_validate(config, dims, val, paired.split_ids("val"), device, objective) if fit_on_val else None
 
     model = build_collaborative(config, *dims).to(device)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=config.lr)
@@ -189,7 +189,7 @@ def train_collaborative(rgb_features: Path, flow_features: Path, config: Collabo
 
 
 def cross_validate(config: CollaborativeConfig, dims: tuple[int, int, int], data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-                   video_ids: list[str], device: torch.device) -> list[tuple[float, float]]:
+                   video_ids: list[str], device: torch.device, objective: Objective = Objective()) -> list[tuple[float, float]]:
     """Per epoch, the (loss, accuracy) on each held-out fold of :func:`kfold`, averaged over the folds (weighted by size)."""
     totals = torch.zeros(config.epochs, 2, dtype=torch.float64)
     for fold, held_out in enumerate(kfold(video_ids, config.folds, config.seed)):
@@ -201,8 +201,8 @@ def cross_validate(config: CollaborativeConfig, dims: tuple[int, int, int], data
         generator = torch.Generator().manual_seed(config.seed + 1 + fold)
         fit, check = tuple(part[kept] for part in data), tuple(part[held_out] for part in data)
         for epoch in range(config.epochs):
-            run_epoch(model, fit, config.batch_size, device, optimizer, generator)
-            loss, acc = run_epoch(model, check, config.batch_size, device)
+            run_epoch(model, fit, config.batch_size, device, optimizer, generator, objective)
+            loss, acc = run_epoch(model, check, config.batch_size, device, objective=objective)
             totals[epoch] += torch.tensor([loss, acc], dtype=torch.float64) * len(held_out)
     torch.manual_seed(config.seed)
     return [(float(loss), float(acc)) for loss, acc in (totals / len(video_ids)).tolist()]

@@ -42,10 +42,11 @@ from torch.export._patches import register_lstm_while_loop_decomposition
 
 from tclsta.atomic import atomic_path, write_text_atomic
 from tclsta.collaborative import load_collaborative
-from tclsta.config import ModelConfig, TrainConfig, build_section, section_dict
+from tclsta.config import FlowConfig, ModelConfig, PreprocessConfig, TrainConfig, build_section, section_dict, yaml_key
 from tclsta.data.dataset import IMAGENET_MEAN, IMAGENET_STD, ClipSpec
 from tclsta.errors import FileError, model_file
 from tclsta.evaluate import read_fusion_json
+from tclsta.flow import TVL1_PARAMETERS
 from tclsta.models import AttentionStream, CollaborativeModel
 from tclsta.inference import inference_clip_spec, load_checkpoint
 
@@ -132,8 +133,12 @@ def _quiet_exporter() -> Iterator[None]:
 
 def preprocessing_spec(specs: dict[str, ClipSpec], settings: dict) -> dict:
     """What a consumer does from a video's decoded frames to each graph's input, values and rules."""
-    preprocess, flow = settings["preprocess"], settings["flow"]
-    bound = flow["bound"]
+    # the recorded settings hold what the config set; the defaults fill in the rest, as for predict
+    preprocess = build_section(PreprocessConfig, {key: value for key, value in settings.get("preprocess", {}).items()
+                                                  if key == "short_side"}, "preprocess")
+    flow = build_section(FlowConfig, {key: value for key, value in settings.get("flow", {}).items()
+                                      if key in ("bound", *map(yaml_key, TVL1_PARAMETERS))}, "flow")
+    bound = flow.bound
     crops = {
         "size": list(specs["rgb"].crop_size),
         "test_crops": {stream: spec.test_crops for stream, spec in specs.items()},
@@ -144,7 +149,7 @@ def preprocessing_spec(specs: dict[str, ClipSpec], settings: dict) -> dict:
                 "over the crops, and so are the frame features that enter the collaborative model.",
     }
     return {
-        "decode": {"short_side": preprocess.get("short_side"), "color": "RGB, uint8, every frame of the video in order",
+        "decode": {"short_side": preprocess.short_side, "color": "RGB, uint8, every frame of the video in order",
                    "rule": "resize so that the short side is short_side (the long side scaled alike and rounded to the "
                            "nearest even number; null: keep the size)"},
         "rgb": {"frames": specs["rgb"].num_frames, "channels": 3, "scale": 255.0,
@@ -154,7 +159,7 @@ def preprocessing_spec(specs: dict[str, ClipSpec], settings: dict) -> dict:
         "flow": {"frames": specs["flow"].num_frames, "flow_stack": specs["flow"].flow_stack,
                  "channels": specs["flow"].channels, "bound": bound, "grey": "ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B "
                  "(OpenCV's fixed-point RGB2GRAY: (4899 R + 9617 G + 1868 B + 8192) >> 14)",
-                 "tvl1": {key: value for key, value in flow.items() if key not in ("bound", "backend")},
+                 "tvl1": {yaml_key(name): getattr(flow, name) for name in TVL1_PARAMETERS},
                  "pair": "pair p: TV-L1 flow (dx, dy) from grey frame p to grey frame p + 1",
                  "quantise": "q = rint((clip(f, -bound, bound) + bound) * 255 / (2 bound)) as uint8, each component",
                  "windows": "of N frames, with L = flow_stack and M = max(1, N - L): start s_i = min(floor((2 i + 1) M / "

@@ -200,14 +200,6 @@ def video_logits(model: AttentionStream, clips: torch.Tensor | list[EncodedClip]
     return chunked_outputs(model, clips, device, images, ("logits",))["logits"]
 
 
-def video_scores(model: AttentionStream, clips: torch.Tensor | list[EncodedClip], device: torch.device,
-                 images: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The temporal head's (B, K) logits and the frame classifier's (B, K) log-probabilities averaged over the
-    frames, of clips (B, T, C, H, W), or of test crops (B, N, T, C, H, W) each averaged over the N crops."""
-    outputs = chunked_outputs(model, clips, device, images, ("logits", "frame_scores"))
-    return outputs["logits"], outputs["frame_scores"]
-
-
 def combine_stream_scores(lstm: np.ndarray, frames: np.ndarray) -> dict[str, np.ndarray]:
     """The (N, K) scores of each of ``STREAM_SCORES`` from the temporal head's logits and the frames' log-probabilities."""
     lstm_log_probs = torch.from_numpy(lstm).log_softmax(1).numpy()

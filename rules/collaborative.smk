@@ -1,5 +1,5 @@
 rule features:
-    """Per-frame features of a trained stream for every video (test protocol), cached for the collaborative model."""
+    """Per-frame features of a trained stream for the videos the collaborative model reads (test protocol), cached for it."""
     input:
         manifest="results/{dataset}/manifest.csv",
         shards=packed_shards,

@@ -107,6 +107,16 @@ VARIANTS = (
             "collaborative", {"model": {"temporal_attention": False}}),
     Variant("soft_class_map", "spatial attention from the class maps weighted by the CAM head's probabilities "
             "(class_source: soft); " + COLLABORATIVE, "collaborative", {"model": {"class_source": "soft"}}),
+    Variant("predicted_class_map", "spatial attention from the predicted class's map (class_source: predicted, the "
+            "global default); " + COLLABORATIVE, "collaborative", {"model": {"class_source": "predicted"}}),
+    Variant("learned_temperature", "spatial attention's softmax temperature learned (attention_temperature: learned); "
+            + COLLABORATIVE, "collaborative", {"model": {"attention_temperature": "learned"}}),
+    Variant("detached_attention", "the temporal loss does not train the CAM head through the attention weights "
+            "(detach_attention); " + COLLABORATIVE, "collaborative", {"model": {"detach_attention": True}}),
+    Variant("variable_steps", "temporal head trained on a random number of steps, train_frames to test_frames "
+            "(variable_steps); " + COLLABORATIVE, "collaborative", {"train": {"variable_steps": True}}),
+    Variant("release_collaborative", "full streams; " + COLLABORATIVE + " at the authors' release size (hidden 2048)",
+            "collaborative", {"collaborative": {"hidden": 2048}}),
     Variant("no_mutual_guidance", "full streams; " + COLLABORATIVE + " with each stream attending to itself",
             "collaborative", {"collaborative": {"mutual_guidance": False}}),
 )

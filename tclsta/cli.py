@@ -151,11 +151,12 @@ def cmd_features(args: argparse.Namespace) -> None:
     import torch
 
     from tclsta.data.manifest import read_manifest
-    from tclsta.features import extract_features
+    from tclsta.features import extract_features, feature_splits
 
     dataset, _ = resolve_settings(args, declared_settings("features"))
     torch.set_num_threads(args.threads)
-    extract_features(args.checkpoint, args.shards, read_manifest(args.manifest), dataset.train, args.output)
+    extract_features(args.checkpoint, args.shards, read_manifest(args.manifest), dataset.train, args.output,
+                     feature_splits(dataset.collaborative.fit_on))
 
 
 def cmd_collaborative(args: argparse.Namespace) -> None:
@@ -386,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--output", type=Path, required=True, help="scores CSV")
     sub.set_defaults(func=cmd_score)
 
-    sub = stages.add_parser("features", help="cache a trained stream's frame features of every video (HDF5)")
+    sub = stages.add_parser("features", help="cache a trained stream's frame features of the videos the collaborative model reads (HDF5)")
     add_settings_options(sub)
     sub.add_argument("--checkpoint", type=Path, required=True, help="the trained stream")
     add_shard_inputs(sub)

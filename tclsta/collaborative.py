@@ -131,7 +131,8 @@ def train_collaborative(rgb_features: Path, flow_features: Path, config: Collabo
     """Train the collaborative model on the ``config.fit_on`` videos' features, score val and test; a multi-label
     ``manifest`` gives the videos' targets.
 
-    The history has both splits' loss and accuracy per epoch, whichever is fitted.
+    The history has both splits' loss and accuracy per epoch, whichever is fitted; fitted on val, the training
+    videos' columns are empty when their features were not extracted (:func:`tclsta.features.feature_splits`).
     """
     torch.manual_seed(config.seed)
     device = pick_device(device_name)
@@ -141,13 +142,13 @@ def train_collaborative(rgb_features: Path, flow_features: Path, config: Collabo
         objective = Objective.of(manifest)
         paired = dataclasses.replace(paired, targets=objective.targets(manifest, paired.classes, paired.video_ids))
     train, val = paired.split("train"), paired.split("val")
-    if not len(train[2]) or not len(val[2]):
+    fit_on_val = config.fit_on == "val"
+    if not len(val[2]) or not (len(train[2]) or fit_on_val):
         raise RuntimeError(f"collaborative model: {len(train[2])} training and {len(val[2])} validation videos "
                            f"with features of both streams; need both")
     dims = (paired.static.shape[-1], paired.motion.shape[-1], len(paired.classes))
     log.info("collaborative model (mutual guidance %s): %d train / %d val videos, fitted on %s, device %s",
              config.mutual_guidance, len(train[2]), len(val[2]), config.fit_on, device)
-    fit_on_val = config.fit_on == "val"
     cv = cross_validate(config, dims, val, paired.split_ids("val"), device, objective) if fit_on_val else None
 
     model = build_collaborative(config, *dims).to(device)
@@ -159,7 +160,8 @@ def train_collaborative(rgb_features: Path, flow_features: Path, config: Collabo
     for epoch in progress(range(1, config.epochs + 1), "collaborative model, training", unit="epochs"):
         start = time.time()
         fitted = run_epoch(model, val if fit_on_val else train, config.batch_size, device, optimizer, generator, objective)
-        checked = run_epoch(model, train if fit_on_val else val, config.batch_size, device, objective=objective)
+        checked = (run_epoch(model, train if fit_on_val else val, config.batch_size, device, objective=objective)
+                   if len(train[2]) else (math.nan, math.nan))
         (train_loss, train_acc), (val_loss, val_acc) = (checked, fitted) if fit_on_val else (fitted, checked)
         cv_loss, cv_acc = cv[epoch - 1] if cv is not None else (math.nan, math.nan)
         history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,

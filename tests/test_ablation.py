@@ -24,7 +24,8 @@ def test_ablation_table_from_real_runs(tiny_dataset, tmp_path):
             continue
         if variant.retrains_streams:
             train_streams(tiny_dataset, variant.streams_dir(results),
-                          dataclasses.replace(config.model, **variant.overrides["model"]))
+                          dataclasses.replace(config.model, **variant.overrides.get("model", {})),
+                          dataclasses.replace(config.train, **variant.overrides.get("train", {})))
         collaborative = dataclasses.replace(TINY_COLLABORATIVE, **variant.overrides.get("collaborative", {}))
         train_collaborative_into(variant.streams_dir(results) / "features", variant.run_dir(results), collaborative)
     assert all(path.exists() for path in ablation_inputs(results))

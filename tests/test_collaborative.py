@@ -11,25 +11,25 @@ import pytest
 import torch
 
 from tclsta.collaborative import kfold, load_collaborative, train_collaborative
-from tclsta.config import CollaborativeConfig, DatasetConfig, ModelConfig
+from tclsta.config import CollaborativeConfig, DatasetConfig, ModelConfig, TrainConfig
 from tclsta.data.manifest import read_manifest
 from tclsta.evaluate import evaluate, fuse_streams
 from tclsta.inference import read_scores, score_stream
 from tclsta.model_choice import choose_model
-from tclsta.features import extract_features, read_features
+from tclsta.features import extract_features, feature_splits, read_features
 from tclsta.models import CollaborativeModel
 from tclsta.train import train_stream
 
 TINY_COLLABORATIVE = CollaborativeConfig(epochs=8, hidden=16, batch_size=4, dropout=0.0, fit_on="train")
 
 
-def train_streams(dataset, folder: Path, model: ModelConfig | None = None) -> None:
+def train_streams(dataset, folder: Path, model: ModelConfig | None = None, train: TrainConfig | None = None) -> None:
     """Train, score and cache the features of both streams into ``folder``/{models,scores,features} (the results layout)."""
     config: DatasetConfig = dataset.config
     manifest = read_manifest(dataset.manifest_path)
     for stream in ("rgb", "flow"):
         checkpoint = folder / "models" / f"{stream}.pt"
-        train_stream(dataset.shards, manifest, stream, model or config.model, config.train, checkpoint,
+        train_stream(dataset.shards, manifest, stream, model or config.model, train or config.train, checkpoint,
                      folder / "models" / f"{stream}_history.csv")
         score_stream(checkpoint, dataset.shards, manifest, config.train, folder / "scores" / f"{stream}.csv")
         extract_features(checkpoint, dataset.shards, manifest, config.train, folder / "features" / f"{stream}.h5")
@@ -156,6 +156,21 @@ def test_fit_on_val_learns_from_validation_features_only(tmp_path):
     scores = read_scores(tmp_path / "scores" / "collaborative.csv")
     test = scores[scores["split"] == "test"]
     assert (test.filter(like="score_").to_numpy().argmax(1) == test["label"].to_numpy()).all()
+
+
+def test_fit_on_val_needs_no_training_features(tmp_path):
+    """The features stage skips the training videos when the model is fitted on val: the model trains and scores
+    all the same, and the history leaves the training videos' columns empty; fitted on train, it needs them."""
+    assert feature_splits("val") == ("val", "test") and feature_splits("train") == ("train", "val", "test")
+    splits = ["val"] * 20 + ["test"] * 4
+    labels = np.array([i % 2 for i in range(len(splits))])
+    write_features(tmp_path / "features", splits, labels, np.ones(len(splits), dtype=bool))
+    train_collaborative_into(tmp_path / "features", tmp_path, dataclasses.replace(TINY_COLLABORATIVE, fit_on="val", folds=4))
+    history = pd.read_csv(tmp_path / "models" / "collaborative_history.csv")
+    assert history[["train_loss", "train_acc"]].isna().all().all() and history["val_acc"].iloc[-1] == 1.0
+    assert len(read_scores(tmp_path / "scores" / "collaborative.csv")) == len(splits)
+    with pytest.raises(RuntimeError, match="0 training and 20 validation videos"):
+        train_collaborative_into(tmp_path / "features", tmp_path / "train", dataclasses.replace(TINY_COLLABORATIVE, fit_on="train"))
 
 
 def test_cross_validation_is_honest_where_fitting_is_not(tmp_path):

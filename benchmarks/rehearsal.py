@@ -131,19 +131,21 @@ def rehearsal_config(name: str, root: Path, weights: Path, epochs: int, flow_cou
 
 
 def job_table(folders: list[Path]) -> pd.DataFrame:
-    """Per rule: jobs, total and longest wall time (s), peak memory (MB) of its jobs' benchmark files."""
+    """Per rule: jobs, total and longest wall time (s), total CPU time (s), peak memory (MB) of its jobs' benchmark files."""
     rows = []
     for path in sorted(path for folder in folders for path in glob.glob(str(folder / "*" / "*.tsv"))):
         values = pd.read_csv(path, sep="\t").iloc[-1]
-        rows.append({"rule": Path(path).parent.name, "s": float(values["s"]), "max_rss": float(values["max_rss"])})
+        rows.append({"rule": Path(path).parent.name, "s": float(values["s"]), "cpu_time": float(values["cpu_time"]),
+                     "max_rss": float(values["max_rss"])})
     frame = pd.DataFrame(rows)
     return frame.groupby("rule", sort=False).agg(jobs=("s", "size"), total_s=("s", "sum"), longest_s=("s", "max"),
-                                                  peak_mb=("max_rss", "max")).reset_index()
+                                                  cpu_s=("cpu_time", "sum"), peak_mb=("max_rss", "max")).reset_index()
 
 
 def markdown(table: pd.DataFrame) -> str:
-    lines = ["| rule | jobs | wall time, all jobs (s) | longest job (s) | peak memory (MB, max_rss) |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| `{r.rule}` | {r.jobs} | {r.total_s:.0f} | {r.longest_s:.0f} | {r.peak_mb:.0f} |" for r in table.itertuples()]
+    lines = ["| rule | jobs | wall time, all jobs (s) | longest job (s) | CPU time, all jobs (s) | peak memory (MB, max_rss) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| `{r.rule}` | {r.jobs} | {r.total_s:.0f} | {r.longest_s:.0f} | {r.cpu_s:.0f} | {r.peak_mb:.0f} |" for r in table.itertuples()]
     return "\n".join(lines)
 
 

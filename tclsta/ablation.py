@@ -107,8 +107,8 @@ VARIANTS = (
             "collaborative", {"model": {"temporal_attention": False}}),
     Variant("soft_class_map", "spatial attention from the class maps weighted by the CAM head's probabilities "
             "(class_source: soft); " + COLLABORATIVE, "collaborative", {"model": {"class_source": "soft"}}),
-    Variant("predicted_class_map", "spatial attention from the predicted class's map (class_source: predicted, the "
-            "global default); " + COLLABORATIVE, "collaborative", {"model": {"class_source": "predicted"}}),
+    Variant("predicted_class_map", "spatial attention from the predicted class's map (class_source: predicted); "
+            + COLLABORATIVE, "collaborative", {"model": {"class_source": "predicted"}}),
     Variant("learned_temperature", "spatial attention's softmax temperature learned (attention_temperature: learned); "
             + COLLABORATIVE, "collaborative", {"model": {"attention_temperature": "learned"}}),
     Variant("detached_attention", "the temporal loss does not train the CAM head through the attention weights "

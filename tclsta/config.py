@@ -68,7 +68,7 @@ class ModelConfig:
     temporal_attention: bool = True
     spatial_hidden: int = 1024
     temporal_hidden: int = 512
-    class_source: str = "predicted"
+    class_source: str = "agnostic"
     attention_temperature: float | str = 1.0  # the spatial softmax's; or "learned"
     detach_attention: bool = False
     stream_score: str = "lstm"  # lstm | frames | both | auto (chosen on the validation videos); predict and export use lstm

@@ -59,7 +59,7 @@ class SpatialAttention(nn.Module):
         in_channels: int,
         num_classes: int,
         hidden: int = 1024,
-        class_source: str = "predicted",
+        class_source: str = "agnostic",
         temperature: float | str = 1.0,
         detach: bool = False,
         enabled: bool = True,

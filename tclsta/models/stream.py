@@ -79,7 +79,7 @@ class AttentionStream(nn.Module):
         temporal: bool = True,
         spatial_hidden: int = 1024,
         temporal_hidden: int = 512,
-        class_source: str = "predicted",
+        class_source: str = "agnostic",
         attention_temperature: float | str = 1.0,
         detach_attention: bool = False,
         dropout: float = 0.5,

@@ -215,4 +215,5 @@ def _pct_ci(value: float, bounds: tuple[float, float]) -> str:
 
 
 def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)} min {round(seconds % 60):02d} s"
+    minutes, rest = divmod(round(seconds), 60)  # rounded first: 59.6 s is "1 min 00 s", never "0 min 60 s"
+    return f"{minutes} min {rest:02d} s"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
 import subprocess
 import sys
 import time
@@ -174,8 +175,12 @@ def main() -> None:
     config_path.write_text(yaml.safe_dump(rehearsal_config(args.name, root, weights, args.epochs, args.flow_counts, args.shards)))
     print(f"{count} videos of {args.classes} classes under {root}; weights {weights}", flush=True)
     start = time.time()
+    # The machine's memory as a resource: a training job at the recipe's batch declares 16 GB (it peaks at about
+    # 8 GB on a CPU), so two at once would not fit a 24 GB machine; Snakemake then runs them one after the other.
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
     command = [sys.executable, "-m", "snakemake", f"results/{args.name}/report.html", "--cores", args.cores,
-               "--configfile", "config.yaml", str(config_path), "--set-threads", *(f"{rule}=1" for rule in ONE_THREAD_RULES)]
+               "--resources", f"mem_mb={memory_mb}", "--configfile", "config.yaml", str(config_path),
+               "--set-threads", *(f"{rule}=1" for rule in ONE_THREAD_RULES)]
     subprocess.run(command, check=True)
     config = yaml.safe_load(Path("config.yaml").read_text())
     config["datasets"].update(yaml.safe_load(config_path.read_text())["datasets"])

@@ -145,7 +145,8 @@ def train_collaborative(rgb_features: Path, flow_features: Path, config: Collabo
     fit_on_val = config.fit_on == "val"
     if not len(val[2]) or not (len(train[2]) or fit_on_val):
         raise RuntimeError(f"collaborative model: {len(train[2])} training and {len(val[2])} validation videos "
-                           f"with features of both streams; need both")
+                           f"with features of both streams; fitted on {config.fit_on}, it needs validation videos"
+                           f"{' and training videos' if not fit_on_val else ''}")
     dims = (paired.static.shape[-1], paired.motion.shape[-1], len(paired.classes))
     log.info("collaborative model (mutual guidance %s): %d train / %d val videos, fitted on %s, device %s",
              config.mutual_guidance, len(train[2]), len(val[2]), config.fit_on, device)

@@ -26,11 +26,10 @@ TSN's test-time average); ``score_k`` is one of ``STREAM_SCORES``: ``lstm``,
 from __future__ import annotations
 
 import dataclasses
+import logging
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
-
-import logging
 
 import numpy as np
 import pandas as pd
@@ -206,11 +205,16 @@ def combine_stream_scores(lstm: np.ndarray, frames: np.ndarray) -> dict[str, np.
     return {"lstm": lstm, "frames": frames, "both": lstm_log_probs + frames}
 
 
+def _top1_of_each(sources: dict[str, np.ndarray], labels: np.ndarray, rows: np.ndarray) -> dict[str, float]:
+    """Top-1 of each of ``STREAM_SCORES`` on the ``rows`` (a boolean mask); 0 where there are none."""
+    return {name: float((sources[name][rows].argmax(1) == labels[rows]).mean()) if rows.any() else 0.0
+            for name in STREAM_SCORES}
+
+
 def choose_stream_score(sources: dict[str, np.ndarray], labels: np.ndarray, is_val: np.ndarray, setting: str) -> dict:
     """Top-1 of each of ``STREAM_SCORES`` on the validation rows, and the one used: ``setting`` unless it is ``auto``,
     then the most accurate (ties: the earlier in ``STREAM_SCORES``)."""
-    val_top1 = {name: float((sources[name][is_val].argmax(1) == labels[is_val]).mean()) if is_val.any() else 0.0
-                for name in STREAM_SCORES}
+    val_top1 = _top1_of_each(sources, labels, is_val)
     chosen = setting if setting != "auto" else max(STREAM_SCORES, key=lambda name: val_top1[name])
     return {"setting": setting, "chosen": chosen, "val_top1": val_top1}
 
@@ -221,9 +225,7 @@ def stream_score_choice(table: pd.DataFrame, setting: str) -> dict:
     sources = combine_stream_scores(*(table[[f"{name}_{i}" for i in range(k)]].to_numpy(dtype=np.float64) for name in ("lstm", "frames")))
     labels, split = table["label"].to_numpy(), table["split"].to_numpy()
     choice = choose_stream_score(sources, labels, split == "val", setting)
-    test = split == "test"
-    choice["test_top1"] = {name: float((sources[name][test].argmax(1) == labels[test]).mean()) if test.any() else 0.0
-                           for name in STREAM_SCORES}
+    choice["test_top1"] = _top1_of_each(sources, labels, split == "test")
     return choice
 
 

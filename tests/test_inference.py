@@ -5,12 +5,14 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from tclsta.data.dataset import model_input
 from tclsta.data.manifest import read_manifest
-from tclsta.inference import chunked_outputs, load_checkpoint, scoring_loader, video_logits
+from tclsta.inference import chunked_outputs, load_checkpoint, scoring_loader, stream_score_choice, video_logits, write_scores
 
 INFERENCE_STAGES = ("inference", "features", "attention_view", "predict", "evaluate", "collaborative", "fusion", "ablation", "report")
 
@@ -43,3 +45,19 @@ def test_chunked_scoring_and_features_equal_one_pass(tiny_dataset, tiny_results,
         for name, value in expected.items():
             torch.testing.assert_close(chunked[name], value, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(video_logits(model, clips, device, 7), expected["logits"], rtol=1e-5, atol=1e-5)
+
+
+def test_stream_score_is_chosen_on_validation_and_reported_on_test(tmp_path):
+    """``auto`` takes the source most accurate on the validation rows; a fixed setting is kept; each source's
+    validation and test top-1 come with the choice. Here the frames are right on validation, the head on test."""
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    splits = np.array(["val", "val", "val", "test", "test", "test"])
+    right, wrong = np.eye(2)[labels] * 5.0, np.eye(2)[1 - labels] * 5.0
+    lstm = np.where((splits == "test")[:, None], right, wrong)
+    frames = np.log(np.where((splits == "val")[:, None], np.eye(2)[labels] * 0.8 + 0.1, np.eye(2)[1 - labels] * 0.8 + 0.1))
+    write_scores(tmp_path / "s.csv", [f"v{i}" for i in range(6)], splits, labels, lstm, {"lstm": lstm, "frames": frames})
+    table = pd.read_csv(tmp_path / "s.csv")
+    auto = stream_score_choice(table, "auto")
+    assert auto["chosen"] == "frames" and auto["val_top1"]["frames"] == 1.0 and auto["val_top1"]["lstm"] == 0.0
+    assert auto["test_top1"] == {"lstm": 1.0, "frames": 0.0, "both": 1.0}
+    assert stream_score_choice(table, "lstm")["chosen"] == "lstm"
